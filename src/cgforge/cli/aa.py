@@ -1,0 +1,131 @@
+"""``cgforge aa``, ``cgforge analyze`` and ``cgforge molecules``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cgforge.cli.progress import console, stage_progress
+from cgforge.units import parse_time_ps
+
+
+def register(app: typer.Typer) -> None:
+    app.command("aa")(aa)
+    app.command("analyze")(analyze)
+    app.command("molecules")(molecules)
+
+
+def aa(
+    molecule: str = typer.Argument(None, help="Built-in name (see 'cgforge molecules') or SMILES."),
+    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
+    molecules_: int = typer.Option(500, "--molecules", help="Number of molecules."),
+    equilibrate: str = typer.Option("100ps", "--equilibrate", help="NPT equilibration time, e.g. 200ps."),
+    production: str = typer.Option("1ns", "--production", help="Production time, e.g. 2ns."),
+    temperature: float = typer.Option(298.15, "--temperature", help="Temperature, K."),
+    pressure: float = typer.Option(1.0, "--pressure", help="Pressure, bar."),
+    timestep: str = typer.Option("2fs", "--timestep", help="Time step (HBond constraints)."),
+    ensemble: str = typer.Option("nvt", "--ensemble", help="Production ensemble: nvt (Nosé-Hoover) or nve."),
+    sample_every: str = typer.Option(None, "--sample-every", help="Bead sampling interval (default: run/100, at most 1ps)."),
+    forces: bool = typer.Option(False, "--forces", help="Also save mapped (per-molecule) forces."),
+    cutoff: float = typer.Option(1.0, "--cutoff", help="Nonbonded cutoff, nm (PME beyond)."),
+    density: float = typer.Option(None, "--pack-density", help="Packing density, g/cm3 (default: 0.9 x reference)."),
+    platform: str = typer.Option("auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."),
+    seed: int = typer.Option(0, "--seed", help="Seed for conformer, packing and velocities."),
+    topology: Path = typer.Option(None, "--topology", help="Your own GROMACS .top (instead of a molecule)."),
+    coordinates: Path = typer.Option(None, "--coordinates", help="The .gro that goes with --topology."),
+    include_dir: Path = typer.Option(None, "--include-dir", help="GROMACS force-field directory for --topology."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+) -> None:
+    """All-atom reference liquid: OPLS-AA → OpenMM MD → one bead per molecule → RDF, D, density."""
+    from cgforge.workflows.aa import AAConfig, default_protocol
+
+    extra = {
+        "temperature_K": temperature,
+        "pressure_bar": pressure,
+        "timestep_fs": parse_time_ps(timestep, what="--timestep", allow_zero=False) * 1e3,
+        "production_ensemble": ensemble,
+        "save_forces": forces,
+        "platform": platform,
+        "seed": seed,
+    }
+    if sample_every is not None:
+        extra["sample_interval_ps"] = parse_time_ps(sample_every, what="--sample-every", allow_zero=False)
+    protocol = default_protocol(
+        parse_time_ps(equilibrate, what="--equilibrate"),
+        parse_time_ps(production, what="--production", allow_zero=False),
+        **extra,
+    )
+    config = AAConfig(
+        molecule=molecule,
+        topology_file=str(topology) if topology else None,
+        coordinates_file=str(coordinates) if coordinates else None,
+        include_dir=str(include_dir) if include_dir else None,
+        n_molecules=molecules_,
+        packing_density_g_cm3=density,
+        cutoff_nm=cutoff,
+        protocol=protocol,
+    )
+    from cgforge.workflows.aa import run_aa
+
+    with stage_progress(not quiet) as progress:
+        summary = run_aa(config, out, overwrite=overwrite, progress=progress)
+    _print_summary(summary, out)
+
+
+def analyze(
+    topology: Path = typer.Option(..., "--topology", help="Topology: .gro/.tpr/.pdb/.psf/LAMMPS data."),
+    trajectory: list[Path] = typer.Option(None, "--trajectory", help="Trajectory file(s): .xtc/.trr/.dcd/LAMMPS dump."),
+    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
+    temperature: float = typer.Option(None, "--temperature", help="Temperature of the run, K (recorded)."),
+    start: int = typer.Option(None, "--start", help="First frame."),
+    stop: int = typer.Option(None, "--stop", help="Stop before this frame."),
+    step: int = typer.Option(None, "--step", help="Frame stride."),
+    fit_start: str = typer.Option(None, "--fit-start", help="Start of the MSD fit window, e.g. 10ps."),
+    fit_end: str = typer.Option(None, "--fit-end", help="End of the MSD fit window."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+) -> None:
+    """One-bead reference (RDF, MSD, D, density) of your own trajectory, read with MDAnalysis."""
+    from cgforge.workflows.analyze import AnalyzeConfig, run_analyze
+
+    config = AnalyzeConfig(
+        topology=str(topology),
+        trajectory=tuple(str(t) for t in trajectory or ()),
+        temperature_K=temperature,
+        start=start,
+        stop=stop,
+        step=step,
+        fit_start_ps=parse_time_ps(fit_start, what="--fit-start") if fit_start else None,
+        fit_end_ps=parse_time_ps(fit_end, what="--fit-end") if fit_end else None,
+    )
+    summary = run_analyze(config, out, overwrite=overwrite)
+    _print_summary(summary, out)
+
+
+def molecules() -> None:
+    """List the built-in molecules."""
+    from cgforge.molecules import list_builtin_molecules
+
+    table = Table("name", "SMILES", "M / g mol-1", "rho_ref / g cm-3")
+    for entry in list_builtin_molecules():
+        table.add_row(entry.name, entry.smiles, f"{entry.molar_mass:.2f}",
+                      f"{entry.density_g_cm3:.4f}" if entry.density_g_cm3 else "-")
+    console.print(table)
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    table = Table(title=f"{summary.get('molecule')} → {out}", show_header=False)
+    rows = [
+        ("molecules", f"{summary['n_molecules']}"),
+        ("bead mass", f"{summary['bead_mass_amu']:.3f} amu"),
+        ("density", f"{summary['density_g_cm3']:.4f} ± {summary['density_err_g_cm3']:.4f} g/cm3"),
+        ("D", f"{summary['diffusion_m2_s']:.4g} ± {summary['diffusion_err_m2_s']:.2g} m2/s"),
+        ("fit window", "{:.3g}-{:.3g} ps".format(*summary["diffusion_fit_window_ps"])),
+    ]
+    if "ns_per_day" in summary:
+        rows.append(("speed", f"{summary['ns_per_day']:.2f} ns/day on {summary['platform']}"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)

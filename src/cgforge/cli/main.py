@@ -1,0 +1,60 @@
+"""Entry point of the ``cgforge`` command."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import typer
+
+from cgforge import __version__
+from cgforge.cli import aa as aa_commands
+from cgforge.cli.progress import console
+from cgforge.errors import CGForgeError
+
+app = typer.Typer(
+    name="cgforge",
+    help="Coarse-grained models of molecular liquids that keep all-atom structure and mobility.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+aa_commands.register(app)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(f"cgforge {__version__}")
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user-caused errors print one line and exit with status 2."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        app(args=argv, standalone_mode=False)
+    except CGForgeError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: rerun the same command to resume from the last checkpoint")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,475 @@
+"""Staged molecular dynamics on OpenMM with sampling, checkpoints and resume.
+
+One runner serves all-atom and coarse-grained systems alike: a system, its particle positions and a
+``groups`` array that maps each particle to its bead (molecule index for all-atom runs, the identity
+for CG runs). The protocol is
+
+1. energy minimisation,
+2. NPT equilibration (Langevin middle integrator + Monte Carlo barostat; stochastic dynamics are fine
+   here because nothing dynamic is measured),
+3. the box set to the mean volume of the second half of the NPT stage (bead centres scaled),
+4. production at that volume under Newtonian dynamics (``nve``, velocity Verlet) or a global
+   Nosé–Hoover chain thermostat (``nvt``): never Langevin, so diffusion is physical.
+
+Bead positions (mass-weighted centres, unwrapped), mapped forces (sum over each bead's particles),
+and thermodynamics (energies, temperature, volume, density, instantaneous molecular pressure) are
+sampled during production. Work is done in segments; after each segment the samples are written to a
+chunk file, then an OpenMM checkpoint, then a small JSON state that commits both. A run that is
+killed resumes from its last committed segment with nothing lost and nothing duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openmm
+import openmm.app as app
+
+from cgforge.errors import InputError, SimulationError
+from cgforge.fileio import atomic_path, write_json, write_npz
+from cgforge.units import KB_KJ_MOL_K, density_g_cm3
+
+STATE_FILE = "state.json"
+
+#: (stage name, steps done in stage, steps in stage, ns/day of the last segment)
+ProgressCallback = Callable[[str, int, int, float], None]
+
+
+@dataclass(frozen=True)
+class MDProtocol:
+    """Settings of a staged MD run. Times in ps, temperature in K, pressure in bar."""
+
+    temperature_K: float = 298.15
+    pressure_bar: float = 1.0
+    timestep_fs: float = 2.0
+    minimize: bool = True
+    equilibration_ps: float = 100.0
+    production_ps: float = 1000.0
+    sample_interval_ps: float = 1.0
+    thermo_interval_ps: float = 0.1
+    production_ensemble: str = "nvt"  # "nvt" (Nosé–Hoover chain) or "nve"
+    thermostat_collision_per_ps: float = 1.0  # Nosé–Hoover coupling frequency
+    friction_per_ps: float = 1.0  # Langevin friction of the equilibration stage only
+    barostat_interval: int = 25
+    save_forces: bool = False
+    save_particles: bool = True  # keep every particle's positions for a trajectory file
+    checkpoint_interval_ps: float = 50.0
+    platform: str = "auto"
+    seed: int = 0
+    max_energy_kj_mol_per_particle: float = 1.0e4  # blow-up detector
+
+    def __post_init__(self) -> None:
+        checks = {
+            "temperature_K": self.temperature_K > 0,
+            "pressure_bar": math.isfinite(self.pressure_bar),
+            "timestep_fs": 0 < self.timestep_fs <= 50,
+            "equilibration_ps": self.equilibration_ps >= 0,
+            "production_ps": self.production_ps > 0,
+            "sample_interval_ps": self.sample_interval_ps > 0,
+            "thermo_interval_ps": self.thermo_interval_ps > 0,
+            "checkpoint_interval_ps": self.checkpoint_interval_ps > 0,
+            "barostat_interval": self.barostat_interval > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise InputError(f"invalid MD setting {name}={getattr(self, name)!r}")
+        if self.production_ensemble not in ("nvt", "nve"):
+            raise InputError(
+                f"production ensemble '{self.production_ensemble}' is not supported; use nvt or nve"
+            )
+
+    @property
+    def dt_ps(self) -> float:
+        return self.timestep_fs * 1.0e-3
+
+    def steps(self, t_ps: float) -> int:
+        return round(t_ps / self.dt_ps)
+
+    def stride(self, interval_ps: float) -> int:
+        return max(1, round(interval_ps / self.dt_ps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MDResult:
+    """What a production run produced, in cgforge units."""
+
+    times_ps: np.ndarray  # (F,)
+    bead_positions_nm: np.ndarray  # (F, B, 3) unwrapped bead centres
+    bead_forces_kj_mol_nm: np.ndarray | None  # (F, B, 3)
+    box_nm: np.ndarray  # (3,) production box
+    bead_masses_amu: np.ndarray  # (B,)
+    thermo: dict[str, np.ndarray]  # columns with units in the names, production and equilibration
+    platform: str
+    ns_per_day: float
+    wall_s: float
+    particle_chunks: list[Path] = field(default_factory=list)  # chunk files with particle positions
+
+    def iter_particle_frames(self):
+        """Yield (time_ps, positions_nm (P,3)) of production frames from the chunk files."""
+        for path in self.particle_chunks:
+            with np.load(path) as data:
+                if "particle_positions_nm" not in data:
+                    continue
+                for t, xyz in zip(data["times_ps"], data["particle_positions_nm"], strict=True):
+                    yield float(t), np.asarray(xyz, dtype=float)
+
+
+def select_platform(name: str) -> tuple[openmm.Platform, dict[str, str]]:
+    """OpenMM platform by name: ``auto`` picks CUDA when present, else CPU."""
+    available = {
+        openmm.Platform.getPlatform(i).getName().lower(): openmm.Platform.getPlatform(i)
+        for i in range(openmm.Platform.getNumPlatforms())
+    }
+    wanted = name.lower()
+    if wanted == "auto":
+        for candidate in ("cuda", "cpu", "reference"):
+            if candidate in available:
+                wanted = candidate
+                break
+    if wanted not in available:
+        raise InputError(
+            f"OpenMM platform '{name}' is not available here (available: {', '.join(sorted(available))}); "
+            "use --platform auto"
+        )
+    properties = {"Precision": "mixed"} if wanted in ("cuda", "opencl") else {}
+    return available[wanted], properties
+
+
+class MDRunner:
+    """Runs :class:`MDProtocol` on an OpenMM system in a work directory with resume."""
+
+    def __init__(
+        self,
+        system: openmm.System,
+        topology: app.Topology,
+        positions_nm: np.ndarray,
+        box_nm: np.ndarray,
+        groups: np.ndarray,
+        protocol: MDProtocol,
+        workdir: str | Path,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.system = system
+        self.topology = topology
+        self.positions_nm = np.asarray(positions_nm, dtype=float)
+        self.box_nm = np.asarray(box_nm, dtype=float)
+        self.groups = np.asarray(groups, dtype=int)
+        self.protocol = protocol
+        self.workdir = Path(workdir)
+        self.progress = progress
+        n = system.getNumParticles()
+        if self.positions_nm.shape != (n, 3) or self.groups.shape != (n,):
+            raise InputError(
+                f"system has {n} particles but positions have shape {self.positions_nm.shape} "
+                f"and groups {self.groups.shape}"
+            )
+        self.masses = np.array(
+            [system.getParticleMass(i).value_in_unit(openmm.unit.dalton) for i in range(n)]
+        )
+        self.n_beads = int(self.groups.max()) + 1
+        self.bead_masses = np.bincount(self.groups, weights=self.masses, minlength=self.n_beads)
+        if np.any(self.bead_masses <= 0):
+            raise InputError("every bead needs a positive mass (check the system's particle masses)")
+        self.n_constraints = system.getNumConstraints()
+        has_cm_remover = any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
+        self.dof = 3 * n - self.n_constraints - (3 if has_cm_remover else 0)
+        self.platform, self.platform_properties = select_platform(protocol.platform)
+        self._segment_speed = 0.0
+
+    # ------------------------------------------------------------------ state on disk
+    def _state_path(self) -> Path:
+        return self.workdir / STATE_FILE
+
+    def _load_state(self) -> dict[str, Any]:
+        path = self._state_path()
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path} is corrupt; remove the directory and start again") from exc
+        return {"stage": "minimize", "step": 0, "chunks": [], "checkpoint": None}
+
+    def _commit(self, state: dict[str, Any]) -> None:
+        write_json(self._state_path(), state)
+
+    # ------------------------------------------------------------------ contexts
+    def _make_simulation(self, stage: str, box_nm: np.ndarray) -> app.Simulation:
+        p = self.protocol
+        system = openmm.XmlSerializer.clone(self.system)
+        T = p.temperature_K * openmm.unit.kelvin
+        barostat = openmm.MonteCarloBarostat(p.pressure_bar * openmm.unit.bar, T, p.barostat_interval)
+        barostat.setRandomNumberSeed(p.seed + 17)
+        if stage in ("minimize", "equilibration"):
+            integrator: openmm.Integrator = openmm.LangevinMiddleIntegrator(
+                T, p.friction_per_ps / openmm.unit.picosecond, p.dt_ps * openmm.unit.picosecond
+            )
+            integrator.setRandomNumberSeed(p.seed + 1)
+        else:
+            barostat.setFrequency(0)  # present only to compute the molecular pressure
+            if p.production_ensemble == "nvt":
+                integrator = openmm.NoseHooverIntegrator(
+                    T, p.thermostat_collision_per_ps / openmm.unit.picosecond,
+                    p.dt_ps * openmm.unit.picosecond,
+                )
+            else:
+                integrator = openmm.VerletIntegrator(p.dt_ps * openmm.unit.picosecond)
+        system.addForce(barostat)
+        self._barostat_index = system.getNumForces() - 1
+        a = openmm.Vec3(box_nm[0], 0, 0)
+        b = openmm.Vec3(0, box_nm[1], 0)
+        c = openmm.Vec3(0, 0, box_nm[2])
+        system.setDefaultPeriodicBoxVectors(a, b, c)
+        topology = app.Topology()  # the context does not need atom names
+        simulation = app.Simulation(
+            topology, system, integrator, self.platform, self.platform_properties
+        )
+        return simulation
+
+    def _barostat(self, simulation: app.Simulation) -> openmm.MonteCarloBarostat:
+        return simulation.system.getForce(self._barostat_index)
+
+    def _save_checkpoint(self, simulation: app.Simulation, name: str) -> str:
+        with atomic_path(self.workdir / name) as tmp:
+            simulation.saveCheckpoint(str(tmp))
+        return name
+
+    def _load_checkpoint(self, simulation: app.Simulation, name: str) -> None:
+        try:
+            simulation.loadCheckpoint(str(self.workdir / name))
+        except Exception as exc:  # OpenMM raises plain Exception for a foreign checkpoint
+            raise InputError(
+                f"cannot resume from {self.workdir / name} ({exc}); it was written on another "
+                "platform or by another version: rerun with the same --platform or start afresh"
+            ) from exc
+
+    # ------------------------------------------------------------------ sampling
+    def _check_energy(self, potential: float, stage: str, step: int) -> None:
+        limit = self.protocol.max_energy_kj_mol_per_particle * self.system.getNumParticles()
+        if not math.isfinite(potential) or abs(potential) > limit:
+            raise SimulationError(
+                f"the simulation blew up in {stage} at step {step} (potential energy {potential:.3g} "
+                "kJ/mol); the last good checkpoint is kept. Check the force field, use a smaller "
+                "time step or a longer equilibration"
+            )
+
+    def _thermo_row(self, simulation: app.Simulation, t_ps: float, stage_id: int) -> list[float]:
+        state = simulation.context.getState(getEnergy=True)
+        pot = state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+        kin = state.getKineticEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+        box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+        volume = float(box[0, 0] * box[1, 1] * box[2, 2])
+        temperature = 2.0 * kin / (self.dof * KB_KJ_MOL_K) if self.dof > 0 else float("nan")
+        pressure = self._barostat(simulation).computeCurrentPressure(simulation.context)
+        if openmm.unit.is_quantity(pressure):
+            pressure = pressure.value_in_unit(openmm.unit.bar)
+        density = density_g_cm3(float(self.masses.sum()), volume)
+        return [t_ps, stage_id, pot, kin, pot + kin, temperature, volume, density, pressure]
+
+    THERMO_COLUMNS = (
+        "t_ps", "stage", "potential_kJ_mol", "kinetic_kJ_mol", "total_kJ_mol", "temperature_K",
+        "volume_nm3", "density_g_cm3", "pressure_bar",
+    )
+    STAGE_IDS = {"equilibration": 0, "production": 1}
+
+    def _sample(self, simulation: app.Simulation) -> dict[str, np.ndarray]:
+        want_forces = self.protocol.save_forces
+        state = simulation.context.getState(getPositions=True, getForces=want_forces, enforcePeriodicBox=False)
+        xyz = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+        weighted = xyz * self.masses[:, None]
+        com = np.stack(
+            [np.bincount(self.groups, weights=weighted[:, k], minlength=self.n_beads) for k in range(3)],
+            axis=1,
+        ) / self.bead_masses[:, None]
+        out = {"bead_positions_nm": com}
+        if want_forces:
+            f = state.getForces(asNumpy=True).value_in_unit(
+                openmm.unit.kilojoule_per_mole / openmm.unit.nanometer
+            )
+            out["bead_forces_kj_mol_nm"] = np.stack(
+                [np.bincount(self.groups, weights=f[:, k], minlength=self.n_beads) for k in range(3)],
+                axis=1,
+            )
+        if self.protocol.save_particles:
+            out["particle_positions_nm"] = xyz.astype(np.float32)
+        return out
+
+    # ------------------------------------------------------------------ stages
+    def run(self) -> MDResult:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        state = self._load_state()
+        started = time.perf_counter()
+        p = self.protocol
+
+        if state["stage"] == "minimize":
+            simulation = self._make_simulation("minimize", self.box_nm)
+            simulation.context.setPositions(self.positions_nm)
+            if p.minimize:
+                self._report("minimize", 0, 1)
+                simulation.minimizeEnergy(maxIterations=2000)
+                self._report("minimize", 1, 1)
+            potential = simulation.context.getState(getEnergy=True).getPotentialEnergy()
+            self._check_energy(potential.value_in_unit(openmm.unit.kilojoule_per_mole), "minimisation", 0)
+            simulation.context.setVelocitiesToTemperature(p.temperature_K * openmm.unit.kelvin, p.seed + 3)
+            state = {"stage": "equilibration", "step": 0, "chunks": [], "checkpoint": None}
+            state["checkpoint"] = self._save_checkpoint(simulation, "equilibration-0.chk")
+            self._commit(state)
+
+        if state["stage"] == "equilibration":
+            state = self._run_stage("equilibration", p.steps(p.equilibration_ps), self.box_nm, state)
+            # Production volume: the mean NPT volume over the second half of equilibration.
+            eq = self._load_thermo(state, stage="equilibration")
+            volumes = eq["volume_nm3"]
+            simulation = self._make_simulation("equilibration", self.box_nm)
+            self._load_checkpoint(simulation, state["checkpoint"])
+            current = simulation.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=False)
+            box_now = np.diag(current.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer))
+            if len(volumes) >= 2:
+                target_volume = float(np.mean(volumes[len(volumes) // 2 :]))
+                box_prod = box_now * (target_volume / np.prod(box_now)) ** (1.0 / 3.0)
+            else:
+                box_prod = box_now
+            positions = self._scale_beads(
+                current.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer), box_now, box_prod
+            )
+            velocities = current.getVelocities(asNumpy=True).value_in_unit(
+                openmm.unit.nanometer / openmm.unit.picosecond
+            )
+            production = self._make_simulation("production", box_prod)
+            production.context.setPositions(positions)
+            production.context.setVelocities(velocities)
+            production.context.applyConstraints(1e-6)
+            production.context.applyVelocityConstraints(1e-6)
+            previous = state["checkpoint"]
+            state = {
+                "stage": "production",
+                "step": 0,
+                "chunks": state["chunks"],
+                "checkpoint": self._save_checkpoint(production, "production-0.chk"),
+                "box_nm": box_prod.tolist(),
+            }
+            self._commit(state)
+            (self.workdir / previous).unlink(missing_ok=True)
+
+        if state["stage"] == "production":
+            box_prod = np.array(state["box_nm"])
+            state = self._run_stage("production", p.steps(p.production_ps), box_prod, state)
+            state["stage"] = "done"
+            self._commit(state)
+
+        return self._result(state, time.perf_counter() - started)
+
+    def _scale_beads(self, xyz: np.ndarray, box_from: np.ndarray, box_to: np.ndarray) -> np.ndarray:
+        """Scale bead centres affinely to the new box, keeping each bead's internal geometry."""
+        weighted = xyz * self.masses[:, None]
+        com = np.stack(
+            [np.bincount(self.groups, weights=weighted[:, k], minlength=self.n_beads) for k in range(3)],
+            axis=1,
+        ) / self.bead_masses[:, None]
+        shift = com * (box_to / box_from - 1.0)
+        return xyz + shift[self.groups]
+
+    def _run_stage(self, stage: str, n_steps: int, box_nm: np.ndarray, state: dict[str, Any]) -> dict[str, Any]:
+        p = self.protocol
+        simulation = self._make_simulation(stage, box_nm)
+        self._load_checkpoint(simulation, state["checkpoint"])
+        thermo_stride = p.stride(p.thermo_interval_ps)
+        sample_stride = p.stride(p.sample_interval_ps) if stage == "production" else 0
+        strides = [thermo_stride] + ([sample_stride] if sample_stride else [])
+        segment = max(p.stride(p.checkpoint_interval_ps), max(strides))
+        segment = int(math.ceil(segment / math.lcm(*strides))) * math.lcm(*strides)
+        stage_id = self.STAGE_IDS[stage]
+        step = int(state["step"])
+        dt = p.dt_ps
+        while step < n_steps:
+            end = min(n_steps, step + segment)
+            thermo_rows: list[list[float]] = []
+            samples: dict[str, list[np.ndarray]] = {}
+            sample_times: list[float] = []
+            tic = time.perf_counter()
+            done = step
+            while done < end:
+                next_stop = end
+                for stride in strides:
+                    next_stop = min(next_stop, (done // stride + 1) * stride)
+                simulation.step(next_stop - done)
+                done = next_stop
+                t_ps = done * dt
+                if done % thermo_stride == 0:
+                    row = self._thermo_row(simulation, t_ps, stage_id)
+                    self._check_energy(row[2], stage, done)
+                    thermo_rows.append(row)
+                if sample_stride and done % sample_stride == 0:
+                    for key, value in self._sample(simulation).items():
+                        samples.setdefault(key, []).append(value)
+                    sample_times.append(t_ps)
+                self._report(stage, done, n_steps)
+            elapsed = time.perf_counter() - tic
+            if elapsed > 0:
+                self._segment_speed = (end - step) * dt * 1e-3 / elapsed * 86400.0
+            chunk_name = f"{stage}-{len(state['chunks']):05d}.npz"
+            arrays: dict[str, Any] = {
+                "stage": np.array(stage),
+                "thermo": np.array(thermo_rows, dtype=float).reshape(-1, len(self.THERMO_COLUMNS)),
+                "times_ps": np.array(sample_times, dtype=float),
+            }
+            arrays.update({k: np.array(v) for k, v in samples.items()})
+            write_npz(self.workdir / chunk_name, **arrays)
+            checkpoint = self._save_checkpoint(simulation, f"{stage}-{end}.chk")
+            previous = state.get("checkpoint")
+            state = dict(state, step=end, checkpoint=checkpoint, chunks=[*state["chunks"], chunk_name])
+            self._commit(state)
+            if previous and previous != checkpoint and (self.workdir / previous).exists():
+                (self.workdir / previous).unlink()
+            step = end
+        return state
+
+    def _load_thermo(self, state: dict[str, Any], *, stage: str | None = None) -> dict[str, np.ndarray]:
+        rows = []
+        for name in state["chunks"]:
+            with np.load(self.workdir / name) as data:
+                if stage is None or str(data["stage"]) == stage:
+                    rows.append(data["thermo"])
+        table = np.concatenate(rows) if rows else np.empty((0, len(self.THERMO_COLUMNS)))
+        return {col: table[:, i] for i, col in enumerate(self.THERMO_COLUMNS)}
+
+    def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
+        times, positions, forces, chunks = [], [], [], []
+        for name in state["chunks"]:
+            with np.load(self.workdir / name) as data:
+                if str(data["stage"]) != "production":
+                    continue
+                chunks.append(self.workdir / name)
+                if len(data["times_ps"]):
+                    times.append(data["times_ps"])
+                    positions.append(data["bead_positions_nm"])
+                    if "bead_forces_kj_mol_nm" in data:
+                        forces.append(data["bead_forces_kj_mol_nm"])
+        if not times:
+            raise SimulationError("production produced no samples; lengthen --production or shorten the sample interval")
+        return MDResult(
+            times_ps=np.concatenate(times),
+            bead_positions_nm=np.concatenate(positions),
+            bead_forces_kj_mol_nm=np.concatenate(forces) if forces else None,
+            box_nm=np.array(state["box_nm"]),
+            bead_masses_amu=self.bead_masses,
+            thermo=self._load_thermo(state),
+            platform=self.platform.getName(),
+            ns_per_day=self._segment_speed,
+            wall_s=wall_s,
+            particle_chunks=chunks,
+        )
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total, self._segment_speed)

@@ -1,0 +1,1 @@
+"""End-to-end workflows behind the command line: each takes a frozen config and a run directory."""

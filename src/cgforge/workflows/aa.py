@@ -1,0 +1,305 @@
+"""``cgforge aa``: a molecular liquid's all-atom reference and its one-bead view.
+
+molecule (built-in name, SMILES, or the user's GROMACS .top + .gro) → OPLS-AA system → packed
+liquid → OpenMM MD (minimise, NPT, production at the NPT mean volume) → centre-of-mass beads →
+RDF, MSD/D, density, pressure → files of the output contract (see :mod:`cgforge.reference`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openmm
+import openmm.app as app
+
+from cgforge.builder import pack_liquid
+from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback
+from cgforge.errors import InputError, SimulationError
+from cgforge.fileio import atomic_path, write_text
+from cgforge.observables.thermo import mean_with_error
+from cgforge.provenance import collect
+from cgforge.reference import analyze, write_results
+from cgforge.rundir import RunDirectory
+from cgforge.trajectory import CGTrajectory
+
+#: Packing density for molecules without a reference density, g/cm³ (NPT corrects it).
+DEFAULT_PACKING_DENSITY_G_CM3 = 0.6
+#: Fraction of the reference density used for packing (a slightly dilute start packs reliably).
+PACKING_FRACTION = 0.9
+#: Largest cutoff relative to the smallest box edge (leaves room for NPT box fluctuations).
+MAX_CUTOFF_FRACTION = 0.45
+
+
+@dataclass(frozen=True)
+class AAConfig:
+    """Everything that defines an all-atom reference run."""
+
+    molecule: str | None = None  # built-in name or SMILES
+    topology_file: str | None = None  # the user's GROMACS .top
+    coordinates_file: str | None = None  # the user's .gro
+    include_dir: str | None = None  # GROMACS force-field include directory for .top files
+    n_molecules: int = 500
+    packing_density_g_cm3: float | None = None
+    cutoff_nm: float = 1.0
+    protocol: MDProtocol = field(default_factory=MDProtocol)
+
+    def __post_init__(self) -> None:
+        if (self.molecule is None) == (self.topology_file is None):
+            raise InputError("give either a molecule (name or SMILES) or --topology with --coordinates")
+        if self.topology_file is not None and self.coordinates_file is None:
+            raise InputError("--topology needs --coordinates (a .gro file with the positions and box)")
+        if self.molecule is not None and self.n_molecules < 2:
+            raise InputError(f"--molecules must be at least 2, got {self.n_molecules}")
+        if not 0.2 <= self.cutoff_nm <= 3.0:
+            raise InputError(f"--cutoff {self.cutoff_nm} nm is outside 0.2-3.0 nm")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_protocol(equilibration_ps: float, production_ps: float, **overrides: Any) -> MDProtocol:
+    """A protocol whose sampling intervals suit the run length (≥ 100 samples, ≤ 1 ps apart)."""
+    sample = min(1.0, production_ps / 100.0)
+    thermo = min(1.0, max(equilibration_ps, production_ps) / 100.0)
+    if equilibration_ps > 0:
+        thermo = min(thermo, equilibration_ps / 20.0)
+    settings: dict[str, Any] = {
+        "equilibration_ps": equilibration_ps,
+        "production_ps": production_ps,
+        "sample_interval_ps": sample,
+        "thermo_interval_ps": thermo,
+        "checkpoint_interval_ps": 20.0,
+    }
+    settings.update(overrides)
+    timestep_ps = settings.get("timestep_fs", 2.0) * 1e-3
+    for key in ("sample_interval_ps", "thermo_interval_ps"):
+        settings[key] = max(timestep_ps, round(settings[key] / timestep_ps) * timestep_ps)
+    return MDProtocol(**settings)
+
+
+@dataclass
+class PreparedSystem:
+    name: str
+    system: openmm.System
+    topology: app.Topology
+    positions_nm: np.ndarray
+    box_nm: np.ndarray
+    groups: np.ndarray
+    cutoff_nm: float
+    notes: list[str]
+
+
+def _effective_cutoff(requested: float, box_nm: np.ndarray, notes: list[str]) -> float:
+    limit = MAX_CUTOFF_FRACTION * float(np.min(box_nm))
+    if requested <= limit:
+        return requested
+    if limit < 0.5:
+        raise InputError(
+            f"the box ({np.min(box_nm):.2f} nm) is too small for a nonbonded cutoff of at least "
+            "0.5 nm; use more molecules"
+        )
+    note = (f"cutoff reduced from {requested} nm to {limit:.3f} nm to fit the "
+            f"{np.min(box_nm):.2f} nm box; use more molecules for the full cutoff")
+    warnings.warn(note, stacklevel=2)
+    notes.append(note)
+    return round(limit, 4)
+
+
+def prepare_builtin(config: AAConfig) -> PreparedSystem:
+    from cgforge.engines.openmm_system import create_aa_system, openmm_topology
+    from cgforge.molecules import load_molecule
+    from cgforge.molecules.library import reference_density
+
+    molecule = load_molecule(config.molecule, seed=config.protocol.seed)
+    density = config.packing_density_g_cm3
+    if density is None:
+        ref = reference_density(molecule.name)
+        density = PACKING_FRACTION * ref if ref else DEFAULT_PACKING_DENSITY_G_CM3
+    packed = pack_liquid(molecule, config.n_molecules, density, seed=config.protocol.seed)
+    box = np.full(3, packed.box_nm)
+    notes: list[str] = []
+    cutoff = _effective_cutoff(config.cutoff_nm, box, notes)
+    system = create_aa_system(molecule, config.n_molecules, box, cutoff_nm=cutoff)
+    topology = openmm_topology(molecule, config.n_molecules, box)
+    groups = np.repeat(np.arange(config.n_molecules), molecule.n_atoms)
+    return PreparedSystem(molecule.name, system, topology, packed.positions_nm, box, groups, cutoff, notes)
+
+
+def prepare_gromacs(config: AAConfig) -> PreparedSystem:
+    top_path, gro_path = Path(config.topology_file), Path(config.coordinates_file)
+    for path in (top_path, gro_path):
+        if not path.is_file():
+            raise InputError(f"file not found: {path}")
+    try:
+        gro = app.GromacsGroFile(str(gro_path))
+    except Exception as exc:
+        raise InputError(f"cannot read coordinates {gro_path}: {exc}") from exc
+    vectors = gro.getPeriodicBoxVectors()
+    if vectors is None:
+        raise InputError(f"{gro_path} has no box line; a periodic liquid needs one")
+    box = np.array([vectors[i][i].value_in_unit(openmm.unit.nanometer) for i in range(3)])
+    off_diagonal = [vectors[i][j].value_in_unit(openmm.unit.nanometer) for i in range(3) for j in range(3) if i != j]
+    if any(abs(v) > 1e-8 for v in off_diagonal):
+        raise InputError(f"{gro_path} has a triclinic box; cgforge handles rectangular boxes")
+    kwargs = {"periodicBoxVectors": vectors}
+    if config.include_dir:
+        kwargs["includeDir"] = config.include_dir
+    try:
+        top = app.GromacsTopFile(str(top_path), **kwargs)
+    except Exception as exc:
+        raise InputError(
+            f"cannot read topology {top_path}: {exc} (if it includes a force field, pass its "
+            "directory with --include-dir)"
+        ) from exc
+    if top.topology.getNumAtoms() != len(gro.positions):
+        raise InputError(
+            f"{top_path} describes {top.topology.getNumAtoms()} atoms but {gro_path} has "
+            f"{len(gro.positions)}; they do not belong together"
+        )
+    notes: list[str] = []
+    cutoff = _effective_cutoff(config.cutoff_nm, box, notes)
+    try:
+        system = top.createSystem(
+            nonbondedMethod=app.PME, nonbondedCutoff=cutoff * openmm.unit.nanometer,
+            constraints=app.HBonds, ewaldErrorTolerance=5e-4,
+        )
+    except Exception as exc:
+        raise InputError(f"OpenMM cannot build a system from {top_path}: {exc}") from exc
+    groups = molecule_groups(top.topology)
+    positions = np.array(gro.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer))
+    name = top_path.stem
+    return PreparedSystem(name, system, top.topology, positions, box, groups, cutoff, notes)
+
+
+def molecule_groups(topology: app.Topology) -> np.ndarray:
+    """Molecule index of every atom: the connected components of the bond graph."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = topology.getNumAtoms()
+    bonds = np.array([(b[0].index, b[1].index) for b in topology.bonds()], dtype=int).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # number molecules in order of first appearance
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(np.argsort(first))
+    return order[labels]
+
+
+def run_aa(
+    config: AAConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) an all-atom reference into ``out``; return the summary."""
+    rundir = RunDirectory(out, config.to_dict(), overwrite=overwrite)
+    status = rundir.prepare()
+    if status == "complete":
+        import json
+
+        return json.loads(rundir.summary_path.read_text())
+    prepared = prepare_builtin(config) if config.molecule is not None else prepare_gromacs(config)
+    runner = MDRunner(
+        prepared.system, prepared.topology, prepared.positions_nm, prepared.box_nm, prepared.groups,
+        config.protocol, rundir.work, progress=progress,
+    )
+    try:
+        result = runner.run()
+    except openmm.OpenMMException as exc:
+        raise SimulationError(f"OpenMM stopped the run: {exc}") from exc
+    return finish_aa(config, rundir, prepared, result)
+
+
+def finish_aa(config: AAConfig, rundir: RunDirectory, prepared: PreparedSystem, result: MDResult) -> dict[str, Any]:
+    out = rundir.path
+    box = np.tile(result.box_nm, (len(result.times_ps), 1))
+    traj = CGTrajectory(
+        positions_nm=result.bead_positions_nm,
+        box_nm=box,
+        times_ps=result.times_ps,
+        masses_amu=result.bead_masses_amu,
+        forces_kj_mol_nm=result.bead_forces_kj_mol_nm,
+    )
+    thermo = result.thermo
+    eq = thermo["stage"] == 0
+    prod = thermo["stage"] == 1
+    eq_density = thermo["density_g_cm3"][eq]
+    density_series = eq_density[len(eq_density) // 2 :] if len(eq_density) >= 2 else None
+    analysis = analyze(traj, density_series_g_cm3=density_series)
+    write_results(out, analysis, traj, title=f"{prepared.name}: all-atom reference, centres of mass")
+    _write_thermo(out / "thermo.csv", thermo)
+    _write_structure(out, prepared, result)
+    pressure, pressure_err = mean_with_error(thermo["pressure_bar"][prod])
+    temperature, temperature_err = mean_with_error(thermo["temperature_K"][prod])
+    summary: dict[str, Any] = {
+        "molecule": prepared.name,
+        "source": "cgforge aa",
+        "temperature_K": config.protocol.temperature_K,
+        "temperature_measured_K": temperature,
+        "temperature_err_K": temperature_err,
+        "pressure_target_bar": config.protocol.pressure_bar,
+        "pressure_bar": pressure,
+        "pressure_err_bar": pressure_err,
+        "density_source": "NPT equilibration, second half" if density_series is not None else "production box",
+        **analysis.summary_fields(),
+        "production_ensemble": config.protocol.production_ensemble,
+        "production_ps": config.protocol.production_ps,
+        "cutoff_nm": prepared.cutoff_nm,
+        "has_forces": result.bead_forces_kj_mol_nm is not None,
+        "platform": result.platform,
+        "ns_per_day": result.ns_per_day,
+        "wall_s": result.wall_s,
+        "notes": prepared.notes,
+        "files": {
+            "rdf": "rdf.csv", "msd": "msd.csv", "thermo": "thermo.csv", "topology": "topology.pdb",
+            "trajectory": "trajectory.dcd" if config.protocol.save_particles else None,
+            "cg_trajectory": "cg_trajectory.npz", "system": "system.xml", "plot": "observables.png",
+        },
+        "provenance": collect(config.to_dict(), seed=config.protocol.seed),
+    }
+    rundir.write_summary(summary)
+    rundir.clean_work()
+    return summary
+
+
+def _write_thermo(path: Path, thermo: dict[str, np.ndarray]) -> None:
+    columns = list(thermo)
+    rows = np.column_stack([thermo[c] for c in columns]) if columns else np.empty((0, 0))
+    lines = [",".join(columns)]
+    stage_names = {0: "equilibration", 1: "production"}
+    for row in rows:
+        cells = []
+        for name, value in zip(columns, row, strict=True):
+            cells.append(stage_names[int(value)] if name == "stage" else f"{value:.8g}")
+        lines.append(",".join(cells))
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def _write_structure(out: Path, prepared: PreparedSystem, result: MDResult) -> None:
+    """topology.pdb (with bonds and the production box), trajectory.dcd and system.xml."""
+    topology = prepared.topology
+    box = result.box_nm
+    topology.setPeriodicBoxVectors(
+        [openmm.Vec3(box[0], 0, 0), openmm.Vec3(0, box[1], 0), openmm.Vec3(0, 0, box[2])]
+    )
+    frames = result.iter_particle_frames()
+    first = next(frames, None)
+    positions = first[1] if first is not None else prepared.positions_nm
+    with atomic_path(out / "topology.pdb") as tmp, open(tmp, "w") as handle:
+        app.PDBFile.writeFile(topology, positions * openmm.unit.nanometer, handle, keepIds=False)
+    if first is not None:
+        times = [first[0]]
+        with atomic_path(out / "trajectory.dcd") as tmp, open(tmp, "wb") as handle:
+            dt_ps = float(result.times_ps[1] - result.times_ps[0]) if len(result.times_ps) > 1 else 1.0
+            dcd = app.DCDFile(handle, topology, dt_ps * openmm.unit.picosecond, firstStep=0, interval=1)
+            dcd.writeModel(positions * openmm.unit.nanometer)
+            for t, xyz in frames:
+                times.append(t)
+                dcd.writeModel(xyz * openmm.unit.nanometer)
+    write_text(out / "system.xml", openmm.XmlSerializer.serialize(prepared.system))
