@@ -19,12 +19,11 @@ import numpy as np
 import openmm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe_machine  # noqa: E402
-
-from cgforge.builder import pack_liquid  # noqa: E402
-from cgforge.engines.md import select_platform  # noqa: E402
-from cgforge.engines.openmm_system import create_aa_system  # noqa: E402
-from cgforge.molecules import load_molecule  # noqa: E402
+from _machine import describe_machine
+from cgforge.builder import pack_liquid
+from cgforge.engines.md import select_platform
+from cgforge.engines.openmm_system import create_aa_system
+from cgforge.molecules import load_molecule
 
 RESULTS = Path(__file__).parent / "results" / "aa_md.json"
 
@@ -69,9 +68,14 @@ def main() -> None:
     rows = [measure(n, args.steps, args.platform) for n in args.sizes]
     print(f"{'molecules':>10} {'atoms':>7} {'platform':>9} {'ns/day':>9}")
     for row in rows:
-        print(f"{row['n_molecules']:>10} {row['n_atoms']:>7} {row['platform']:>9} {row['ns_per_day']:>9.2f}")
+        print(
+            f"{row['n_molecules']:>10} {row['n_atoms']:>7} {row['platform']:>9} {row['ns_per_day']:>9.2f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "aa_md", "machine": describe_machine(), "results": rows}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"benchmark": "aa_md", "machine": describe_machine(), "results": rows}, indent=2)
+        + "\n"
+    )
     print(f"written {args.out}")
 
 

@@ -7,13 +7,21 @@ import openmm
 import openmm.app as app
 
 
-def lj_fluid(n_side: int = 5, density_nm3: float = 20.0, mass_amu: float = 40.0,
-             sigma_nm: float = 0.34, epsilon_kj_mol: float = 0.996, cutoff_nm: float = 0.8):
+def lj_fluid(
+    n_side: int = 5,
+    density_nm3: float = 20.0,
+    mass_amu: float = 40.0,
+    sigma_nm: float = 0.34,
+    epsilon_kj_mol: float = 0.996,
+    cutoff_nm: float = 0.8,
+):
     """A Lennard-Jones fluid on a cubic lattice (argon-like by default): system, topology, positions, box."""
     n = n_side**3
     edge = (n / density_nm3) ** (1.0 / 3.0)
     system = openmm.System()
-    system.setDefaultPeriodicBoxVectors(openmm.Vec3(edge, 0, 0), openmm.Vec3(0, edge, 0), openmm.Vec3(0, 0, edge))
+    system.setDefaultPeriodicBoxVectors(
+        openmm.Vec3(edge, 0, 0), openmm.Vec3(0, edge, 0), openmm.Vec3(0, 0, edge)
+    )
     force = openmm.NonbondedForce()
     force.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
     force.setCutoffDistance(min(cutoff_nm, 0.49 * edge))

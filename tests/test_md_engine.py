@@ -3,16 +3,24 @@
 import numpy as np
 import pytest
 
+from _systems import lj_fluid
 from cgforge.engines.md import MDProtocol, MDRunner
 from cgforge.errors import InputError, SimulationError
 
-from _systems import lj_fluid
-
 
 def _protocol(**kw):
-    settings = dict(temperature_K=120.0, pressure_bar=50.0, timestep_fs=5.0, equilibration_ps=1.0,
-                    production_ps=2.0, sample_interval_ps=0.05, thermo_interval_ps=0.05,
-                    checkpoint_interval_ps=0.5, platform="reference", seed=3)
+    settings = dict(
+        temperature_K=120.0,
+        pressure_bar=50.0,
+        timestep_fs=5.0,
+        equilibration_ps=1.0,
+        production_ps=2.0,
+        sample_interval_ps=0.05,
+        thermo_interval_ps=0.05,
+        checkpoint_interval_ps=0.5,
+        platform="reference",
+        seed=3,
+    )
     settings.update(kw)
     return MDProtocol(**settings)
 
@@ -42,7 +50,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert calls["n"] == 1
     resumed = _runner(tmp_path / "killed", _protocol()).run()
     np.testing.assert_allclose(resumed.times_ps, reference.times_ps)
-    assert len(np.unique(resumed.times_ps)) == len(resumed.times_ps), "duplicated samples after resume"
+    assert len(np.unique(resumed.times_ps)) == len(resumed.times_ps), (
+        "duplicated samples after resume"
+    )
     np.testing.assert_allclose(resumed.bead_positions_nm, reference.bead_positions_nm, atol=1e-6)
     for key in ("potential_kJ_mol", "volume_nm3"):
         np.testing.assert_allclose(resumed.thermo[key], reference.thermo[key], rtol=1e-8)

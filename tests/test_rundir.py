@@ -5,7 +5,9 @@ from cgforge.rundir import RunDirectory, config_hash
 
 
 def test_hash_normalises_numbers_and_key_order():
-    assert config_hash({"T": 300, "n": {"a": 1, "b": 2.0}}) == config_hash({"n": {"b": 2, "a": 1.0}, "T": 300.0})
+    assert config_hash({"T": 300, "n": {"a": 1, "b": 2.0}}) == config_hash(
+        {"n": {"b": 2, "a": 1.0}, "T": 300.0}
+    )
     assert config_hash({"T": 300}) != config_hash({"T": 300.1})
 
 
@@ -22,7 +24,12 @@ def test_other_configuration_is_refused_with_the_difference(tmp_path):
     RunDirectory(out, {"protocol": {"production_ps": 10.0}, "seed": 1}).prepare()
     with pytest.raises(InputError, match=r"differs in: protocol\.production_ps"):
         RunDirectory(out, {"protocol": {"production_ps": 20.0}, "seed": 1}).prepare()
-    assert RunDirectory(out, {"protocol": {"production_ps": 20.0}, "seed": 1}, overwrite=True).prepare() == "new"
+    assert (
+        RunDirectory(
+            out, {"protocol": {"production_ps": 20.0}, "seed": 1}, overwrite=True
+        ).prepare()
+        == "new"
+    )
 
 
 def test_foreign_directory_is_refused(tmp_path):

@@ -8,17 +8,31 @@ from cgforge.errors import InputError
 
 @pytest.mark.parametrize(
     ("text", "ps"),
-    [("2ns", 2000.0), ("500ps", 500.0), ("1ps", 1.0), ("2fs", 0.002), ("1.5 ns", 1500.0),
-     ("1e-3ns", 1.0), ("0ps", 0.0), ("3us", 3.0e6)],
+    [
+        ("2ns", 2000.0),
+        ("500ps", 500.0),
+        ("1ps", 1.0),
+        ("2fs", 0.002),
+        ("1.5 ns", 1500.0),
+        ("1e-3ns", 1.0),
+        ("0ps", 0.0),
+        ("3us", 3.0e6),
+    ],
 )
 def test_parse_time(text, ps):
     assert math.isclose(units.parse_time_ps(text), ps, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("2", "has no unit"), ("-1ps", "non-negative"), ("5 hours", "unknown time unit"),
-    ("fast", "cannot read"), ("nanps", "cannot read"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("2", "has no unit"),
+        ("-1ps", "non-negative"),
+        ("5 hours", "unknown time unit"),
+        ("fast", "cannot read"),
+        ("nanps", "cannot read"),
+    ],
+)
 def test_parse_time_rejects(text, fragment):
     with pytest.raises(InputError, match=fragment):
         units.parse_time_ps(text)

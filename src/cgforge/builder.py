@@ -47,7 +47,7 @@ def packmol_executable() -> str:
     exe = shutil.which("packmol")
     if exe is None:
         try:
-            import packmol  # noqa: F401  (the PyPI package ships the binary)
+            import packmol
 
             candidate = Path(packmol.__file__).parent / "binaries" / "packmol"
             if candidate.exists():
@@ -124,7 +124,11 @@ def pack_liquid(
         try:
             with open(tmp / "pack.inp") as stdin:
                 proc = subprocess.run(
-                    [packmol_executable()], stdin=stdin, cwd=tmp, capture_output=True, text=True,
+                    [packmol_executable()],
+                    stdin=stdin,
+                    cwd=tmp,
+                    capture_output=True,
+                    text=True,
                     timeout=timeout_s,
                 )
         except subprocess.TimeoutExpired as exc:

@@ -29,7 +29,10 @@ _PACKAGES = (
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions of cgforge and the packages its results depend on (None if absent)."""
-    versions: dict[str, str | None] = {"python": platform.python_version(), "cgforge": cgforge.__version__}
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "cgforge": cgforge.__version__,
+    }
     for name in _PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
@@ -44,11 +47,17 @@ def git_revision() -> dict[str, Any] | None:
     try:
         head = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None

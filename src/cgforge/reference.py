@@ -100,7 +100,9 @@ def analyze(
     rdf = RDF(r_max_nm=rdf_r_max_nm, bin_width_nm=rdf_bin_nm).compute(traj)
     msd = MSD().compute(traj)
     diffusion = fit_diffusion(msd, t_min_ps=fit_window_ps[0], t_max_ps=fit_window_ps[1])
-    series = traj.density_g_cm3 if density_series_g_cm3 is None else np.asarray(density_series_g_cm3)
+    series = (
+        traj.density_g_cm3 if density_series_g_cm3 is None else np.asarray(density_series_g_cm3)
+    )
     density, density_err = mean_with_error(series)
     return ReferenceAnalysis(
         rdf=rdf,
@@ -139,8 +141,12 @@ def plot_observables(path: Path, analysis: ReferenceAnalysis, title: str) -> Non
     mask = msd.t_ps > 0
     ax_m.loglog(msd.t_ps[mask], msd.msd_nm2[mask], lw=1.5, label="MSD")
     t_fit = np.linspace(d.fit_start_ps, d.fit_end_ps, 20)
-    ax_m.loglog(t_fit, 6.0 * d.diffusion_nm2_ps * t_fit + _intercept(msd, d), "r--",
-                label=f"D = {d.diffusion_m2_s:.3g} ± {d.diffusion_err_m2_s:.2g} m²/s")
+    ax_m.loglog(
+        t_fit,
+        6.0 * d.diffusion_nm2_ps * t_fit + _intercept(msd, d),
+        "r--",
+        label=f"D = {d.diffusion_m2_s:.3g} ± {d.diffusion_err_m2_s:.2g} m²/s",
+    )
     ax_m.set_xlabel("t / ps")
     ax_m.set_ylabel("MSD / nm²")
     ax_m.legend()

@@ -29,7 +29,9 @@ def config_hash(config: dict[str, Any]) -> str:
 class RunDirectory:
     """The output directory of one run (``--out``)."""
 
-    def __init__(self, path: str | Path, config: dict[str, Any], *, overwrite: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, config: dict[str, Any], *, overwrite: bool = False
+    ) -> None:
         self.path = Path(path)
         self.config = config
         self.hash = config_hash(config)

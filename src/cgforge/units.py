@@ -56,12 +56,18 @@ def parse_time_ps(text: str | float | int, *, what: str = "time", allow_zero: bo
     A bare number is refused because its unit would be a guess.
     """
     if isinstance(text, int | float):
-        raise InputError(f"{what} {text!r} has no unit; write it with one, e.g. '{text}ps' or '{text}ns'")
+        raise InputError(
+            f"{what} {text!r} has no unit; write it with one, e.g. '{text}ps' or '{text}ns'"
+        )
     match = _TIME_RE.match(str(text))
     if match is None:
         if re.match(r"^\s*[-+]?[\d.]+(?:[eE][-+]?\d+)?\s*$", str(text)):
-            raise InputError(f"{what} '{text}' has no unit; write it with one, e.g. '{text.strip()}ps'")
-        raise InputError(f"cannot read {what} '{text}'; write a number with a unit, e.g. '2ns' or '500ps'")
+            raise InputError(
+                f"{what} '{text}' has no unit; write it with one, e.g. '{text.strip()}ps'"
+            )
+        raise InputError(
+            f"cannot read {what} '{text}'; write a number with a unit, e.g. '2ns' or '500ps'"
+        )
     value, unit = float(match.group(1)), match.group(2)
     if unit not in _TIME_UNITS_PS:
         raise InputError(f"unknown time unit '{unit}' in {what} '{text}'; use fs, ps, ns or us")

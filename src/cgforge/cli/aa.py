@@ -21,21 +21,37 @@ def aa(
     molecule: str = typer.Argument(None, help="Built-in name (see 'cgforge molecules') or SMILES."),
     out: Path = typer.Option(..., "--out", help="Run directory for the results."),
     molecules_: int = typer.Option(500, "--molecules", help="Number of molecules."),
-    equilibrate: str = typer.Option("100ps", "--equilibrate", help="NPT equilibration time, e.g. 200ps."),
+    equilibrate: str = typer.Option(
+        "100ps", "--equilibrate", help="NPT equilibration time, e.g. 200ps."
+    ),
     production: str = typer.Option("1ns", "--production", help="Production time, e.g. 2ns."),
     temperature: float = typer.Option(298.15, "--temperature", help="Temperature, K."),
     pressure: float = typer.Option(1.0, "--pressure", help="Pressure, bar."),
     timestep: str = typer.Option("2fs", "--timestep", help="Time step (HBond constraints)."),
-    ensemble: str = typer.Option("nvt", "--ensemble", help="Production ensemble: nvt (Nosé-Hoover) or nve."),
-    sample_every: str = typer.Option(None, "--sample-every", help="Bead sampling interval (default: run/100, at most 1ps)."),
+    ensemble: str = typer.Option(
+        "nvt", "--ensemble", help="Production ensemble: nvt (Nosé-Hoover) or nve."
+    ),
+    sample_every: str = typer.Option(
+        None, "--sample-every", help="Bead sampling interval (default: run/100, at most 1ps)."
+    ),
     forces: bool = typer.Option(False, "--forces", help="Also save mapped (per-molecule) forces."),
     cutoff: float = typer.Option(1.0, "--cutoff", help="Nonbonded cutoff, nm (PME beyond)."),
-    density: float = typer.Option(None, "--pack-density", help="Packing density, g/cm3 (default: 0.9 x reference)."),
-    platform: str = typer.Option("auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."),
+    density: float = typer.Option(
+        None, "--pack-density", help="Packing density, g/cm3 (default: 0.9 x reference)."
+    ),
+    platform: str = typer.Option(
+        "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for conformer, packing and velocities."),
-    topology: Path = typer.Option(None, "--topology", help="Your own GROMACS .top (instead of a molecule)."),
-    coordinates: Path = typer.Option(None, "--coordinates", help="The .gro that goes with --topology."),
-    include_dir: Path = typer.Option(None, "--include-dir", help="GROMACS force-field directory for --topology."),
+    topology: Path = typer.Option(
+        None, "--topology", help="Your own GROMACS .top (instead of a molecule)."
+    ),
+    coordinates: Path = typer.Option(
+        None, "--coordinates", help="The .gro that goes with --topology."
+    ),
+    include_dir: Path = typer.Option(
+        None, "--include-dir", help="GROMACS force-field directory for --topology."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
@@ -52,7 +68,9 @@ def aa(
         "seed": seed,
     }
     if sample_every is not None:
-        extra["sample_interval_ps"] = parse_time_ps(sample_every, what="--sample-every", allow_zero=False)
+        extra["sample_interval_ps"] = parse_time_ps(
+            sample_every, what="--sample-every", allow_zero=False
+        )
     protocol = default_protocol(
         parse_time_ps(equilibrate, what="--equilibrate"),
         parse_time_ps(production, what="--production", allow_zero=False),
@@ -76,14 +94,22 @@ def aa(
 
 
 def analyze(
-    topology: Path = typer.Option(..., "--topology", help="Topology: .gro/.tpr/.pdb/.psf/LAMMPS data."),
-    trajectory: list[Path] = typer.Option(None, "--trajectory", help="Trajectory file(s): .xtc/.trr/.dcd/LAMMPS dump."),
+    topology: Path = typer.Option(
+        ..., "--topology", help="Topology: .gro/.tpr/.pdb/.psf/LAMMPS data."
+    ),
+    trajectory: list[Path] = typer.Option(
+        None, "--trajectory", help="Trajectory file(s): .xtc/.trr/.dcd/LAMMPS dump."
+    ),
     out: Path = typer.Option(..., "--out", help="Run directory for the results."),
-    temperature: float = typer.Option(None, "--temperature", help="Temperature of the run, K (recorded)."),
+    temperature: float = typer.Option(
+        None, "--temperature", help="Temperature of the run, K (recorded)."
+    ),
     start: int = typer.Option(None, "--start", help="First frame."),
     stop: int = typer.Option(None, "--stop", help="Stop before this frame."),
     step: int = typer.Option(None, "--step", help="Frame stride."),
-    fit_start: str = typer.Option(None, "--fit-start", help="Start of the MSD fit window, e.g. 10ps."),
+    fit_start: str = typer.Option(
+        None, "--fit-start", help="Start of the MSD fit window, e.g. 10ps."
+    ),
     fit_end: str = typer.Option(None, "--fit-end", help="End of the MSD fit window."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
 ) -> None:
@@ -110,8 +136,12 @@ def molecules() -> None:
 
     table = Table("name", "SMILES", "M / g mol-1", "rho_ref / g cm-3")
     for entry in list_builtin_molecules():
-        table.add_row(entry.name, entry.smiles, f"{entry.molar_mass:.2f}",
-                      f"{entry.density_g_cm3:.4f}" if entry.density_g_cm3 else "-")
+        table.add_row(
+            entry.name,
+            entry.smiles,
+            f"{entry.molar_mass:.2f}",
+            f"{entry.density_g_cm3:.4f}" if entry.density_g_cm3 else "-",
+        )
     console.print(table)
 
 
@@ -129,3 +159,5 @@ def _print_summary(summary: dict, out: Path) -> None:
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}", highlight=False)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import openmm
@@ -180,7 +180,9 @@ class MDRunner:
         self.n_beads = int(self.groups.max()) + 1
         self.bead_masses = np.bincount(self.groups, weights=self.masses, minlength=self.n_beads)
         if np.any(self.bead_masses <= 0):
-            raise InputError("every bead needs a positive mass (check the system's particle masses)")
+            raise InputError(
+                "every bead needs a positive mass (check the system's particle masses)"
+            )
         self.n_constraints = system.getNumConstraints()
         has_cm_remover = any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
         self.dof = 3 * n - self.n_constraints - (3 if has_cm_remover else 0)
@@ -197,7 +199,9 @@ class MDRunner:
             try:
                 return json.loads(path.read_text())
             except json.JSONDecodeError as exc:
-                raise InputError(f"{path} is corrupt; remove the directory and start again") from exc
+                raise InputError(
+                    f"{path} is corrupt; remove the directory and start again"
+                ) from exc
         return {"stage": "minimize", "step": 0, "chunks": [], "checkpoint": None}
 
     def _commit(self, state: dict[str, Any]) -> None:
@@ -208,7 +212,9 @@ class MDRunner:
         p = self.protocol
         system = openmm.XmlSerializer.clone(self.system)
         T = p.temperature_K * openmm.unit.kelvin
-        barostat = openmm.MonteCarloBarostat(p.pressure_bar * openmm.unit.bar, T, p.barostat_interval)
+        barostat = openmm.MonteCarloBarostat(
+            p.pressure_bar * openmm.unit.bar, T, p.barostat_interval
+        )
         barostat.setRandomNumberSeed(p.seed + 17)
         if stage in ("minimize", "equilibration"):
             integrator: openmm.Integrator = openmm.LangevinMiddleIntegrator(
@@ -219,7 +225,8 @@ class MDRunner:
             barostat.setFrequency(0)  # present only to compute the molecular pressure
             if p.production_ensemble == "nvt":
                 integrator = openmm.NoseHooverIntegrator(
-                    T, p.thermostat_collision_per_ps / openmm.unit.picosecond,
+                    T,
+                    p.thermostat_collision_per_ps / openmm.unit.picosecond,
                     p.dt_ps * openmm.unit.picosecond,
                 )
             else:
@@ -277,27 +284,45 @@ class MDRunner:
         return [t_ps, stage_id, pot, kin, pot + kin, temperature, volume, density, pressure]
 
     THERMO_COLUMNS = (
-        "t_ps", "stage", "potential_kJ_mol", "kinetic_kJ_mol", "total_kJ_mol", "temperature_K",
-        "volume_nm3", "density_g_cm3", "pressure_bar",
+        "t_ps",
+        "stage",
+        "potential_kJ_mol",
+        "kinetic_kJ_mol",
+        "total_kJ_mol",
+        "temperature_K",
+        "volume_nm3",
+        "density_g_cm3",
+        "pressure_bar",
     )
-    STAGE_IDS = {"equilibration": 0, "production": 1}
+    STAGE_IDS: ClassVar[dict[str, int]] = {"equilibration": 0, "production": 1}
 
     def _sample(self, simulation: app.Simulation) -> dict[str, np.ndarray]:
         want_forces = self.protocol.save_forces
-        state = simulation.context.getState(getPositions=True, getForces=want_forces, enforcePeriodicBox=False)
+        state = simulation.context.getState(
+            getPositions=True, getForces=want_forces, enforcePeriodicBox=False
+        )
         xyz = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
         weighted = xyz * self.masses[:, None]
-        com = np.stack(
-            [np.bincount(self.groups, weights=weighted[:, k], minlength=self.n_beads) for k in range(3)],
-            axis=1,
-        ) / self.bead_masses[:, None]
+        com = (
+            np.stack(
+                [
+                    np.bincount(self.groups, weights=weighted[:, k], minlength=self.n_beads)
+                    for k in range(3)
+                ],
+                axis=1,
+            )
+            / self.bead_masses[:, None]
+        )
         out = {"bead_positions_nm": com}
         if want_forces:
             f = state.getForces(asNumpy=True).value_in_unit(
                 openmm.unit.kilojoule_per_mole / openmm.unit.nanometer
             )
             out["bead_forces_kj_mol_nm"] = np.stack(
-                [np.bincount(self.groups, weights=f[:, k], minlength=self.n_beads) for k in range(3)],
+                [
+                    np.bincount(self.groups, weights=f[:, k], minlength=self.n_beads)
+                    for k in range(3)
+                ],
                 axis=1,
             )
         if self.protocol.save_particles:
@@ -319,28 +344,40 @@ class MDRunner:
                 simulation.minimizeEnergy(maxIterations=2000)
                 self._report("minimize", 1, 1)
             potential = simulation.context.getState(getEnergy=True).getPotentialEnergy()
-            self._check_energy(potential.value_in_unit(openmm.unit.kilojoule_per_mole), "minimisation", 0)
-            simulation.context.setVelocitiesToTemperature(p.temperature_K * openmm.unit.kelvin, p.seed + 3)
+            self._check_energy(
+                potential.value_in_unit(openmm.unit.kilojoule_per_mole), "minimisation", 0
+            )
+            simulation.context.setVelocitiesToTemperature(
+                p.temperature_K * openmm.unit.kelvin, p.seed + 3
+            )
             state = {"stage": "equilibration", "step": 0, "chunks": [], "checkpoint": None}
             state["checkpoint"] = self._save_checkpoint(simulation, "equilibration-0.chk")
             self._commit(state)
 
         if state["stage"] == "equilibration":
-            state = self._run_stage("equilibration", p.steps(p.equilibration_ps), self.box_nm, state)
+            state = self._run_stage(
+                "equilibration", p.steps(p.equilibration_ps), self.box_nm, state
+            )
             # Production volume: the mean NPT volume over the second half of equilibration.
             eq = self._load_thermo(state, stage="equilibration")
             volumes = eq["volume_nm3"]
             simulation = self._make_simulation("equilibration", self.box_nm)
             self._load_checkpoint(simulation, state["checkpoint"])
-            current = simulation.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=False)
-            box_now = np.diag(current.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer))
+            current = simulation.context.getState(
+                getPositions=True, getVelocities=True, enforcePeriodicBox=False
+            )
+            box_now = np.diag(
+                current.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+            )
             if len(volumes) >= 2:
                 target_volume = float(np.mean(volumes[len(volumes) // 2 :]))
                 box_prod = box_now * (target_volume / np.prod(box_now)) ** (1.0 / 3.0)
             else:
                 box_prod = box_now
             positions = self._scale_beads(
-                current.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer), box_now, box_prod
+                current.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer),
+                box_now,
+                box_prod,
             )
             velocities = current.getVelocities(asNumpy=True).value_in_unit(
                 openmm.unit.nanometer / openmm.unit.picosecond
@@ -372,14 +409,22 @@ class MDRunner:
     def _scale_beads(self, xyz: np.ndarray, box_from: np.ndarray, box_to: np.ndarray) -> np.ndarray:
         """Scale bead centres affinely to the new box, keeping each bead's internal geometry."""
         weighted = xyz * self.masses[:, None]
-        com = np.stack(
-            [np.bincount(self.groups, weights=weighted[:, k], minlength=self.n_beads) for k in range(3)],
-            axis=1,
-        ) / self.bead_masses[:, None]
+        com = (
+            np.stack(
+                [
+                    np.bincount(self.groups, weights=weighted[:, k], minlength=self.n_beads)
+                    for k in range(3)
+                ],
+                axis=1,
+            )
+            / self.bead_masses[:, None]
+        )
         shift = com * (box_to / box_from - 1.0)
         return xyz + shift[self.groups]
 
-    def _run_stage(self, stage: str, n_steps: int, box_nm: np.ndarray, state: dict[str, Any]) -> dict[str, Any]:
+    def _run_stage(
+        self, stage: str, n_steps: int, box_nm: np.ndarray, state: dict[str, Any]
+    ) -> dict[str, Any]:
         p = self.protocol
         simulation = self._make_simulation(stage, box_nm)
         self._load_checkpoint(simulation, state["checkpoint"])
@@ -387,7 +432,7 @@ class MDRunner:
         sample_stride = p.stride(p.sample_interval_ps) if stage == "production" else 0
         strides = [thermo_stride] + ([sample_stride] if sample_stride else [])
         segment = max(p.stride(p.checkpoint_interval_ps), max(strides))
-        segment = int(math.ceil(segment / math.lcm(*strides))) * math.lcm(*strides)
+        segment = math.ceil(segment / math.lcm(*strides)) * math.lcm(*strides)
         stage_id = self.STAGE_IDS[stage]
         step = int(state["step"])
         dt = p.dt_ps
@@ -427,14 +472,18 @@ class MDRunner:
             write_npz(self.workdir / chunk_name, **arrays)
             checkpoint = self._save_checkpoint(simulation, f"{stage}-{end}.chk")
             previous = state.get("checkpoint")
-            state = dict(state, step=end, checkpoint=checkpoint, chunks=[*state["chunks"], chunk_name])
+            state = dict(
+                state, step=end, checkpoint=checkpoint, chunks=[*state["chunks"], chunk_name]
+            )
             self._commit(state)
             if previous and previous != checkpoint and (self.workdir / previous).exists():
                 (self.workdir / previous).unlink()
             step = end
         return state
 
-    def _load_thermo(self, state: dict[str, Any], *, stage: str | None = None) -> dict[str, np.ndarray]:
+    def _load_thermo(
+        self, state: dict[str, Any], *, stage: str | None = None
+    ) -> dict[str, np.ndarray]:
         rows = []
         for name in state["chunks"]:
             with np.load(self.workdir / name) as data:
@@ -456,7 +505,9 @@ class MDRunner:
                     if "bead_forces_kj_mol_nm" in data:
                         forces.append(data["bead_forces_kj_mol_nm"])
         if not times:
-            raise SimulationError("production produced no samples; lengthen --production or shorten the sample interval")
+            raise SimulationError(
+                "production produced no samples; lengthen --production or shorten the sample interval"
+            )
         return MDResult(
             times_ps=np.concatenate(times),
             bead_positions_nm=np.concatenate(positions),

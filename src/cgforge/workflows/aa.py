@@ -7,7 +7,6 @@ RDF, MSD/D, density, pressure → files of the output contract (see :mod:`cgforg
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +48,13 @@ class AAConfig:
 
     def __post_init__(self) -> None:
         if (self.molecule is None) == (self.topology_file is None):
-            raise InputError("give either a molecule (name or SMILES) or --topology with --coordinates")
+            raise InputError(
+                "give either a molecule (name or SMILES) or --topology with --coordinates"
+            )
         if self.topology_file is not None and self.coordinates_file is None:
-            raise InputError("--topology needs --coordinates (a .gro file with the positions and box)")
+            raise InputError(
+                "--topology needs --coordinates (a .gro file with the positions and box)"
+            )
         if self.molecule is not None and self.n_molecules < 2:
             raise InputError(f"--molecules must be at least 2, got {self.n_molecules}")
         if not 0.2 <= self.cutoff_nm <= 3.0:
@@ -102,9 +105,10 @@ def _effective_cutoff(requested: float, box_nm: np.ndarray, notes: list[str]) ->
             f"the box ({np.min(box_nm):.2f} nm) is too small for a nonbonded cutoff of at least "
             "0.5 nm; use more molecules"
         )
-    note = (f"cutoff reduced from {requested} nm to {limit:.3f} nm to fit the "
-            f"{np.min(box_nm):.2f} nm box; use more molecules for the full cutoff")
-    warnings.warn(note, stacklevel=2)
+    note = (
+        f"cutoff reduced from {requested} nm to {limit:.3f} nm to fit the "
+        f"{np.min(box_nm):.2f} nm box; use more molecules for the full cutoff"
+    )
     notes.append(note)
     return round(limit, 4)
 
@@ -126,7 +130,9 @@ def prepare_builtin(config: AAConfig) -> PreparedSystem:
     system = create_aa_system(molecule, config.n_molecules, box, cutoff_nm=cutoff)
     topology = openmm_topology(molecule, config.n_molecules, box)
     groups = np.repeat(np.arange(config.n_molecules), molecule.n_atoms)
-    return PreparedSystem(molecule.name, system, topology, packed.positions_nm, box, groups, cutoff, notes)
+    return PreparedSystem(
+        molecule.name, system, topology, packed.positions_nm, box, groups, cutoff, notes
+    )
 
 
 def prepare_gromacs(config: AAConfig) -> PreparedSystem:
@@ -142,7 +148,12 @@ def prepare_gromacs(config: AAConfig) -> PreparedSystem:
     if vectors is None:
         raise InputError(f"{gro_path} has no box line; a periodic liquid needs one")
     box = np.array([vectors[i][i].value_in_unit(openmm.unit.nanometer) for i in range(3)])
-    off_diagonal = [vectors[i][j].value_in_unit(openmm.unit.nanometer) for i in range(3) for j in range(3) if i != j]
+    off_diagonal = [
+        vectors[i][j].value_in_unit(openmm.unit.nanometer)
+        for i in range(3)
+        for j in range(3)
+        if i != j
+    ]
     if any(abs(v) > 1e-8 for v in off_diagonal):
         raise InputError(f"{gro_path} has a triclinic box; cgforge handles rectangular boxes")
     kwargs = {"periodicBoxVectors": vectors}
@@ -164,8 +175,10 @@ def prepare_gromacs(config: AAConfig) -> PreparedSystem:
     cutoff = _effective_cutoff(config.cutoff_nm, box, notes)
     try:
         system = top.createSystem(
-            nonbondedMethod=app.PME, nonbondedCutoff=cutoff * openmm.unit.nanometer,
-            constraints=app.HBonds, ewaldErrorTolerance=5e-4,
+            nonbondedMethod=app.PME,
+            nonbondedCutoff=cutoff * openmm.unit.nanometer,
+            constraints=app.HBonds,
+            ewaldErrorTolerance=5e-4,
         )
     except Exception as exc:
         raise InputError(f"OpenMM cannot build a system from {top_path}: {exc}") from exc
@@ -206,8 +219,14 @@ def run_aa(
         return json.loads(rundir.summary_path.read_text())
     prepared = prepare_builtin(config) if config.molecule is not None else prepare_gromacs(config)
     runner = MDRunner(
-        prepared.system, prepared.topology, prepared.positions_nm, prepared.box_nm, prepared.groups,
-        config.protocol, rundir.work, progress=progress,
+        prepared.system,
+        prepared.topology,
+        prepared.positions_nm,
+        prepared.box_nm,
+        prepared.groups,
+        config.protocol,
+        rundir.work,
+        progress=progress,
     )
     try:
         result = runner.run()
@@ -216,7 +235,9 @@ def run_aa(
     return finish_aa(config, rundir, prepared, result)
 
 
-def finish_aa(config: AAConfig, rundir: RunDirectory, prepared: PreparedSystem, result: MDResult) -> dict[str, Any]:
+def finish_aa(
+    config: AAConfig, rundir: RunDirectory, prepared: PreparedSystem, result: MDResult
+) -> dict[str, Any]:
     out = rundir.path
     box = np.tile(result.box_nm, (len(result.times_ps), 1))
     traj = CGTrajectory(
@@ -232,7 +253,9 @@ def finish_aa(config: AAConfig, rundir: RunDirectory, prepared: PreparedSystem, 
     eq_density = thermo["density_g_cm3"][eq]
     density_series = eq_density[len(eq_density) // 2 :] if len(eq_density) >= 2 else None
     analysis = analyze(traj, density_series_g_cm3=density_series)
-    write_results(out, analysis, traj, title=f"{prepared.name}: all-atom reference, centres of mass")
+    write_results(
+        out, analysis, traj, title=f"{prepared.name}: all-atom reference, centres of mass"
+    )
     _write_thermo(out / "thermo.csv", thermo)
     _write_structure(out, prepared, result)
     pressure, pressure_err = mean_with_error(thermo["pressure_bar"][prod])
@@ -246,7 +269,9 @@ def finish_aa(config: AAConfig, rundir: RunDirectory, prepared: PreparedSystem, 
         "pressure_target_bar": config.protocol.pressure_bar,
         "pressure_bar": pressure,
         "pressure_err_bar": pressure_err,
-        "density_source": "NPT equilibration, second half" if density_series is not None else "production box",
+        "density_source": "NPT equilibration, second half"
+        if density_series is not None
+        else "production box",
         **analysis.summary_fields(),
         "production_ensemble": config.protocol.production_ensemble,
         "production_ps": config.protocol.production_ps,
@@ -257,9 +282,14 @@ def finish_aa(config: AAConfig, rundir: RunDirectory, prepared: PreparedSystem, 
         "wall_s": result.wall_s,
         "notes": prepared.notes,
         "files": {
-            "rdf": "rdf.csv", "msd": "msd.csv", "thermo": "thermo.csv", "topology": "topology.pdb",
+            "rdf": "rdf.csv",
+            "msd": "msd.csv",
+            "thermo": "thermo.csv",
+            "topology": "topology.pdb",
             "trajectory": "trajectory.dcd" if config.protocol.save_particles else None,
-            "cg_trajectory": "cg_trajectory.npz", "system": "system.xml", "plot": "observables.png",
+            "cg_trajectory": "cg_trajectory.npz",
+            "system": "system.xml",
+            "plot": "observables.png",
         },
         "provenance": collect(config.to_dict(), seed=config.protocol.seed),
     }
@@ -296,8 +326,12 @@ def _write_structure(out: Path, prepared: PreparedSystem, result: MDResult) -> N
     if first is not None:
         times = [first[0]]
         with atomic_path(out / "trajectory.dcd") as tmp, open(tmp, "wb") as handle:
-            dt_ps = float(result.times_ps[1] - result.times_ps[0]) if len(result.times_ps) > 1 else 1.0
-            dcd = app.DCDFile(handle, topology, dt_ps * openmm.unit.picosecond, firstStep=0, interval=1)
+            dt_ps = (
+                float(result.times_ps[1] - result.times_ps[0]) if len(result.times_ps) > 1 else 1.0
+            )
+            dcd = app.DCDFile(
+                handle, topology, dt_ps * openmm.unit.picosecond, firstStep=0, interval=1
+            )
             dcd.writeModel(positions * openmm.unit.nanometer)
             for t, xyz in frames:
                 times.append(t)

@@ -31,7 +31,9 @@ class AnalyzeConfig:
         return asdict(self)
 
 
-def run_analyze(config: AnalyzeConfig, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+def run_analyze(
+    config: AnalyzeConfig, out: str | Path, *, overwrite: bool = False
+) -> dict[str, Any]:
     if config.temperature_K is not None and config.temperature_K <= 0:
         raise InputError(f"--temperature must be positive, got {config.temperature_K}")
     files = [config.topology, *config.trajectory]
@@ -46,7 +48,9 @@ def run_analyze(config: AnalyzeConfig, out: str | Path, *, overwrite: bool = Fal
         config.topology, trajectory, start=config.start, stop=config.stop, step=config.step
     )
     analysis = analyze(
-        traj, rdf_bin_nm=config.rdf_bin_nm, rdf_r_max_nm=config.rdf_r_max_nm,
+        traj,
+        rdf_bin_nm=config.rdf_bin_nm,
+        rdf_r_max_nm=config.rdf_r_max_nm,
         fit_window_ps=(config.fit_start_ps, config.fit_end_ps),
     )
     name = Path(config.topology).stem
@@ -58,8 +62,13 @@ def run_analyze(config: AnalyzeConfig, out: str | Path, *, overwrite: bool = Fal
         **analysis.summary_fields(),
         "density_source": "trajectory boxes",
         "has_forces": traj.forces_kj_mol_nm is not None,
-        "files": {"rdf": "rdf.csv", "msd": "msd.csv", "cg_trajectory": "cg_trajectory.npz",
-                  "plot": "observables.png", "inputs": [str(Path(f).resolve()) for f in files]},
+        "files": {
+            "rdf": "rdf.csv",
+            "msd": "msd.csv",
+            "cg_trajectory": "cg_trajectory.npz",
+            "plot": "observables.png",
+            "inputs": [str(Path(f).resolve()) for f in files],
+        },
         "provenance": collect(config.to_dict(), seed=None),
     }
     rundir.write_summary(summary)
