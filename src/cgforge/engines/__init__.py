@@ -1,0 +1,1 @@
+"""Simulation engines: OpenMM systems for the all-atom reference."""

@@ -1,0 +1,42 @@
+"""All-atom molecules: built-in library, RDKit construction and OPLS-AA typing."""
+
+from cgforge.molecules.build import load_molecule, resolve_spec
+from cgforge.molecules.library import (
+    BUILTIN_MOLECULES,
+    BuiltinMolecule,
+    builtin_names,
+    find_builtin,
+    get_builtin,
+    list_builtin_molecules,
+    reference_density,
+)
+from cgforge.molecules.opls import default_bonded_parameters, load_opls_data, type_molecule
+from cgforge.molecules.topology import (
+    AngleParameter,
+    Atom,
+    BondedParameters,
+    BondParameter,
+    FourierParameter,
+    MoleculeTopology,
+)
+
+__all__ = [
+    "BUILTIN_MOLECULES",
+    "AngleParameter",
+    "Atom",
+    "BondParameter",
+    "BondedParameters",
+    "BuiltinMolecule",
+    "FourierParameter",
+    "MoleculeTopology",
+    "builtin_names",
+    "default_bonded_parameters",
+    "find_builtin",
+    "get_builtin",
+    "list_builtin_molecules",
+    "load_molecule",
+    "load_opls_data",
+    "reference_density",
+    "resolve_spec",
+    "type_molecule",
+]
