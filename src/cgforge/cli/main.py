@@ -9,6 +9,7 @@ import typer
 
 from cgforge import __version__
 from cgforge.cli import aa as aa_commands
+from cgforge.cli import cg as cg_commands
 from cgforge.cli.progress import console
 from cgforge.errors import CGForgeError
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 aa_commands.register(app)
+cg_commands.register(app)
 
 
 @app.callback(invoke_without_command=True)

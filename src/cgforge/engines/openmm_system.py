@@ -13,25 +13,38 @@ angle         1      ``HarmonicAngleForce``
 dihedral      2      ``PeriodicTorsionForce``, OPLS Fourier series of the proper dihedrals
 improper      3      ``PeriodicTorsionForce``, aromatic impropers
 nonbonded     4      ``NonbondedForce``: Coulomb (PME or no cutoff) and the 1-4 pairs
-                     (Coulomb and LJ ×0.5, geometric σ, ε); LJ of all other pairs as set
-                     by ``combining`` (see below)
-lj            5      ``CustomNonbondedForce``: the rest of the Lennard-Jones energy
+                     (Coulomb and LJ ×0.5, geometric σ, ε); part or none of the LJ of the
+                     other pairs, depending on ``combining`` (see below)
+lj            5      the rest of the Lennard-Jones energy: one or two more
+                     ``NonbondedForce`` objects (``"lb_sum"``) or a ``CustomNonbondedForce``
 ============  =====  ==========================================================================
+
+No ``CMMotionRemover``, barostat or thermostat is added; that is the MD runner's business.
 
 1-2 and 1-3 pairs are excluded. Non-excluded pairs (intermolecular, and intramolecular beyond
 1-4) interact through Lennard-Jones with geometric combining rules, σ_ij = √(σ_i σ_j) and
 ε_ij = √(ε_i ε_j), computed exactly by every ``combining`` mode:
 
-* ``"correction"`` (default, the fastest on the CPU platform, see
-  ``benchmarks/combining_rule.py``): the ``NonbondedForce`` carries the LJ parameters and
-  computes Lorentz–Berthelot LJ (σ_ij = (σ_i + σ_j)/2, ε_ij geometric), which is exact for
-  pairs of equal σ. The ``lj`` force adds ΔC12/r¹² − ΔC6/r⁶, tabulated per pair of LJ types,
-  only for pairs of atoms with different σ (interaction groups), with the same cutoff,
-  exclusions and long-range correction.
-* ``"correction_all"``: the same correction evaluated over all pairs (it is zero for equal σ).
-* ``"custom"``: the ``NonbondedForce`` has ε = 0 (Coulomb and 1-4 pairs only); the ``lj`` force
-  evaluates 4ε((σ/r)¹² − (σ/r)⁶) with σ = √(σ1σ2), ε = √(ε1ε2) over all pairs. The plain
-  formulation, kept for cross-checks.
+* ``"lb_sum"`` (default, the fastest on the CPU platform, see ``benchmarks/combining_rule.py``):
+  OpenMM's ``NonbondedForce`` is fast but mixes σ arithmetically (Lorentz–Berthelot). A sum of
+  Lennard-Jones terms is again of the form C12/r¹² − C6/r⁶ with summed coefficients, so M
+  ``NonbondedForce`` objects with suitably chosen per-type (σ, ε) reproduce the geometric C12
+  and C6 of every pair of LJ types exactly: Σ_m 4 ε_m,ij σ_m,ij^n = 4 ε_ij σ_ij^n for n = 6, 12,
+  with LB mixing inside each force. The per-type parameters solve this small polynomial system
+  (:func:`geometric_lj_decomposition`, k LJ types need M ≥ (k + 1)/2 forces: 2 for alkanes,
+  3 for alkylbenzenes) to a relative residual below 1e-13, i.e. to double precision. The first
+  force also carries the charges (PME) and the 1-4 pairs; the others (group ``lj``) carry only
+  LJ with the same cutoff, exclusions and dispersion correction, which is linear in C6 and C12
+  and therefore also exact. The split between the groups ``nonbonded`` and ``lj`` has no
+  physical meaning in this mode; their sum is the nonbonded energy. If no decomposition is
+  found the mode falls back to ``"correction"`` with a warning.
+* ``"correction"``: the ``NonbondedForce`` carries the OPLS LJ parameters (LB mixing, exact for
+  pairs of equal σ); a ``CustomNonbondedForce`` (group ``lj``) adds ΔC12/r¹² − ΔC6/r⁶,
+  tabulated per pair of LJ types, only for pairs of atoms with different σ (interaction
+  groups), with the same cutoff, exclusions and long-range correction.
+* ``"custom"``: the ``NonbondedForce`` has ε = 0 (Coulomb and 1-4 pairs only); a
+  ``CustomNonbondedForce`` evaluates 4ε((σ/r)¹² − (σ/r)⁶) with σ = √(σ1σ2), ε = √(ε1ε2) over all
+  pairs. The plain formulation, kept for cross-checks.
 * ``"custom_c6c12"``: as ``"custom"`` with per-atom √C12 and √C6, E = (a1a2/r⁶ − b1b2)/r⁶.
 
 With PME, Lennard-Jones is truncated (not shifted) at the cutoff, and the long-range
@@ -40,8 +53,10 @@ dispersion correction of both forces is on unless ``dispersion_correction=False`
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import numpy as np
@@ -55,8 +70,8 @@ from cgforge.molecules.topology import FourierParameter, MoleculeTopology
 FORCE_GROUPS: Mapping[str, int] = MappingProxyType(
     {"bond": 0, "angle": 1, "dihedral": 2, "improper": 3, "nonbonded": 4, "lj": 5}
 )
-COMBINING_MODES = ("correction", "correction_all", "custom", "custom_c6c12")
-DEFAULT_COMBINING = "correction"
+COMBINING_MODES = ("lb_sum", "correction", "custom", "custom_c6c12")
+DEFAULT_COMBINING = "lb_sum"
 NONBONDED_METHODS = ("pme", "nocutoff")
 CONSTRAINT_MODES = ("hbonds", "none")
 SCALE_14 = 0.5  # OPLS-AA fudgeQQ = fudgeLJ = 0.5
@@ -225,6 +240,157 @@ def create_aa_system(
     return system
 
 
+# ------------------------------------------------------------------------------ LJ decomposition
+_DECOMPOSITION_TOL = 1.0e-13
+_DECOMPOSITION_STARTS = 400
+_DECOMPOSITION_SEED = 20240601
+
+
+def _decomposition_residual(
+    sigma: np.ndarray, epsilon: np.ndarray, m: int
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Residuals and Jacobian of Σ_m (LB LJ of force m) = geometric LJ, per pair of types.
+
+    Unknowns x = (log σ_mp, log √ε_mp); residual rows are C_n,sum/C_n,geo − 1 for n = 12, 6.
+    """
+    k = len(sigma)
+    p_idx, q_idx = np.triu_indices(k)
+    s_geo = np.sqrt(sigma[p_idx] * sigma[q_idx])
+    e_geo = np.sqrt(epsilon[p_idx] * epsilon[q_idx])  # = √ε_p √ε_q
+    # incidence: how often type p occurs in pair i (2 for like pairs)
+    incidence = np.zeros((k, len(p_idx)))
+    np.add.at(incidence, (p_idx, np.arange(len(p_idx))), 1.0)
+    np.add.at(incidence, (q_idx, np.arange(len(p_idx))), 1.0)
+
+    def residual(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = np.exp(x[: m * k]).reshape(m, k)
+        e = np.exp(x[m * k :]).reshape(m, k)
+        a = 0.5 * (s[:, p_idx] + s[:, q_idx]) / s_geo  # (m, pairs)
+        w = e[:, p_idx] * e[:, q_idx] / e_geo
+        rows_r, rows_j = [], []
+        for n in (12, 6):
+            t = w * a**n
+            rows_r.append(t.sum(axis=0) - 1.0)
+            d_log_e = np.einsum("mi,pi->imp", t, incidence)
+            d_log_s = (
+                np.einsum("mi,mp,pi->imp", n * t / a, s, incidence) / (2.0 * s_geo)[:, None, None]
+            )
+            rows_j.append(
+                np.concatenate(
+                    [d_log_s.reshape(len(p_idx), -1), d_log_e.reshape(len(p_idx), -1)], axis=1
+                )
+            )
+        return np.concatenate(rows_r), np.concatenate(rows_j)
+
+    return residual
+
+
+def _levenberg_marquardt(
+    residual: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], x: np.ndarray
+) -> tuple[np.ndarray, float]:
+    r, jac = residual(x)
+    cost = float(r @ r)
+    damping = 1.0e-3
+    with np.errstate(all="ignore"):
+        for _ in range(300):
+            if np.abs(r).max() < 0.1 * _DECOMPOSITION_TOL:
+                break
+            hessian = jac.T @ jac
+            step = np.linalg.solve(
+                hessian + damping * (np.diag(np.diag(hessian)) + 1e-12 * np.eye(len(x))),
+                -jac.T @ r,
+            )
+            r_new, jac_new = residual(x + step)
+            cost_new = float(r_new @ r_new)
+            if np.isfinite(cost_new) and cost_new < cost:
+                x, r, jac, cost = x + step, r_new, jac_new, cost_new
+                damping = max(damping / 3.0, 1e-15)
+            else:
+                damping *= 4.0
+                if damping > 1e10:
+                    break
+    return x, float(np.abs(r).max())
+
+
+@functools.cache
+def geometric_lj_decomposition(
+    types: tuple[tuple[float, float], ...],
+) -> tuple[tuple[tuple[float, float], ...], ...] | None:
+    """Per-force (σ nm, ε kJ/mol) of each LJ type such that LB-mixed forces sum to geometric LJ.
+
+    ``types`` are (σ nm, ε kJ/mol) with ε > 0. Returns ``decomposition[m][p]`` for forces
+    m = 0 … M−1 and types p, with the smallest M ≥ (k + 1)/2 for which a solution is found
+    (deterministic multi-start Levenberg–Marquardt in log variables), such that for every pair
+    of types, including p = q,
+
+        Σ_m 4 √(ε_mp ε_mq) ((σ_mp + σ_mq)/2)^n = 4 √(ε_p ε_q) (σ_p σ_q)^(n/2),  n = 6, 12
+
+    holds to a relative error below 1e-13; ``None`` if no solution is found.
+    """
+    sigma = np.array([t[0] for t in types], dtype=float)
+    epsilon = np.array([t[1] for t in types], dtype=float)
+    k = len(types)
+    if k == 0 or np.any(sigma <= 0) or np.any(epsilon <= 0):
+        raise InputError("geometric_lj_decomposition needs types with σ > 0 and ε > 0")
+    if k == 1:
+        return (((float(sigma[0]), float(epsilon[0])),),)
+    rng = np.random.default_rng(_DECOMPOSITION_SEED)
+    for m in range(math.ceil((k + 1) / 2), k + 1):
+        residual = _decomposition_residual(sigma, epsilon, m)
+        for _ in range(_DECOMPOSITION_STARTS):
+            s0 = sigma * rng.uniform(0.7, 1.3, (m, k))
+            e0 = np.sqrt(epsilon / m) * rng.uniform(0.3, 1.5, (m, k))
+            x, error = _levenberg_marquardt(
+                residual, np.log(np.concatenate([s0.ravel(), e0.ravel()]))
+            )
+            if error >= _DECOMPOSITION_TOL:
+                continue
+            s = np.exp(x[: m * k]).reshape(m, k)
+            e = np.exp(2.0 * x[m * k :]).reshape(m, k)
+            if _decomposition_error(sigma, epsilon, s, e) < 10 * _DECOMPOSITION_TOL:
+                return tuple(
+                    tuple((float(s[i, p]), float(e[i, p])) for p in range(k)) for i in range(m)
+                )
+    return None
+
+
+def _decomposition_error(
+    sigma: np.ndarray, epsilon: np.ndarray, s: np.ndarray, e: np.ndarray
+) -> float:
+    """Largest relative error of C12 and C6 over all type pairs, recomputed directly."""
+    worst = 0.0
+    for p in range(len(sigma)):
+        for q in range(p, len(sigma)):
+            eps_geo = math.sqrt(epsilon[p] * epsilon[q])
+            sig_geo = math.sqrt(sigma[p] * sigma[q])
+            for n in (12, 6):
+                target = 4.0 * eps_geo * sig_geo**n
+                total = sum(
+                    4.0 * math.sqrt(e[i, p] * e[i, q]) * (0.5 * (s[i, p] + s[i, q])) ** n
+                    for i in range(len(s))
+                )
+                worst = max(worst, abs(total / target - 1.0))
+    return worst
+
+
+# ------------------------------------------------------------------------------ nonbonded
+def _nonbonded_force(
+    name: str, method: str, cutoff_nm: float, ewald_tolerance: float, dispersion: bool, pme: bool
+) -> openmm.NonbondedForce:
+    force = _name(openmm.NonbondedForce(), name)
+    if method == "nocutoff":
+        force.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
+    else:
+        force.setNonbondedMethod(
+            openmm.NonbondedForce.PME if pme else openmm.NonbondedForce.CutoffPeriodic
+        )
+        force.setCutoffDistance(cutoff_nm)
+        force.setEwaldErrorTolerance(ewald_tolerance)
+    force.setUseDispersionCorrection(dispersion)
+    force.setUseSwitchingFunction(False)
+    return force
+
+
 def _add_nonbonded(
     system: openmm.System,
     molecule: MoleculeTopology,
@@ -238,40 +404,71 @@ def _add_nonbonded(
 ) -> None:
     n_atoms = molecule.n_atoms
     atoms = molecule.atoms
-    lj_in_nonbonded = combining.startswith("correction")
+    types, type_index = _lj_types(molecule)
+    decomposition = None
+    if combining == "lb_sum":
+        positive = tuple(t for t in types if t[1] > 0.0)
+        decomposition = geometric_lj_decomposition(positive) if positive else ((),)
+        if decomposition is None:
+            warnings.warn(
+                f"no exact Lorentz-Berthelot decomposition found for the LJ types of "
+                f"{molecule.name}; using combining='correction' (exact, slower)",
+                stacklevel=3,
+            )
+            combining = "correction"
 
-    nonbonded = _name(openmm.NonbondedForce(), "nonbonded")
-    if method == "pme":
-        nonbonded.setNonbondedMethod(openmm.NonbondedForce.PME)
-        nonbonded.setCutoffDistance(cutoff_nm)
-        nonbonded.setEwaldErrorTolerance(ewald_tolerance)
-    else:
-        nonbonded.setNonbondedMethod(openmm.NonbondedForce.NoCutoff)
-    nonbonded.setUseDispersionCorrection(dispersion_correction and lj_in_nonbonded)
-    nonbonded.setUseSwitchingFunction(False)
-    for _ in range(n_molecules):
-        for atom in atoms:
-            epsilon = atom.epsilon_kj_mol if lj_in_nonbonded else 0.0
-            nonbonded.addParticle(atom.charge_e, atom.sigma_nm, epsilon)
+    # per-type (σ, ε) of the NonbondedForce(s): one list per force
+    if combining == "lb_sum":
+        positive_index = {t: i for i, t in enumerate(t for t in types if t[1] > 0.0)}
+        per_force = [
+            [
+                decomposition[m][positive_index[t]] if t in positive_index else (t[0], 0.0)
+                for t in types
+            ]
+            for m in range(len(decomposition))
+        ]
+    elif combining == "correction":
+        per_force = [list(types)]
+    else:  # custom modes: LJ lives in the CustomNonbondedForce
+        per_force = [[(t[0], 0.0) for t in types]]
 
     excluded = molecule.excluded_pairs()
     pairs_14 = molecule.pairs_14()
-    for m in range(n_molecules):
-        offset = m * n_atoms
-        for i, j in excluded:
-            nonbonded.addException(i + offset, j + offset, 0.0, 1.0, 0.0)
-        for i, j in pairs_14:
-            a, b = atoms[i], atoms[j]
-            nonbonded.addException(
-                i + offset,
-                j + offset,
-                SCALE_14 * a.charge_e * b.charge_e,
-                math.sqrt(a.sigma_nm * b.sigma_nm),
-                SCALE_14 * math.sqrt(a.epsilon_kj_mol * b.epsilon_kj_mol),
-            )
-    system.addForce(nonbonded)
+    lj_in_nonbonded = combining in ("lb_sum", "correction")
+    for m, params in enumerate(per_force):
+        force = _nonbonded_force(
+            "nonbonded" if m == 0 else "lj",
+            method,
+            cutoff_nm,
+            ewald_tolerance,
+            dispersion=dispersion_correction and lj_in_nonbonded,
+            pme=m == 0,
+        )
+        for _ in range(n_molecules):
+            for atom, t in zip(atoms, type_index, strict=True):
+                sigma, epsilon = params[t]
+                force.addParticle(atom.charge_e if m == 0 else 0.0, sigma, epsilon)
+        for mol in range(n_molecules):
+            offset = mol * n_atoms
+            for i, j in excluded:
+                force.addException(i + offset, j + offset, 0.0, 1.0, 0.0)
+            for i, j in pairs_14:
+                a, b = atoms[i], atoms[j]
+                if m == 0:
+                    force.addException(
+                        i + offset,
+                        j + offset,
+                        SCALE_14 * a.charge_e * b.charge_e,
+                        math.sqrt(a.sigma_nm * b.sigma_nm),
+                        SCALE_14 * math.sqrt(a.epsilon_kj_mol * b.epsilon_kj_mol),
+                    )
+                else:
+                    force.addException(i + offset, j + offset, 0.0, 1.0, 0.0)
+        system.addForce(force)
 
-    lj = _lj_force(molecule, combining)
+    if combining == "lb_sum":
+        return
+    lj = _lj_force(types, combining)
     lj.setName("lj")
     lj.setForceGroup(FORCE_GROUPS["lj"])
     if method == "pme":
@@ -281,15 +478,15 @@ def _add_nonbonded(
         lj.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
     lj.setUseSwitchingFunction(False)
     lj.setUseLongRangeCorrection(dispersion_correction)
-    for m in range(n_molecules):
-        offset = m * n_atoms
+    for mol in range(n_molecules):
+        offset = mol * n_atoms
         for i, j in (*excluded, *pairs_14):
             lj.addExclusion(i + offset, j + offset)
-    _add_lj_particles(lj, molecule, n_molecules, combining)
+    _add_lj_particles(lj, molecule, n_molecules, combining, type_index)
     system.addForce(lj)
 
 
-def _lj_force(molecule: MoleculeTopology, combining: str) -> openmm.CustomNonbondedForce:
+def _lj_force(types: list[tuple[float, float]], combining: str) -> openmm.CustomNonbondedForce:
     if combining == "custom":
         force = openmm.CustomNonbondedForce(
             "4*epsilon*(sr6*sr6 - sr6); sr6 = (sigma/r)^6; "
@@ -303,8 +500,7 @@ def _lj_force(molecule: MoleculeTopology, combining: str) -> openmm.CustomNonbon
         force.addPerParticleParameter("a")  # √C12 = 2√ε σ⁶
         force.addPerParticleParameter("b")  # √C6 = 2√ε σ³
         return force
-    # correction modes: ΔC12/r¹² − ΔC6/r⁶ tabulated per pair of LJ types
-    types, _ = _lj_types(molecule)
+    # correction: ΔC12/r¹² − ΔC6/r⁶ (geometric minus LB) tabulated per pair of LJ types
     n = len(types)
     d12 = np.zeros((n, n))
     d6 = np.zeros((n, n))
@@ -314,9 +510,7 @@ def _lj_force(molecule: MoleculeTopology, combining: str) -> openmm.CustomNonbon
             s_geo, s_ari = math.sqrt(sp * sq), 0.5 * (sp + sq)
             d12[p, q] = 4.0 * epsilon * (s_geo**12 - s_ari**12)
             d6[p, q] = 4.0 * epsilon * (s_geo**6 - s_ari**6)
-    force = openmm.CustomNonbondedForce(
-        "(dc12(t1, t2)*ir6 - dc6(t1, t2))*ir6; ir6 = 1/r^6"
-    )
+    force = openmm.CustomNonbondedForce("(dc12(t1, t2)*ir6 - dc6(t1, t2))*ir6; ir6 = 1/r^6")
     # Discrete2DFunction values are indexed x + n*y; the tables are symmetric
     force.addTabulatedFunction("dc12", openmm.Discrete2DFunction(n, n, d12.T.ravel().tolist()))
     force.addTabulatedFunction("dc6", openmm.Discrete2DFunction(n, n, d6.T.ravel().tolist()))
@@ -325,38 +519,42 @@ def _lj_force(molecule: MoleculeTopology, combining: str) -> openmm.CustomNonbon
 
 
 def _add_lj_particles(
-    force: openmm.CustomNonbondedForce, molecule: MoleculeTopology, n_molecules: int, combining: str
+    force: openmm.CustomNonbondedForce,
+    molecule: MoleculeTopology,
+    n_molecules: int,
+    combining: str,
+    type_index: list[int],
 ) -> None:
     n_atoms = molecule.n_atoms
     if combining == "custom":
         params = [(a.sigma_nm, a.epsilon_kj_mol) for a in molecule.atoms]
     elif combining == "custom_c6c12":
         params = [
-            (2.0 * math.sqrt(a.epsilon_kj_mol) * a.sigma_nm**6,
-             2.0 * math.sqrt(a.epsilon_kj_mol) * a.sigma_nm**3)
+            (
+                2.0 * math.sqrt(a.epsilon_kj_mol) * a.sigma_nm**6,
+                2.0 * math.sqrt(a.epsilon_kj_mol) * a.sigma_nm**3,
+            )
             for a in molecule.atoms
         ]
     else:
-        _, index = _lj_types(molecule)
-        params = [(float(t),) for t in index]
+        params = [(float(t),) for t in type_index]
     for _ in range(n_molecules):
         for p in params:
             force.addParticle(list(p))
     if combining != "correction":
         return
-    # interaction groups: each σ value against all larger-index σ values, so that every pair
-    # of atoms with different σ is counted exactly once and equal-σ pairs are skipped
+    # interaction groups: each σ value against all larger σ values, so that every pair of
+    # atoms with different σ is counted exactly once and equal-σ pairs are skipped
     sigmas = sorted({a.sigma_nm for a in molecule.atoms})
-    by_sigma = {s: [] for s in sigmas}
-    for m in range(n_molecules):
+    by_sigma: dict[float, list[int]] = {s: [] for s in sigmas}
+    for mol in range(n_molecules):
         for i, atom in enumerate(molecule.atoms):
-            by_sigma[atom.sigma_nm].append(i + m * n_atoms)
+            by_sigma[atom.sigma_nm].append(i + mol * n_atoms)
     for k, s in enumerate(sigmas[:-1]):
         others = [i for t in sigmas[k + 1 :] for i in by_sigma[t]]
         force.addInteractionGroup(by_sigma[s], others)
     if len(sigmas) == 1:
-        # nothing to correct; an empty group keeps the force valid and costs nothing
-        force.addInteractionGroup([], [])
+        force.addInteractionGroup([], [])  # nothing to correct
 
 
 # ------------------------------------------------------------------------------ topology

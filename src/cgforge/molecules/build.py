@@ -44,30 +44,37 @@ def _check_single_neutral(mol: Chem.Mol, spec: str) -> None:
             )
 
 
-def resolve_spec(spec: str) -> tuple[str, str]:
-    """``(name, canonical SMILES)`` for a built-in name, alias or SMILES string.
-
-    A SMILES that is one of the built-in molecules gets the built-in's name.
-    """
+def _resolve(spec: str) -> tuple[str, str, Chem.Mol]:
+    """``(name, canonical SMILES, molecule in the atom order of the input)``."""
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(
-            f"empty molecule name; give a built-in name ({', '.join(library.builtin_names())}) "
-            "or a SMILES string"
+            "empty molecule name; give a built-in name "
+            f"({', '.join(library.builtin_names())}) or a SMILES string"
         )
     builtin = library.find_builtin(spec)
-    if builtin is not None:
-        return builtin.name, Chem.CanonSmiles(builtin.smiles)
-    mol = _parse_smiles(spec)
+    text = builtin.smiles if builtin is not None else spec
+    mol = _parse_smiles(text)
     if mol is None:
         raise InputError(
             f"unknown molecule '{spec}': not a built-in name (list: "
             f"{', '.join(library.builtin_names())}) and not a valid SMILES"
         )
     canonical = Chem.MolToSmiles(mol)
+    if builtin is not None:
+        return builtin.name, canonical, mol
     for entry in library.BUILTIN_MOLECULES.values():
         if Chem.CanonSmiles(entry.smiles) == canonical:
-            return entry.name, canonical
-    return canonical, canonical
+            return entry.name, canonical, mol
+    return canonical, canonical, mol
+
+
+def resolve_spec(spec: str) -> tuple[str, str]:
+    """``(name, canonical SMILES)`` for a built-in name, alias or SMILES string.
+
+    A SMILES that is one of the built-in molecules gets the built-in's name.
+    """
+    name, smiles, _ = _resolve(spec)
+    return name, smiles
 
 
 def embed_molecule(mol: Chem.Mol, *, seed: int = 0, name: str = "molecule") -> Chem.Mol:
@@ -97,14 +104,12 @@ def load_molecule(spec: str, *, seed: int = 0) -> MoleculeTopology:
     """A typed OPLS-AA molecule from a built-in name (or alias) or a SMILES string.
 
     The conformer is embedded with ETKDG (``seed``) and relaxed with MMFF94; positions are in
-    nm. Built-in names are case-insensitive (see :mod:`cgforge.molecules.library`). Raises
+    nm. Heavy atoms keep the order of the SMILES (the built-in's SMILES for names), hydrogens
+    follow; atom indices in error messages refer to that order. Built-in names are case-insensitive (see :mod:`cgforge.molecules.library`). Raises
     :class:`InputError` for unknown names that are not SMILES, for charged, radical or
     multi-fragment molecules, and for atoms outside the OPLS-AA hydrocarbon set.
     """
-    name, smiles = resolve_spec(spec)
-    mol = _parse_smiles(smiles)
-    if mol is None:  # a canonical SMILES always parses; guard against RDKit surprises
-        raise InputError(f"molecule '{spec}': RDKit cannot re-read its SMILES '{smiles}'")
+    name, smiles, mol = _resolve(spec)
     _check_single_neutral(mol, spec)
     # type before embedding: a clear typing error is cheaper than a failed embedding
     opls.assign_atom_types(Chem.AddHs(mol))

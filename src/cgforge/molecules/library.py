@@ -170,9 +170,7 @@ def _build_index() -> Mapping[str, BuiltinMolecule]:
     return MappingProxyType(index)
 
 
-BUILTIN_MOLECULES: Mapping[str, BuiltinMolecule] = MappingProxyType(
-    {m.name: m for m in _MOLECULES}
-)
+BUILTIN_MOLECULES: Mapping[str, BuiltinMolecule] = MappingProxyType({m.name: m for m in _MOLECULES})
 _INDEX = _build_index()
 
 
@@ -196,8 +194,7 @@ def get_builtin(name: str) -> BuiltinMolecule:
     molecule = find_builtin(name)
     if molecule is None:
         raise InputError(
-            f"unknown built-in molecule '{name}'; choose one of: "
-            f"{', '.join(builtin_names())}"
+            f"unknown built-in molecule '{name}'; choose one of: {', '.join(builtin_names())}"
         )
     return molecule
 

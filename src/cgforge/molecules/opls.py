@@ -299,9 +299,7 @@ def _bonded_terms(
     mol: Chem.Mol, types: list[str]
 ) -> tuple[list[tuple[int, int]], list, list, list]:
     neighbours = [sorted(n.GetIdx() for n in a.GetNeighbors()) for a in mol.GetAtoms()]
-    bonds = sorted(
-        tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in mol.GetBonds()
-    )
+    bonds = sorted(tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in mol.GetBonds())
     angles = [
         (a, b, c)
         for b in range(mol.GetNumAtoms())

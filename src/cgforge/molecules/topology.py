@@ -12,8 +12,9 @@ Units and functional forms (OpenMM conventions):
 * angle     E = ½ k (θ − θ0)²,          θ0 in rad, k in kJ/mol/rad²
 * dihedral  OPLS Fourier series E = ½V1(1+cos φ) + ½V2(1−cos 2φ) + ½V3(1+cos 3φ) + ½V4(1−cos 4φ),
             V1..V4 in kJ/mol (φ = 180° is trans, IUPAC convention)
-* improper  same Fourier form, applied to the (i, j, k, l) quadruple as stored, j and k bonded to
-            the central atom i ... see :mod:`cgforge.molecules.opls` for the atom order.
+* improper  same Fourier form, applied to the IUPAC dihedral of the (i, j, k, l) quadruple as
+            stored: k is the central atom, i and j its ring neighbours, l its substituent
+            (the OPLS-AA/GROMACS order; see :mod:`cgforge.molecules.opls`).
 * nonbonded Lennard-Jones σ (nm), ε (kJ/mol) with geometric combining rules for both, charges in e;
             1-4 pairs scaled by 0.5 (Coulomb and LJ), 1-2 and 1-3 pairs excluded.
 

@@ -23,6 +23,7 @@ from scipy import fft as sp_fft
 
 from cgforge import units
 from cgforge.errors import InputError
+from cgforge.fileio import atomic_path
 from cgforge.observables.rdf import _read_csv
 from cgforge.trajectory import CGTrajectory
 
@@ -100,7 +101,7 @@ class MSDResult:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="") as fh:
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(["t_ps", "msd_nm2"])
                 for t, y in zip(self.t_ps, self.msd_nm2, strict=True):

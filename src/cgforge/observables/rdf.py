@@ -29,6 +29,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from cgforge.errors import InputError
+from cgforge.fileio import atomic_path
 from cgforge.trajectory import CGTrajectory
 
 __all__ = ["RDF", "RDFResult", "pair_distances"]
@@ -110,7 +111,7 @@ class RDFResult:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="") as fh:
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(["r_nm", "g", "g_err"])
                 for row in zip(self.r_nm, self.g, self.g_err, strict=True):

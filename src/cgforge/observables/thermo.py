@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 
 from cgforge.errors import InputError
+from cgforge.fileio import atomic_path
 from cgforge.trajectory import CGTrajectory
 
 __all__ = [
@@ -188,7 +189,7 @@ class TimeSeries:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="") as fh:
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(["t_ps", self.column])
                 for t, v in zip(self.times_ps, self.values, strict=True):

@@ -1,0 +1,172 @@
+"""OpenMM systems of one-bead coarse-grained liquids with a tabulated pair potential.
+
+Every bead is one particle of mass ``mass_amu``; all bead pairs interact through one tabulated
+potential U(r) (a :class:`~cgforge.potentials.TabulatedPotential`), put into OpenMM as a
+``CustomNonbondedForce`` whose energy is a ``Continuous1DFunction`` of r from 0 to the table's
+cutoff (OpenMM interpolates it with a natural cubic spline). The force is evaluated with periodic
+boundaries and a plain cutoff at the table's cutoff (``CutoffPeriodic``), without switching
+function and without a long-range correction: apply
+:meth:`~cgforge.potentials.TabulatedPotential.smooth_cutoff` to the table first so that U and F
+reach zero at the cutoff. The energy is shifted so that U(cutoff) = 0.
+
+Units: nm, kJ/mol, amu.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import openmm
+import openmm.app as app
+from numpy.typing import ArrayLike, NDArray
+
+from cgforge.errors import InputError
+from cgforge.potentials.table import TabulatedPotential
+
+#: Residue and atom name of a bead in the OpenMM topology.
+BEAD_NAME = "CG"
+#: Default jitter of :func:`lattice_positions`, as a fraction of the lattice spacing.
+DEFAULT_JITTER_FRACTION = 0.1
+
+
+def box_edges(box_nm: float | ArrayLike) -> NDArray[np.float64]:
+    """Orthorhombic box edges (3,) in nm from a number (cubic box) or three edges."""
+    try:
+        box = np.array(box_nm, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"box must be a number or three edge lengths in nm, got {box_nm!r}"
+        ) from exc
+    if box.ndim == 0:
+        box = np.full(3, float(box))
+    if box.shape != (3,):
+        raise InputError(f"box must be a number or three edge lengths in nm, got shape {box.shape}")
+    if not (np.all(np.isfinite(box)) and np.all(box > 0)):
+        raise InputError(f"box edges must be positive lengths in nm, got {box.tolist()}")
+    return box
+
+
+def _check_beads(n_beads: int) -> int:
+    if isinstance(n_beads, bool) or int(n_beads) != n_beads or int(n_beads) < 2:
+        raise InputError(f"the number of beads must be an integer >= 2, got {n_beads!r}")
+    return int(n_beads)
+
+
+def check_cutoff(cutoff_nm: float, box_nm: float | ArrayLike) -> None:
+    """InputError when ``cutoff_nm`` exceeds half the smallest box edge (minimum image)."""
+    box = box_edges(box_nm)
+    half = 0.5 * float(box.min())
+    if cutoff_nm > half * (1.0 + 1.0e-12):
+        raise InputError(
+            f"the potential's cutoff {cutoff_nm:.4g} nm exceeds half the smallest box edge "
+            f"({half:.4g} nm); use more beads (a larger box) or a shorter cutoff"
+        )
+
+
+def create_cg_system(
+    potential: TabulatedPotential,
+    n_beads: int,
+    box_nm: float | ArrayLike,
+    mass_amu: float,
+    *,
+    spacing_nm: float | None = None,
+) -> openmm.System:
+    """An OpenMM system of ``n_beads`` identical beads interacting through ``potential``.
+
+    Parameters
+    ----------
+    potential:
+        Pair potential U(r) in kJ/mol (r in nm); its cutoff becomes the force's cutoff. A table
+        starting above r = 0 gets the default repulsive wall below its first point (see
+        :meth:`TabulatedPotential.openmm_function`).
+    n_beads:
+        Number of beads (>= 2).
+    box_nm:
+        Edge of a cubic box or three edges of an orthorhombic box, nm.
+    mass_amu:
+        Bead mass, amu (> 0).
+    spacing_nm:
+        Grid spacing of the OpenMM table, nm (default: the potential's spacing).
+
+    The system holds a ``CustomNonbondedForce`` (``CutoffPeriodic``, no switching, no long-range
+    correction) and a ``CMMotionRemover``.
+
+    Raises
+    ------
+    InputError
+        Mass not positive, fewer than 2 beads, a bad box, or a cutoff beyond half the box.
+    """
+    n = _check_beads(n_beads)
+    mass = float(mass_amu)
+    if not (math.isfinite(mass) and mass > 0.0):
+        raise InputError(f"the bead mass must be positive (amu), got {mass_amu!r}")
+    box = box_edges(box_nm)
+    if not isinstance(potential, TabulatedPotential):
+        raise InputError(f"expected a TabulatedPotential, got {type(potential).__name__}")
+    check_cutoff(potential.cutoff_nm, box)
+    table = potential.openmm_function(spacing_nm=spacing_nm)
+
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(
+        openmm.Vec3(box[0], 0.0, 0.0), openmm.Vec3(0.0, box[1], 0.0), openmm.Vec3(0.0, 0.0, box[2])
+    )
+    force = openmm.CustomNonbondedForce(table.expression)
+    force.addTabulatedFunction(table.function_name, table.continuous1d())
+    force.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+    force.setCutoffDistance(table.max_nm)
+    force.setUseSwitchingFunction(False)
+    force.setUseLongRangeCorrection(False)
+    for _ in range(n):
+        system.addParticle(mass)
+        force.addParticle([])
+    system.addForce(force)
+    system.addForce(openmm.CMMotionRemover())
+    return system
+
+
+def cg_topology(n_beads: int, box_nm: float | ArrayLike) -> app.Topology:
+    """An OpenMM topology of ``n_beads`` one-bead residues named ``CG`` with the periodic box."""
+    n = _check_beads(n_beads)
+    box = box_edges(box_nm)
+    topology = app.Topology()
+    chain = topology.addChain()
+    for i in range(n):
+        residue = topology.addResidue(BEAD_NAME, chain, id=str(i + 1))
+        topology.addAtom(BEAD_NAME, None, residue)
+    topology.setPeriodicBoxVectors(
+        [openmm.Vec3(box[0], 0, 0), openmm.Vec3(0, box[1], 0), openmm.Vec3(0, 0, box[2])]
+    )
+    return topology
+
+
+def lattice_positions(
+    n_beads: int,
+    box_nm: float | ArrayLike,
+    seed: int = 0,
+    *,
+    jitter_fraction: float = DEFAULT_JITTER_FRACTION,
+) -> NDArray[np.float64]:
+    """Start positions (n_beads, 3) in nm on a jittered simple-cubic lattice filling the box.
+
+    The lattice has ``ceil`` of the cube root of ``n_beads`` (scaled by the box's aspect ratio)
+    sites per edge; ``n_beads`` sites are chosen at random (so a partly filled lattice has no
+    empty slab) and each is displaced uniformly by up to ``jitter_fraction`` of the local
+    lattice spacing along each axis. Positions are wrapped into ``[0, L)``.
+    """
+    n = _check_beads(n_beads)
+    box = box_edges(box_nm)
+    jitter = float(jitter_fraction)
+    if not (math.isfinite(jitter) and 0.0 <= jitter < 0.5):
+        raise InputError(f"jitter_fraction must lie in [0, 0.5), got {jitter_fraction!r}")
+    per_length = (n / float(np.prod(box))) ** (1.0 / 3.0)  # sites per nm for a cubic lattice
+    counts = np.maximum(1, np.ceil(box * per_length - 1.0e-9).astype(int))
+    while int(np.prod(counts)) < n:  # rounding in a skewed box: add a plane along the sparsest axis
+        counts[int(np.argmin(counts / box))] += 1
+    spacing = box / counts
+    axes = [(np.arange(c) + 0.5) * s for c, s in zip(counts, spacing, strict=True)]
+    sites = np.array(np.meshgrid(*axes, indexing="ij")).reshape(3, -1).T
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(sites.shape[0], size=n, replace=False))
+    positions = sites[chosen] + rng.uniform(-jitter, jitter, size=(n, 3)) * spacing
+    return positions - box * np.floor(positions / box)

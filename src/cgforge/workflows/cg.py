@@ -1,0 +1,599 @@
+"""``cgforge cg`` and ``cgforge ibi``: one-bead CG liquids with a tabulated potential.
+
+``run_cg``
+    A tabulated potential (``r_nm,U_kJ_mol,F_kJ_mol_nm`` CSV, or any format of
+    :mod:`cgforge.potentials.io`) → N beads of one mass on a jittered lattice → OpenMM MD
+    (minimise, NPT equilibration, production at the NPT mean volume: the protocol of
+    :class:`~cgforge.engines.md.MDRunner`) → RDF, MSD/D, density, pressure, compared with an
+    all-atom reference directory when one is given.
+
+``run_ibi_from_reference``
+    An all-atom reference directory (``cgforge aa`` / ``cgforge analyze`` output) →
+    :func:`~cgforge.methods.ibi.run_ibi` at the reference's temperature, number density and
+    pressure (work directory ``OUT/ibi``) → the same CG production and comparison as ``run_cg``.
+
+Summary fields beyond the one-bead analysis of :mod:`cgforge.reference` (which makes every CG
+run directory a valid reference directory itself):
+
+* ``acceleration_factor`` = D_CG / D_AA and ``acceleration_factor_err`` (standard errors of both
+  D propagated to first order);
+* ``rdf_deviation``: ε = ∫|g_CG − g_AA| dr / ∫g_AA dr from 0 to the potential's cutoff, on the
+  reference's bins;
+* ``rdf_r2``: R² of g_CG against g_AA over the common range of both RDFs;
+* ``density_error``: (ρ_CG − ρ_AA) / ρ_AA, with ρ_CG the NPT density of the CG model at the
+  reference's barostat pressure;
+* ``converged``, ``iterations`` (IBI only).
+
+Reference fields are ``None`` when no reference is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openmm
+
+from cgforge.engines.cg_system import (
+    box_edges,
+    cg_topology,
+    create_cg_system,
+    lattice_positions,
+)
+from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback
+from cgforge.errors import InputError, SimulationError
+from cgforge.fileio import write_text
+from cgforge.methods.ibi import IBIConfig, IBIResult, rdf_deviation, rdf_r2, run_ibi
+from cgforge.observables import mean_with_error
+from cgforge.observables.rdf import RDFResult
+from cgforge.potentials.io import read_potential, write_csv
+from cgforge.potentials.table import TabulatedPotential
+from cgforge.provenance import collect
+from cgforge.reference import ReferenceAnalysis, analyze, write_results
+from cgforge.rundir import RunDirectory
+from cgforge.trajectory import CGTrajectory
+from cgforge.units import AMU_NM3_TO_G_CM3
+from cgforge.workflows.aa import default_protocol
+
+#: Keys an all-atom reference ``summary.json`` must hold.
+REFERENCE_KEYS = (
+    "molecule",
+    "n_molecules",
+    "temperature_K",
+    "density_g_cm3",
+    "diffusion_m2_s",
+    "diffusion_err_m2_s",
+    "bead_mass_amu",
+    "box_nm",
+    "pressure_bar",
+)
+#: Default CG time step, fs (soft one-bead potentials of ~100 amu beads).
+DEFAULT_CG_TIMESTEP_FS = 5.0
+#: Default NPT equilibration and production of the CG run after IBI, ps.
+DEFAULT_IBI_EQUILIBRATION_PS = 50.0
+DEFAULT_IBI_PRODUCTION_PS = 500.0
+
+
+# ====================================================================== the reference
+@dataclass(frozen=True)
+class AAReference:
+    """An all-atom reference directory: its ``summary.json`` and ``rdf.csv``.
+
+    Units: temperature K, density g/cm³, D m²/s, mass amu, box nm, pressure bar.
+    """
+
+    path: Path
+    summary: dict[str, Any]
+    rdf: RDFResult
+
+    @property
+    def molecule(self) -> str:
+        return str(self.summary["molecule"])
+
+    @property
+    def n_molecules(self) -> int:
+        return int(self.summary["n_molecules"])
+
+    @property
+    def temperature_K(self) -> float:
+        return float(self.summary["temperature_K"])
+
+    @property
+    def density_g_cm3(self) -> float:
+        return float(self.summary["density_g_cm3"])
+
+    @property
+    def density_err_g_cm3(self) -> float:
+        return _number_or(self.summary.get("density_err_g_cm3"), 0.0)
+
+    @property
+    def diffusion_m2_s(self) -> float:
+        return float(self.summary["diffusion_m2_s"])
+
+    @property
+    def diffusion_err_m2_s(self) -> float:
+        return _number_or(self.summary.get("diffusion_err_m2_s"), 0.0)
+
+    @property
+    def bead_mass_amu(self) -> float:
+        return float(self.summary["bead_mass_amu"])
+
+    @property
+    def box_nm(self) -> np.ndarray:
+        return box_edges(self.summary["box_nm"])
+
+    @property
+    def pressure_bar(self) -> float:
+        """Mean pressure measured in the reference's production run, bar."""
+        return float(self.summary["pressure_bar"])
+
+    @property
+    def pressure_err_bar(self) -> float:
+        return _number_or(self.summary.get("pressure_err_bar"), 0.0)
+
+    @property
+    def barostat_pressure_bar(self) -> float:
+        """Pressure of the reference's NPT stage (``pressure_target_bar``), else the mean."""
+        return _number_or(self.summary.get("pressure_target_bar"), self.pressure_bar)
+
+    @property
+    def number_density_nm3(self) -> float:
+        """Molecules per nm³ from the density and the bead mass."""
+        return self.density_g_cm3 / (self.bead_mass_amu * AMU_NM3_TO_G_CM3)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the reference's summary.json and rdf.csv (changes when it is re-run)."""
+        digest = hashlib.sha256()
+        for name in ("summary.json", "rdf.csv"):
+            digest.update((self.path / name).read_bytes())
+        return digest.hexdigest()
+
+
+def _number_or(value: Any, default: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default
+
+
+def load_reference(reference_dir: str | Path) -> AAReference:
+    """Read and check an all-atom reference directory (``summary.json`` + ``rdf.csv``).
+
+    Raises InputError naming the missing directory, file or key, a non-numeric value, or an
+    empty RDF.
+    """
+    path = Path(reference_dir)
+    if not path.is_dir():
+        raise InputError(
+            f"reference directory {path} not found; give the --out directory of 'cgforge aa' or "
+            "'cgforge analyze'"
+        )
+    summary_path, rdf_path = path / "summary.json", path / "rdf.csv"
+    for required in (summary_path, rdf_path):
+        if not required.is_file():
+            raise InputError(
+                f"{required} is missing: {path} is not a finished reference run (rerun "
+                "'cgforge aa' with the same --out to finish it)"
+            )
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{summary_path} is not valid JSON ({exc}); rerun the reference") from exc
+    if not isinstance(summary, dict):
+        raise InputError(f"{summary_path} does not hold a JSON object; rerun the reference")
+    missing = [key for key in REFERENCE_KEYS if summary.get(key) is None]
+    if missing:
+        raise InputError(
+            f"{summary_path} lacks {', '.join(missing)}; it is not a cgforge reference summary "
+            "(rerun 'cgforge aa' or 'cgforge analyze' with --temperature)"
+        )
+    for key in REFERENCE_KEYS:
+        if key in ("molecule", "box_nm"):
+            continue
+        if not math.isfinite(_number_or(summary[key], math.nan)):
+            raise InputError(f"{summary_path}: {key} = {summary[key]!r} is not a finite number")
+    for key in ("temperature_K", "density_g_cm3", "bead_mass_amu", "n_molecules"):
+        if float(summary[key]) <= 0:
+            raise InputError(f"{summary_path}: {key} = {summary[key]!r} must be positive")
+    box_edges(summary["box_nm"])
+    rdf = RDFResult.from_csv(rdf_path)
+    g = np.asarray(rdf.g, dtype=float)
+    if g.size < 2 or not np.all(np.isfinite(g)) or not np.any(g > 0):
+        raise InputError(
+            f"{rdf_path} holds an empty RDF (no finite g > 0); the reference run sampled no pairs"
+        )
+    return AAReference(path=path.resolve(), summary=summary, rdf=rdf)
+
+
+# ====================================================================== helpers
+def box_from_density(n_beads: int, mass_amu: float, density_g_cm3: float) -> np.ndarray:
+    """Cubic box edges (3,) in nm holding ``n_beads`` of ``mass_amu`` at ``density_g_cm3``."""
+    if not (math.isfinite(density_g_cm3) and density_g_cm3 > 0):
+        raise InputError(f"--density must be positive (g/cm3), got {density_g_cm3!r}")
+    volume = n_beads * mass_amu * AMU_NM3_TO_G_CM3 / density_g_cm3
+    return np.full(3, volume ** (1.0 / 3.0))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_thermo(path: Path, thermo: dict[str, np.ndarray]) -> None:
+    columns = list(thermo)
+    names = {0: "equilibration", 1: "production"}
+    lines = [",".join(columns)]
+    for row in np.column_stack([thermo[c] for c in columns]):
+        lines.append(
+            ",".join(
+                names[int(v)] if c == "stage" else f"{v:.8g}"
+                for c, v in zip(columns, row, strict=True)
+            )
+        )
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def _positive(value: float, what: str) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise InputError(f"{what} must be positive, got {value!r}")
+    return number
+
+
+def _beads(value: int) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 2:
+        raise InputError(f"--beads must be an integer >= 2, got {value!r}")
+    return int(value)
+
+
+# ====================================================================== CG production
+def _simulate(
+    potential: TabulatedPotential,
+    mass_amu: float,
+    n_beads: int,
+    box_nm: np.ndarray,
+    protocol: MDProtocol,
+    workdir: Path,
+    progress: ProgressCallback | None,
+) -> MDResult:
+    system = create_cg_system(potential, n_beads, box_nm, mass_amu)
+    runner = MDRunner(
+        system,
+        cg_topology(n_beads, box_nm),
+        lattice_positions(n_beads, box_nm, protocol.seed),
+        box_nm,
+        np.arange(n_beads),
+        protocol,
+        workdir,
+        progress=progress,
+    )
+    try:
+        return runner.run()
+    except openmm.OpenMMException as exc:
+        hint = ""
+        if "box" in str(exc).lower() and "cutoff" in str(exc).lower():
+            hint = " (the NPT box shrank below twice the cutoff: use more beads)"
+        raise SimulationError(f"OpenMM stopped the CG run: {exc}{hint}") from exc
+
+
+def _analyse(
+    result: MDResult, reference: AAReference | None
+) -> tuple[CGTrajectory, ReferenceAnalysis, np.ndarray | None]:
+    traj = CGTrajectory(
+        positions_nm=result.bead_positions_nm,
+        box_nm=np.tile(result.box_nm, (len(result.times_ps), 1)),
+        times_ps=result.times_ps,
+        masses_amu=result.bead_masses_amu,
+    )
+    thermo = result.thermo
+    eq_density = thermo["density_g_cm3"][thermo["stage"] == 0]
+    series = eq_density[len(eq_density) // 2 :] if len(eq_density) >= 2 else None
+    kwargs: dict[str, Any] = {}
+    if reference is not None:
+        width = float(reference.rdf.bin_width_nm)
+        top = min(float(reference.rdf.r_max_nm), 0.5 * float(np.min(result.box_nm)))
+        kwargs = {"rdf_bin_nm": width, "rdf_r_max_nm": math.floor(top / width + 1e-9) * width}
+    return traj, analyze(traj, density_series_g_cm3=series, **kwargs), series
+
+
+def _comparison(
+    analysis: ReferenceAnalysis, reference: AAReference | None, cutoff_nm: float
+) -> dict[str, Any]:
+    """The reference fields of the summary (None without a reference)."""
+    fields: dict[str, Any] = {
+        "reference_dir": None,
+        "acceleration_factor": None,
+        "acceleration_factor_err": None,
+        "rdf_deviation": None,
+        "rdf_r2": None,
+        "density_error": None,
+        "density_error_err": None,
+        "reference_diffusion_m2_s": None,
+        "reference_density_g_cm3": None,
+    }
+    if reference is None:
+        return fields
+    d_cg = analysis.diffusion.diffusion_m2_s
+    e_cg = analysis.diffusion.diffusion_err_m2_s
+    d_aa, e_aa = reference.diffusion_m2_s, reference.diffusion_err_m2_s
+    if d_aa > 0:
+        factor = d_cg / d_aa
+        rel = math.hypot(e_cg / d_cg if d_cg else math.inf, e_aa / d_aa)
+        fields["acceleration_factor"] = factor
+        fields["acceleration_factor_err"] = abs(factor) * rel
+    rho_cg, rho_aa = analysis.density_g_cm3, reference.density_g_cm3
+    fields["density_error"] = (rho_cg - rho_aa) / rho_aa
+    fields["density_error_err"] = (rho_cg / rho_aa) * math.hypot(
+        analysis.density_err_g_cm3 / rho_cg, reference.density_err_g_cm3 / rho_aa
+    )
+    top = cutoff_nm + 0.5 * float(reference.rdf.bin_width_nm)
+    fields["rdf_deviation"] = rdf_deviation(analysis.rdf, reference.rdf, top)
+    fields["rdf_r2"] = rdf_r2(analysis.rdf, reference.rdf)
+    fields["reference_dir"] = str(reference.path)
+    fields["reference_diffusion_m2_s"] = d_aa
+    fields["reference_density_g_cm3"] = rho_aa
+    return fields
+
+
+def _produce(
+    rundir: RunDirectory,
+    potential: TabulatedPotential,
+    *,
+    name: str,
+    mass_amu: float,
+    n_beads: int,
+    box_nm: np.ndarray,
+    protocol: MDProtocol,
+    reference: AAReference | None,
+    extra: dict[str, Any],
+    notes: list[str],
+    config: dict[str, Any],
+    progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    """CG production in ``rundir``, analysis, files and summary.json (written last)."""
+    out = rundir.path
+    write_csv(out / "potential.csv", potential, provenance=f"cgforge CG potential of {name}")
+    result = _simulate(potential, mass_amu, n_beads, box_nm, protocol, rundir.work / "md", progress)
+    traj, analysis, series = _analyse(result, reference)
+    write_results(out, analysis, traj, title=f"{name}: one-bead CG model")
+    _write_thermo(out / "thermo.csv", result.thermo)
+    prod = result.thermo["stage"] == 1
+    pressure, pressure_err = mean_with_error(result.thermo["pressure_bar"][prod])
+    temperature, temperature_err = mean_with_error(result.thermo["temperature_K"][prod])
+    summary: dict[str, Any] = {
+        "molecule": name,
+        "source": "cgforge cg",
+        "model": "one bead per molecule, tabulated pair potential",
+        "temperature_K": protocol.temperature_K,
+        "temperature_measured_K": temperature,
+        "temperature_err_K": temperature_err,
+        "pressure_target_bar": protocol.pressure_bar,
+        "pressure_bar": pressure,
+        "pressure_err_bar": pressure_err,
+        "density_source": (
+            "NPT equilibration, second half" if series is not None else "production box"
+        ),
+        **analysis.summary_fields(),
+        **_comparison(analysis, reference, potential.cutoff_nm),
+        **extra,
+        "cutoff_nm": potential.cutoff_nm,
+        "production_ensemble": protocol.production_ensemble,
+        "production_ps": protocol.production_ps,
+        "platform": result.platform,
+        "ns_per_day": result.ns_per_day,
+        "wall_s": result.wall_s,
+        "notes": notes,
+        "files": {
+            "potential": "potential.csv",
+            "rdf": "rdf.csv",
+            "msd": "msd.csv",
+            "thermo": "thermo.csv",
+            "cg_trajectory": "cg_trajectory.npz",
+            "plot": "observables.png",
+        },
+        "provenance": collect(config, seed=protocol.seed),
+    }
+    rundir.write_summary(summary)
+    rundir.clean_work()
+    return summary
+
+
+def _reference_notes(reference: AAReference | None, protocol: MDProtocol) -> list[str]:
+    notes: list[str] = []
+    if reference is None:
+        return notes
+    if abs(protocol.temperature_K - reference.temperature_K) > 1e-6:
+        notes.append(
+            f"CG temperature {protocol.temperature_K} K differs from the reference's "
+            f"{reference.temperature_K} K; the comparison mixes two state points"
+        )
+    return notes
+
+
+def run_cg(
+    potential_csv: str | Path,
+    *,
+    mass_amu: float | None,
+    n_beads: int | None,
+    protocol: MDProtocol,
+    out: str | Path,
+    density_g_cm3: float | None = None,
+    box_nm: float | list[float] | None = None,
+    reference_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Simulate a one-bead CG liquid with a tabulated potential; return the summary.
+
+    ``mass_amu`` and ``n_beads`` default to the reference's bead mass and molecule count; the
+    start box comes from ``density_g_cm3`` or ``box_nm`` (not both), else the reference's
+    density. ``protocol`` runs as in :class:`MDRunner` (NPT equilibration at
+    ``protocol.pressure_bar``, production at the NPT mean volume). Rerunning into the same
+    ``out`` resumes; a finished run returns its summary.
+    """
+    path = Path(potential_csv)
+    if not path.is_file():
+        raise InputError(f"potential file {path} not found")
+    potential = read_potential(path)
+    reference = None if reference_dir is None else load_reference(reference_dir)
+    if mass_amu is None:
+        if reference is None:
+            raise InputError(
+                "give the bead mass with --mass (amu) or a --reference to take it from"
+            )
+        mass_amu = reference.bead_mass_amu
+    mass = _positive(mass_amu, "--mass (amu)")
+    if n_beads is None:
+        if reference is None:
+            raise InputError("give the number of beads with --beads or a --reference")
+        n_beads = reference.n_molecules
+    n = _beads(n_beads)
+    if density_g_cm3 is not None and box_nm is not None:
+        raise InputError("give either --density or --box, not both")
+    if box_nm is not None:
+        box = box_edges(box_nm)
+    elif density_g_cm3 is not None:
+        box = box_from_density(n, mass, density_g_cm3)
+    elif reference is not None:
+        box = box_from_density(n, mass, reference.density_g_cm3)
+    else:
+        raise InputError("give the start density with --density (g/cm3) or --box (nm)")
+    create_cg_system(potential, n, box, mass)  # checks mass, beads and cutoff before any work
+    config = {
+        "potential_file": str(path.resolve()),
+        "potential_sha256": _sha256(path),
+        "mass_amu": mass,
+        "n_beads": n,
+        "box_nm": box.tolist(),
+        "protocol": protocol.to_dict(),
+        "reference_dir": None if reference is None else str(reference.path),
+        "reference_sha256": None if reference is None else reference.fingerprint(),
+    }
+    rundir = RunDirectory(out, config, overwrite=overwrite)
+    if rundir.prepare() == "complete":
+        return json.loads(rundir.summary_path.read_text())
+    name = f"{reference.molecule} (CG)" if reference is not None else path.stem
+    return _produce(
+        rundir,
+        potential,
+        name=name,
+        mass_amu=mass,
+        n_beads=n,
+        box_nm=box,
+        protocol=protocol,
+        reference=reference,
+        extra={"n_beads": n, "potential_source": str(path.resolve())},
+        notes=_reference_notes(reference, protocol),
+        config=config,
+        progress=progress,
+    )
+
+
+def ibi_production_protocol(
+    reference: AAReference,
+    config: IBIConfig,
+    *,
+    equilibration_ps: float = DEFAULT_IBI_EQUILIBRATION_PS,
+    production_ps: float = DEFAULT_IBI_PRODUCTION_PS,
+) -> MDProtocol:
+    """CG production after IBI: the reference's temperature and barostat pressure, the IBI
+    time step, platform and seed, NPT equilibration then Nosé–Hoover production."""
+    return default_protocol(
+        equilibration_ps,
+        production_ps,
+        temperature_K=reference.temperature_K,
+        pressure_bar=reference.barostat_pressure_bar,
+        timestep_fs=config.timestep_fs,
+        platform=config.platform,
+        seed=config.seed,
+        save_particles=False,
+    )
+
+
+def run_ibi_from_reference(
+    reference_dir: str | Path,
+    out: str | Path,
+    config: IBIConfig | None = None,
+    *,
+    n_beads: int | None = None,
+    equilibration_ps: float = DEFAULT_IBI_EQUILIBRATION_PS,
+    production_ps: float = DEFAULT_IBI_PRODUCTION_PS,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """IBI against an all-atom reference directory, then a CG production; return the summary.
+
+    IBI runs at the reference's temperature and number density (``n_beads``, default the
+    reference's molecule count, in a cubic box) with the reference's bead mass, and corrects
+    the pressure toward the reference's measured mean pressure (its standard error widens the
+    criterion). Its work directory is ``out/ibi`` (iterations, history.csv, convergence.png).
+    The production (NPT equilibration at the reference's barostat pressure, then NVT) writes
+    ``potential.csv``, ``rdf.csv``, ``msd.csv``, ``thermo.csv``, ``observables.png`` and
+    ``summary.json`` (with ``converged``, ``iterations`` and ``ibi_reason``) into ``out``.
+    """
+    reference = load_reference(reference_dir)
+    config = IBIConfig() if config is None else config
+    if not isinstance(config, IBIConfig):
+        raise InputError(f"config must be an IBIConfig, got {type(config).__name__}")
+    n = reference.n_molecules if n_beads is None else _beads(n_beads)
+    mass = reference.bead_mass_amu
+    box = box_from_density(n, mass, reference.density_g_cm3)
+    protocol = ibi_production_protocol(
+        reference, config, equilibration_ps=equilibration_ps, production_ps=production_ps
+    )
+    run_config = {
+        "reference_dir": str(reference.path),
+        "reference_sha256": reference.fingerprint(),
+        "n_beads": n,
+        "ibi": config.to_dict(),
+        "protocol": protocol.to_dict(),
+    }
+    rundir = RunDirectory(out, run_config, overwrite=overwrite)
+    if rundir.prepare() == "complete":
+        return json.loads(rundir.summary_path.read_text())
+    ibi: IBIResult = run_ibi(
+        reference.rdf,
+        temperature_K=reference.temperature_K,
+        n_beads=n,
+        box_nm=box,
+        mass_amu=mass,
+        pressure_target_bar=reference.pressure_bar,
+        pressure_target_err_bar=reference.pressure_err_bar,
+        config=config,
+        workdir=rundir.path / "ibi",
+        progress=progress,
+    )
+    last = ibi.history[-1]
+    extra = {
+        "n_beads": n,
+        "converged": ibi.converged,
+        "iterations": ibi.iterations,
+        "ibi_reason": ibi.reason,
+        "ibi_rdf_deviation": last.rdf_deviation,
+        "ibi_pressure_bar": last.pressure_bar,
+        "ibi_pressure_err_bar": last.pressure_err_bar,
+        "ibi_pressure_target_bar": reference.pressure_bar,
+        "ibi_density_g_cm3": last.density_g_cm3,
+        "ibi_dir": "ibi",
+    }
+    notes = [] if ibi.converged else [f"IBI {ibi.reason}"]
+    summary = _produce(
+        rundir,
+        ibi.potential,
+        name=f"{reference.molecule} (CG, IBI)",
+        mass_amu=mass,
+        n_beads=n,
+        box_nm=box,
+        protocol=protocol,
+        reference=reference,
+        extra=extra,
+        notes=notes,
+        config=run_config,
+        progress=progress,
+    )
+    return summary
