@@ -96,3 +96,13 @@ def test_bad_protocol_values_are_refused():
         MDProtocol(production_ps=-1.0)
     with pytest.raises(InputError, match="ensemble"):
         MDProtocol(production_ensemble="langevin")
+
+
+def test_production_has_no_collective_drift(tmp_path):
+    """Langevin equilibration leaves a net momentum; production must not carry it as a drift
+    (its ballistic motion would inflate the MSD and D)."""
+    result = _runner(tmp_path, _protocol(production_ps=4.0)).run()
+    masses = result.bead_masses_amu
+    com = (result.bead_positions_nm * masses[None, :, None]).sum(axis=1) / masses.sum()
+    drift = np.linalg.norm(com - com[0], axis=1).max()
+    assert drift < 1e-3, f"system centre of mass moved {drift:.4f} nm during production"

@@ -98,7 +98,7 @@ def analyze(
             "single-component liquids"
         )
     rdf = RDF(r_max_nm=rdf_r_max_nm, bin_width_nm=rdf_bin_nm).compute(traj)
-    msd = MSD().compute(traj)
+    msd = MSD(remove_drift=True).compute(traj)  # system drift is not diffusion
     diffusion = fit_diffusion(msd, t_min_ps=fit_window_ps[0], t_max_ps=fit_window_ps[1])
     series = (
         traj.density_g_cm3 if density_series_g_cm3 is None else np.asarray(density_series_g_cm3)

@@ -184,8 +184,9 @@ class MDRunner:
                 "every bead needs a positive mass (check the system's particle masses)"
             )
         self.n_constraints = system.getNumConstraints()
-        has_cm_remover = any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
-        self.dof = 3 * n - self.n_constraints - (3 if has_cm_remover else 0)
+        # Every context gets a CMMotionRemover (see _make_simulation): no collective drift, whose
+        # ballistic motion would otherwise add to the MSD, and 3 fewer degrees of freedom.
+        self.dof = 3 * n - self.n_constraints - 3
         self.platform, self.platform_properties = select_platform(protocol.platform)
         self._segment_speed = 0.0
 
@@ -211,6 +212,8 @@ class MDRunner:
     def _make_simulation(self, stage: str, box_nm: np.ndarray) -> app.Simulation:
         p = self.protocol
         system = openmm.XmlSerializer.clone(self.system)
+        if not any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces()):
+            system.addForce(openmm.CMMotionRemover())
         T = p.temperature_K * openmm.unit.kelvin
         barostat = openmm.MonteCarloBarostat(
             p.pressure_bar * openmm.unit.bar, T, p.barostat_interval

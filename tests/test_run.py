@@ -1,0 +1,51 @@
+"""`cgforge run`: AA → IBI → CG → report on a tiny preset; presets and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cgforge.errors import InputError
+from cgforge.methods.ibi import IBIConfig
+from cgforge.workflows.run import PRESETS, Preset, get_preset, run_pipeline
+
+TINY = Preset(
+    name="tiny",
+    n_molecules=40,
+    aa_equilibration_ps=2.0,
+    aa_production_ps=6.0,
+    cg_beads=64,
+    ibi=IBIConfig(max_iterations=2, equilibration_ps=1.0, production_ps=5.0),
+    cg_equilibration_ps=2.0,
+    cg_production_ps=10.0,
+)
+
+
+def test_pipeline_writes_report_and_summary(tmp_path):
+    out = tmp_path / "3mp"
+    summary = run_pipeline("3-methylpentane", out, preset=TINY, platform="cpu")
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored["molecule"] == summary["molecule"] == "3-methylpentane"
+    assert stored["iterations"] >= 1
+    assert stored["acceleration_factor"] > 0
+    assert 0 <= stored["rdf_deviation"] < 1
+    assert stored["aa"]["diffusion_m2_s"] > 0 and stored["cg"]["diffusion_m2_s"] > 0
+    page = (out / "report.html").read_text()
+    for fragment in ("Structure", "acceleration factor", "data:image/png;base64", "IBI"):
+        assert fragment in page
+    assert page.count("<img") == 4  # RDF, MSD, potential, IBI convergence
+    for stage in ("aa", "cg"):
+        assert (out / stage / "summary.json").exists()
+    # a second call finds every stage complete and gives the same numbers
+    again = run_pipeline("3-methylpentane", out, preset=TINY, platform="cpu")
+    assert again["acceleration_factor"] == summary["acceleration_factor"]
+
+
+def test_presets_scale_from_desktop_to_cluster():
+    quick, standard = PRESETS["quick"], PRESETS["standard"]
+    assert standard.n_molecules >= 500 and standard.aa_production_ps >= 1000
+    assert quick.n_molecules < standard.n_molecules
+    assert quick.aa_production_ps < standard.aa_production_ps
+    with pytest.raises(InputError, match="unknown preset"):
+        get_preset("huge")
