@@ -28,7 +28,8 @@ MAX_PACKING_DENSITY_G_CM3 = 1.5
 
 @dataclass(frozen=True)
 class PackedLiquid:
-    """A packed box: atom positions (n_molecules × atoms_per_molecule, 3) in nm, cubic box edge in nm."""
+    """A packed box: atom positions (n_molecules × atoms_per_molecule, 3) in nm, each molecule whole
+    with its centre inside the box; cubic box edge in nm."""
 
     positions_nm: np.ndarray
     box_nm: float
@@ -146,7 +147,7 @@ def pack_liquid(
         positions = _read_xyz(output, n_molecules * molecule.n_atoms)
     if positions.shape != (n_molecules * molecule.n_atoms, 3):
         raise InputError("packmol wrote an incomplete configuration; use a lower packing density")
-    positions = np.mod(positions, edge_nm)
+    positions = _wrap_whole_molecules(positions, n_molecules, molecule.n_atoms, edge_nm)
     # Packmol's "solution not found" still writes its best try; accept it only without overlaps.
     min_sep = min_intermolecular_distance(positions, n_molecules, molecule.n_atoms, edge_nm)
     if min_sep < 0.5 * tolerance_nm:
@@ -155,6 +156,19 @@ def pack_liquid(
             f"(closest atoms {min_sep:.3f} nm apart); use a lower packing density"
         )
     return PackedLiquid(positions, edge_nm, n_molecules, density_g_cm3, seed)
+
+
+def _wrap_whole_molecules(
+    positions_nm: np.ndarray, n_molecules: int, atoms_per_molecule: int, edge_nm: float
+) -> np.ndarray:
+    """Put each molecule's centre in the box, keeping the molecule whole (bonds never span the box)."""
+    xyz = positions_nm.reshape(n_molecules, atoms_per_molecule, 3)
+    # make whole relative to the first atom (molecules are far smaller than half the box)
+    delta = xyz - xyz[:, :1]
+    xyz = xyz[:, :1] + delta - edge_nm * np.round(delta / edge_nm)
+    centre = xyz.mean(axis=1, keepdims=True)
+    xyz = xyz - edge_nm * np.floor(centre / edge_nm)
+    return xyz.reshape(-1, 3)
 
 
 def min_intermolecular_distance(
