@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,20 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_csv(path: str | Path, header: Sequence[str], columns: Sequence[Any]) -> Path:
+    """Write equal-length columns as CSV with ``header`` (names carry units, e.g. ``r_nm``)."""
+    from cgforge.errors import InputError
+
+    target = Path(path)
+    rows = np.column_stack([np.asarray(c, dtype=float) for c in columns])
+    lines = [",".join(header)] + [",".join(f"{v:.10g}" for v in row) for row in rows]
+    try:
+        write_text(target, "\n".join(lines) + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write '{target}': {exc.strerror or exc}") from exc
+    return target
 
 
 def write_npz(path: str | Path, **arrays: Any) -> None:

@@ -34,6 +34,7 @@ import openmm.app as app
 
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_npz
+from cgforge.mapping import center_of_mass, map_forces
 from cgforge.units import KB_KJ_MOL_K, density_g_cm3
 
 STATE_FILE = "state.json"
@@ -305,29 +306,12 @@ class MDRunner:
             getPositions=True, getForces=want_forces, enforcePeriodicBox=False
         )
         xyz = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
-        weighted = xyz * self.masses[:, None]
-        com = (
-            np.stack(
-                [
-                    np.bincount(self.groups, weights=weighted[:, k], minlength=self.n_beads)
-                    for k in range(3)
-                ],
-                axis=1,
-            )
-            / self.bead_masses[:, None]
-        )
-        out = {"bead_positions_nm": com}
+        out = {"bead_positions_nm": center_of_mass(xyz, self.masses, self.groups)}
         if want_forces:
             f = state.getForces(asNumpy=True).value_in_unit(
                 openmm.unit.kilojoule_per_mole / openmm.unit.nanometer
             )
-            out["bead_forces_kj_mol_nm"] = np.stack(
-                [
-                    np.bincount(self.groups, weights=f[:, k], minlength=self.n_beads)
-                    for k in range(3)
-                ],
-                axis=1,
-            )
+            out["bead_forces_kj_mol_nm"] = map_forces(f, self.groups)
         if self.protocol.save_particles:
             out["particle_positions_nm"] = xyz.astype(np.float32)
         return out
@@ -411,18 +395,7 @@ class MDRunner:
 
     def _scale_beads(self, xyz: np.ndarray, box_from: np.ndarray, box_to: np.ndarray) -> np.ndarray:
         """Scale bead centres affinely to the new box, keeping each bead's internal geometry."""
-        weighted = xyz * self.masses[:, None]
-        com = (
-            np.stack(
-                [
-                    np.bincount(self.groups, weights=weighted[:, k], minlength=self.n_beads)
-                    for k in range(3)
-                ],
-                axis=1,
-            )
-            / self.bead_masses[:, None]
-        )
-        shift = com * (box_to / box_from - 1.0)
+        shift = center_of_mass(xyz, self.masses, self.groups) * (box_to / box_from - 1.0)
         return xyz + shift[self.groups]
 
     def _run_stage(

@@ -13,7 +13,6 @@ Units: times in ps, MSD in nm², D in nm²/ps (``×1e-6`` → m²/s via
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from scipy import fft as sp_fft
 
 from cgforge import units
 from cgforge.errors import InputError
-from cgforge.fileio import atomic_path
+from cgforge.fileio import write_csv
 from cgforge.observables.rdf import _read_csv
 from cgforge.trajectory import CGTrajectory
 
@@ -98,17 +97,7 @@ class MSDResult:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write ``t_ps,msd_nm2`` (one row per lag time) and return the path."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["t_ps", "msd_nm2"])
-                for t, y in zip(self.t_ps, self.msd_nm2, strict=True):
-                    writer.writerow([f"{t:.10g}", f"{y:.10g}"])
-        except OSError as exc:
-            raise InputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
-        return path
+        return write_csv(path, ("t_ps", "msd_nm2"), (self.t_ps, self.msd_nm2))
 
     @classmethod
     def from_csv(cls, path: str | Path) -> MSDResult:

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from cgforge.errors import InputError
-from cgforge.fileio import atomic_path
+from cgforge.fileio import write_csv
 from cgforge.trajectory import CGTrajectory
 
 __all__ = ["RDF", "RDFResult", "pair_distances"]
@@ -108,17 +108,7 @@ class RDFResult:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write ``r_nm,g,g_err`` (one row per bin) and return the path."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["r_nm", "g", "g_err"])
-                for row in zip(self.r_nm, self.g, self.g_err, strict=True):
-                    writer.writerow([f"{v:.10g}" for v in row])
-        except OSError as exc:
-            raise InputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
-        return path
+        return write_csv(path, ("r_nm", "g", "g_err"), (self.r_nm, self.g, self.g_err))
 
     @classmethod
     def from_csv(cls, path: str | Path) -> RDFResult:

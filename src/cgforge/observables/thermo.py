@@ -9,7 +9,6 @@ alternative ``method="blocking"``; it is less accurate for strongly correlated, 
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from cgforge.errors import InputError
-from cgforge.fileio import atomic_path
+from cgforge.fileio import write_csv
 from cgforge.trajectory import CGTrajectory
 
 __all__ = [
@@ -186,17 +185,7 @@ class TimeSeries:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write ``t_ps,<column>`` and return the path."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["t_ps", self.column])
-                for t, v in zip(self.times_ps, self.values, strict=True):
-                    writer.writerow([f"{t:.10g}", f"{v:.10g}"])
-        except OSError as exc:
-            raise InputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
-        return path
+        return write_csv(path, ("t_ps", self.column), (self.times_ps, self.values))
 
 
 def density_series(traj: CGTrajectory) -> TimeSeries:
