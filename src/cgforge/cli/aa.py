@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cgforge.cli.options import protocol_from_options
 from cgforge.cli.progress import console, stage_progress
 from cgforge.units import parse_time_ps
 
@@ -39,8 +40,17 @@ def aa(
     density: float = typer.Option(
         None, "--pack-density", help="Packing density, g/cm3 (default: 0.9 x reference)."
     ),
+    engine: str = typer.Option(
+        "auto",
+        "--engine",
+        help="MD engine: auto (OpenMM on a CUDA GPU, else GROMACS where installed, else "
+        "OpenMM on the CPU), openmm or gromacs.",
+    ),
     platform: str = typer.Option(
-        "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
+        "auto",
+        "--platform",
+        help="OpenMM platform: auto, cuda, cpu, reference (naming one "
+        "selects OpenMM under --engine auto).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for conformer, packing and velocities."),
     topology: Path = typer.Option(
@@ -55,26 +65,21 @@ def aa(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
-    """All-atom reference liquid: OPLS-AA → OpenMM MD → one bead per molecule → RDF, D, density."""
-    from cgforge.workflows.aa import AAConfig, default_protocol
+    """All-atom reference liquid: OPLS-AA → MD (OpenMM or GROMACS) → one bead per molecule →
+    RDF, D, density."""
+    from cgforge.workflows.aa import AAConfig
 
-    extra = {
-        "temperature_K": temperature,
-        "pressure_bar": pressure,
-        "timestep_fs": parse_time_ps(timestep, what="--timestep", allow_zero=False) * 1e3,
-        "production_ensemble": ensemble,
-        "save_forces": forces,
-        "platform": platform,
-        "seed": seed,
-    }
-    if sample_every is not None:
-        extra["sample_interval_ps"] = parse_time_ps(
-            sample_every, what="--sample-every", allow_zero=False
-        )
-    protocol = default_protocol(
-        parse_time_ps(equilibrate, what="--equilibrate"),
-        parse_time_ps(production, what="--production", allow_zero=False),
-        **extra,
+    protocol = protocol_from_options(
+        equilibrate,
+        production,
+        timestep=timestep,
+        sample_every=sample_every,
+        temperature_K=temperature,
+        pressure_bar=pressure,
+        production_ensemble=ensemble,
+        save_forces=forces,
+        platform=platform,
+        seed=seed,
     )
     config = AAConfig(
         molecule=molecule,
@@ -85,6 +90,7 @@ def aa(
         packing_density_g_cm3=density,
         cutoff_nm=cutoff,
         protocol=protocol,
+        engine=engine,
     )
     from cgforge.workflows.aa import run_aa
 
@@ -156,6 +162,8 @@ def _print_summary(summary: dict, out: Path) -> None:
     ]
     if "ns_per_day" in summary:
         rows.append(("speed", f"{summary['ns_per_day']:.2f} ns/day on {summary['platform']}"))
+    if "engine" in summary:
+        rows.append(("engine", str(summary["engine"])))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

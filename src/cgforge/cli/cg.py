@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cgforge.cli.options import protocol_from_options
 from cgforge.cli.progress import console, stage_progress
 from cgforge.units import parse_time_ps
 
@@ -122,7 +123,6 @@ def cg(
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
     """One-bead CG liquid with a tabulated pair potential: OpenMM MD → RDF, D, density."""
-    from cgforge.workflows.aa import default_protocol
     from cgforge.workflows.cg import load_reference, run_cg
 
     ref = load_reference(reference) if reference is not None else None
@@ -130,23 +130,17 @@ def cg(
         temperature = ref.temperature_K if ref is not None else 298.15
     if pressure is None:
         pressure = ref.barostat_pressure_bar if ref is not None else 1.0
-    extra = {
-        "temperature_K": temperature,
-        "pressure_bar": pressure,
-        "timestep_fs": parse_time_ps(timestep, what="--timestep", allow_zero=False) * 1e3,
-        "production_ensemble": ensemble,
-        "save_particles": False,
-        "platform": platform,
-        "seed": seed,
-    }
-    if sample_every is not None:
-        extra["sample_interval_ps"] = parse_time_ps(
-            sample_every, what="--sample-every", allow_zero=False
-        )
-    protocol = default_protocol(
-        parse_time_ps(equilibrate, what="--equilibrate"),
-        parse_time_ps(production, what="--production", allow_zero=False),
-        **extra,
+    protocol = protocol_from_options(
+        equilibrate,
+        production,
+        timestep=timestep,
+        sample_every=sample_every,
+        temperature_K=temperature,
+        pressure_bar=pressure,
+        production_ensemble=ensemble,
+        save_particles=False,
+        platform=platform,
+        seed=seed,
     )
     with stage_progress(not quiet) as progress:
         summary = run_cg(

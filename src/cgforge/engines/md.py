@@ -33,7 +33,7 @@ import openmm
 import openmm.app as app
 
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import atomic_path, write_json, write_npz
+from cgforge.fileio import atomic_path, write_json, write_npz, write_text
 from cgforge.mapping import center_of_mass, map_forces
 from cgforge.units import KB_KJ_MOL_K, density_g_cm3
 
@@ -123,6 +123,19 @@ class MDResult:
                     continue
                 for t, xyz in zip(data["times_ps"], data["particle_positions_nm"], strict=True):
                     yield float(t), np.asarray(xyz, dtype=float)
+
+
+def write_thermo_csv(path: str | Path, thermo: dict[str, np.ndarray]) -> None:
+    """``thermo.csv``: one row per sample, units in the column names, stages by name."""
+    names = {code: name for name, code in MDRunner.STAGE_IDS.items()}
+    columns = list(thermo)
+    lines = [",".join(columns)]
+    for row in np.column_stack([thermo[c] for c in columns]):
+        cells = (
+            names[int(v)] if c == "stage" else f"{v:.8g}" for c, v in zip(columns, row, strict=True)
+        )
+        lines.append(",".join(cells))
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def select_platform(name: str) -> tuple[openmm.Platform, dict[str, str]]:

@@ -1,12 +1,19 @@
 """``cgforge aa``: a molecular liquid's all-atom reference and its one-bead view.
 
 molecule (built-in name, SMILES, or the user's GROMACS .top + .gro) → OPLS-AA system → packed
-liquid → OpenMM MD (minimise, NPT, production at the NPT mean volume) → centre-of-mass beads →
+liquid → MD (minimise, NPT, production at the NPT mean volume) → centre-of-mass beads →
 RDF, MSD/D, density, pressure → files of the output contract (see :mod:`cgforge.reference`).
+
+The MD engine is OpenMM (:class:`~cgforge.engines.md.MDRunner`) or GROMACS
+(:class:`~cgforge.engines.gromacs.GromacsRunner`), with the same protocol, the same Hamiltonian
+and the same output files; ``engine="auto"`` picks OpenMM on a CUDA GPU, else GROMACS where
+``gmx`` is installed (several times faster on CPUs), else OpenMM on the CPU.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +23,9 @@ import openmm
 import openmm.app as app
 
 from cgforge.builder import pack_liquid
-from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback
+from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import atomic_path, write_text
+from cgforge.fileio import atomic_path, write_json, write_text
 from cgforge.observables.thermo import mean_with_error
 from cgforge.provenance import collect
 from cgforge.reference import analyze, write_results
@@ -31,6 +38,10 @@ DEFAULT_PACKING_DENSITY_G_CM3 = 0.6
 PACKING_FRACTION = 0.9
 #: Largest cutoff relative to the smallest box edge (leaves room for NPT box fluctuations).
 MAX_CUTOFF_FRACTION = 0.45
+#: MD engines of ``cgforge aa``; ``auto`` is resolved by :func:`resolve_engine`.
+ENGINES = ("auto", "openmm", "gromacs")
+ENGINE_FILE = "engine.json"
+GROMACS_WORK = "gromacs"  # GROMACS' files inside the run directory's work folder
 
 
 @dataclass(frozen=True)
@@ -45,8 +56,11 @@ class AAConfig:
     packing_density_g_cm3: float | None = None
     cutoff_nm: float = 1.0
     protocol: MDProtocol = field(default_factory=MDProtocol)
+    engine: str = "auto"  # "auto", "openmm" or "gromacs"
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown --engine '{self.engine}'; use one of {', '.join(ENGINES)}")
         if (self.molecule is None) == (self.topology_file is None):
             raise InputError(
                 "give either a molecule (name or SMILES) or --topology with --coordinates"
@@ -86,14 +100,43 @@ def default_protocol(equilibration_ps: float, production_ps: float, **overrides:
 
 @dataclass
 class PreparedSystem:
+    """A system ready for an engine: ``system`` for OpenMM, ``gromacs`` for GROMACS."""
+
     name: str
-    system: openmm.System
+    system: openmm.System | None
     topology: app.Topology
     positions_nm: np.ndarray
     box_nm: np.ndarray
     groups: np.ndarray
     cutoff_nm: float
     notes: list[str]
+    engine: str = "openmm"
+    gromacs: Any = None  # cgforge.engines.gromacs.GromacsSystem for engine == "gromacs"
+
+
+def resolve_engine(requested: str, platform: str = "auto") -> str:
+    """The engine ``"openmm"`` or ``"gromacs"`` that runs a request.
+
+    ``"auto"``: OpenMM when an OpenMM platform was named (``platform`` other than ``auto``) or a
+    CUDA platform exists; else GROMACS where ``gmx`` is on the PATH; else OpenMM on the CPU.
+    ``"gromacs"`` without ``gmx`` raises :class:`InputError` with the installation hint.
+    """
+    if requested not in ENGINES:
+        raise InputError(f"unknown --engine '{requested}'; use one of {', '.join(ENGINES)}")
+    if requested == "gromacs":
+        from cgforge.engines.gromacs import gmx_executable
+
+        gmx_executable()
+        return "gromacs"
+    if requested == "openmm" or platform.lower() != "auto":
+        return "openmm"
+    platforms = {
+        openmm.Platform.getPlatform(i).getName().lower()
+        for i in range(openmm.Platform.getNumPlatforms())
+    }
+    if "cuda" in platforms:
+        return "openmm"
+    return "gromacs" if shutil.which("gmx") is not None else "openmm"
 
 
 def _effective_cutoff(requested: float, box_nm: np.ndarray, notes: list[str]) -> float:
@@ -113,7 +156,13 @@ def _effective_cutoff(requested: float, box_nm: np.ndarray, notes: list[str]) ->
     return round(limit, 4)
 
 
-def prepare_builtin(config: AAConfig) -> PreparedSystem:
+def prepare_builtin(
+    config: AAConfig, engine: str = "openmm", workdir: str | Path | None = None
+) -> PreparedSystem:
+    """Type, pack and parametrise a built-in molecule or SMILES for ``engine``.
+
+    For GROMACS the ``.top`` is written to ``workdir`` (default: the current directory).
+    """
     from cgforge.engines.openmm_system import create_aa_system, openmm_topology
     from cgforge.molecules import load_molecule
     from cgforge.molecules.library import reference_density
@@ -127,15 +176,36 @@ def prepare_builtin(config: AAConfig) -> PreparedSystem:
     box = np.full(3, packed.box_nm)
     notes: list[str] = []
     cutoff = _effective_cutoff(config.cutoff_nm, box, notes)
-    system = create_aa_system(molecule, config.n_molecules, box, cutoff_nm=cutoff)
     topology = openmm_topology(molecule, config.n_molecules, box)
     groups = np.repeat(np.arange(config.n_molecules), molecule.n_atoms)
-    return PreparedSystem(
-        molecule.name, system, topology, packed.positions_nm, box, groups, cutoff, notes
-    )
+    positions = packed.positions_nm  # whole molecules: bonded terms are not periodic
+    if engine == "gromacs":
+        from cgforge.engines.gromacs import GromacsSystem
+
+        top = Path(workdir if workdir is not None else ".") / "system.top"
+        gromacs = GromacsSystem.from_molecule(molecule, config.n_molecules, top)
+        return PreparedSystem(
+            molecule.name,
+            None,
+            topology,
+            positions,
+            box,
+            groups,
+            cutoff,
+            notes,
+            engine="gromacs",
+            gromacs=gromacs,
+        )
+    system = create_aa_system(molecule, config.n_molecules, box, cutoff_nm=cutoff)
+    return PreparedSystem(molecule.name, system, topology, positions, box, groups, cutoff, notes)
 
 
-def prepare_gromacs(config: AAConfig) -> PreparedSystem:
+def prepare_gromacs(config: AAConfig, engine: str = "openmm") -> PreparedSystem:
+    """The user's GROMACS system (``.top`` + ``.gro``) for ``engine``.
+
+    OpenMM reads the topology for atom names and molecules in either case; with GROMACS the
+    ``.top`` goes to ``grompp`` as it is.
+    """
     top_path, gro_path = Path(config.topology_file), Path(config.coordinates_file)
     for path in (top_path, gro_path):
         if not path.is_file():
@@ -157,8 +227,14 @@ def prepare_gromacs(config: AAConfig) -> PreparedSystem:
     if any(abs(v) > 1e-8 for v in off_diagonal):
         raise InputError(f"{gro_path} has a triclinic box; cgforge handles rectangular boxes")
     kwargs = {"periodicBoxVectors": vectors}
-    if config.include_dir:
-        kwargs["includeDir"] = config.include_dir
+    include_dir = config.include_dir
+    if include_dir is None and shutil.which("gmx") is not None:
+        from cgforge.engines.gromacs import gmx_top_dir
+
+        found = gmx_top_dir()  # GROMACS' own force fields, as grompp finds them
+        include_dir = str(found) if found is not None else None
+    if include_dir:
+        kwargs["includeDir"] = include_dir
     try:
         top = app.GromacsTopFile(str(top_path), **kwargs)
     except Exception as exc:
@@ -173,6 +249,26 @@ def prepare_gromacs(config: AAConfig) -> PreparedSystem:
         )
     notes: list[str] = []
     cutoff = _effective_cutoff(config.cutoff_nm, box, notes)
+    groups = molecule_groups(top.topology)
+    positions = np.array(gro.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer))
+    name = top_path.stem
+    if engine == "gromacs":
+        from cgforge.engines.gromacs import GromacsSystem
+
+        includes = (Path(config.include_dir).resolve(),) if config.include_dir else ()
+        gromacs = GromacsSystem(top_path.resolve(), top.topology, includes)
+        return PreparedSystem(
+            name,
+            None,
+            top.topology,
+            positions,
+            box,
+            groups,
+            cutoff,
+            notes,
+            engine="gromacs",
+            gromacs=gromacs,
+        )
     try:
         system = top.createSystem(
             nonbondedMethod=app.PME,
@@ -182,9 +278,6 @@ def prepare_gromacs(config: AAConfig) -> PreparedSystem:
         )
     except Exception as exc:
         raise InputError(f"OpenMM cannot build a system from {top_path}: {exc}") from exc
-    groups = molecule_groups(top.topology)
-    positions = np.array(gro.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer))
-    name = top_path.stem
     return PreparedSystem(name, system, top.topology, positions, box, groups, cutoff, notes)
 
 
@@ -214,25 +307,58 @@ def run_aa(
     rundir = RunDirectory(out, config.to_dict(), overwrite=overwrite)
     status = rundir.prepare()
     if status == "complete":
-        import json
-
         return json.loads(rundir.summary_path.read_text())
-    prepared = prepare_builtin(config) if config.molecule is not None else prepare_gromacs(config)
-    runner = MDRunner(
-        prepared.system,
-        prepared.topology,
-        prepared.positions_nm,
-        prepared.box_nm,
-        prepared.groups,
-        config.protocol,
-        rundir.work,
-        progress=progress,
-    )
-    try:
+    engine = _run_engine(config, rundir.work)
+    if config.molecule is not None:
+        prepared = prepare_builtin(config, engine, rundir.work)
+    else:
+        prepared = prepare_gromacs(config, engine)
+    if engine == "gromacs":
+        from cgforge.engines.gromacs import GromacsRunner
+
+        runner = GromacsRunner(
+            prepared.gromacs,
+            prepared.positions_nm,
+            prepared.box_nm,
+            prepared.groups,
+            config.protocol,
+            rundir.work / GROMACS_WORK,
+            cutoff_nm=prepared.cutoff_nm,
+            progress=progress,
+        )
         result = runner.run()
-    except openmm.OpenMMException as exc:
-        raise SimulationError(f"OpenMM stopped the run: {exc}") from exc
+    else:
+        runner = MDRunner(
+            prepared.system,
+            prepared.topology,
+            prepared.positions_nm,
+            prepared.box_nm,
+            prepared.groups,
+            config.protocol,
+            rundir.work,
+            progress=progress,
+        )
+        try:
+            result = runner.run()
+        except openmm.OpenMMException as exc:
+            raise SimulationError(f"OpenMM stopped the run: {exc}") from exc
     return finish_aa(config, rundir, prepared, result)
+
+
+def _run_engine(config: AAConfig, work: Path) -> str:
+    """The engine of this run directory: resolved once, then kept so a resume uses the same."""
+    path = work / ENGINE_FILE
+    if path.exists():
+        engine = json.loads(path.read_text()).get("engine")
+        if engine == "gromacs":
+            from cgforge.engines.gromacs import gmx_executable
+
+            gmx_executable()
+        if engine in ("openmm", "gromacs"):
+            return engine
+    engine = resolve_engine(config.engine, config.protocol.platform)
+    write_json(path, {"requested": config.engine, "engine": engine})
+    return engine
 
 
 def finish_aa(
@@ -256,8 +382,10 @@ def finish_aa(
     write_results(
         out, analysis, traj, title=f"{prepared.name}: all-atom reference, centres of mass"
     )
-    _write_thermo(out / "thermo.csv", thermo)
+    write_thermo_csv(out / "thermo.csv", thermo)
     _write_structure(out, prepared, result)
+    if prepared.engine == "gromacs":
+        _keep_gromacs_files(out, rundir.work / GROMACS_WORK, prepared)
     pressure, pressure_err = mean_with_error(thermo["pressure_bar"][prod])
     temperature, temperature_err = mean_with_error(thermo["temperature_K"][prod])
     summary: dict[str, Any] = {
@@ -277,6 +405,7 @@ def finish_aa(
         "production_ps": config.protocol.production_ps,
         "cutoff_nm": prepared.cutoff_nm,
         "has_forces": result.bead_forces_kj_mol_nm is not None,
+        "engine": prepared.engine,
         "platform": result.platform,
         "ns_per_day": result.ns_per_day,
         "wall_s": result.wall_s,
@@ -293,26 +422,19 @@ def finish_aa(
         },
         "provenance": collect(config.to_dict(), seed=config.protocol.seed),
     }
+    if prepared.engine == "gromacs":
+        summary["files"].update(
+            {"system": "system.top", "coordinates": "system.gro", "run_input": "system.tpr"}
+        )
+        summary["provenance"]["versions"]["gromacs"] = result.platform.split(" ", 1)[-1]
     rundir.write_summary(summary)
     rundir.clean_work()
     return summary
 
 
-def _write_thermo(path: Path, thermo: dict[str, np.ndarray]) -> None:
-    columns = list(thermo)
-    rows = np.column_stack([thermo[c] for c in columns]) if columns else np.empty((0, 0))
-    lines = [",".join(columns)]
-    stage_names = {0: "equilibration", 1: "production"}
-    for row in rows:
-        cells = []
-        for name, value in zip(columns, row, strict=True):
-            cells.append(stage_names[int(value)] if name == "stage" else f"{value:.8g}")
-        lines.append(",".join(cells))
-    write_text(path, "\n".join(lines) + "\n")
-
-
 def _write_structure(out: Path, prepared: PreparedSystem, result: MDResult) -> None:
-    """topology.pdb (with bonds and the production box), trajectory.dcd and system.xml."""
+    """topology.pdb (with bonds and the production box), trajectory.dcd and, for OpenMM,
+    system.xml."""
     topology = prepared.topology
     box = result.box_nm
     topology.setPeriodicBoxVectors(
@@ -336,4 +458,18 @@ def _write_structure(out: Path, prepared: PreparedSystem, result: MDResult) -> N
             for t, xyz in frames:
                 times.append(t)
                 dcd.writeModel(xyz * openmm.unit.nanometer)
-    write_text(out / "system.xml", openmm.XmlSerializer.serialize(prepared.system))
+    if prepared.system is not None:
+        write_text(out / "system.xml", openmm.XmlSerializer.serialize(prepared.system))
+
+
+def _keep_gromacs_files(out: Path, work: Path, prepared: PreparedSystem) -> None:
+    """system.top, system.gro and system.tpr: the GROMACS topology, the production start and
+    the production run input (``gmx mdrun -s system.tpr`` repeats the production)."""
+    sources = {
+        "system.top": prepared.gromacs.top_path,
+        "system.gro": work / "production-start.gro",
+        "system.tpr": work / "production.tpr",
+    }
+    for name, source in sources.items():
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(source, tmp)

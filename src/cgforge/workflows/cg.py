@@ -45,9 +45,8 @@ from cgforge.engines.cg_system import (
     create_cg_system,
     lattice_positions,
 )
-from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback
+from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import write_text
 from cgforge.methods.ibi import IBIConfig, IBIResult, rdf_deviation, rdf_r2, run_ibi
 from cgforge.observables import mean_with_error
 from cgforge.observables.rdf import RDFResult
@@ -224,20 +223,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_thermo(path: Path, thermo: dict[str, np.ndarray]) -> None:
-    columns = list(thermo)
-    names = {0: "equilibration", 1: "production"}
-    lines = [",".join(columns)]
-    for row in np.column_stack([thermo[c] for c in columns]):
-        lines.append(
-            ",".join(
-                names[int(v)] if c == "stage" else f"{v:.8g}"
-                for c, v in zip(columns, row, strict=True)
-            )
-        )
-    write_text(path, "\n".join(lines) + "\n")
-
-
 def _positive(value: float, what: str) -> float:
     number = float(value)
     if not (math.isfinite(number) and number > 0):
@@ -361,7 +346,7 @@ def _produce(
     result = _simulate(potential, mass_amu, n_beads, box_nm, protocol, rundir.work / "md", progress)
     traj, analysis, series = _analyse(result, reference)
     write_results(out, analysis, traj, title=f"{name}: one-bead CG model")
-    _write_thermo(out / "thermo.csv", result.thermo)
+    write_thermo_csv(out / "thermo.csv", result.thermo)
     prod = result.thermo["stage"] == 1
     pressure, pressure_err = mean_with_error(result.thermo["pressure_bar"][prod])
     temperature, temperature_err = mean_with_error(result.thermo["temperature_K"][prod])
