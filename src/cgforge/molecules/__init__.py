@@ -11,6 +11,14 @@ from cgforge.molecules.library import (
     reference_density,
 )
 from cgforge.molecules.opls import default_bonded_parameters, load_opls_data, type_molecule
+from cgforge.molecules.randomize import (
+    ParameterRanges,
+    draw_parameters,
+    parameter_names,
+    parameter_vector,
+    randomize_molecule,
+    vector_to_parameters,
+)
 from cgforge.molecules.topology import (
     AngleParameter,
     Atom,
@@ -29,14 +37,20 @@ __all__ = [
     "BuiltinMolecule",
     "FourierParameter",
     "MoleculeTopology",
+    "ParameterRanges",
     "builtin_names",
     "default_bonded_parameters",
+    "draw_parameters",
     "find_builtin",
     "get_builtin",
     "list_builtin_molecules",
     "load_molecule",
     "load_opls_data",
+    "parameter_names",
+    "parameter_vector",
+    "randomize_molecule",
     "reference_density",
     "resolve_spec",
     "type_molecule",
+    "vector_to_parameters",
 ]
