@@ -10,6 +10,7 @@ import typer
 from cgforge import __version__
 from cgforge.cli import aa as aa_commands
 from cgforge.cli import cg as cg_commands
+from cgforge.cli import db as db_commands
 from cgforge.cli import export as export_commands
 from cgforge.cli import run as run_commands
 from cgforge.cli.progress import console
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 aa_commands.register(app)
 cg_commands.register(app)
+db_commands.register(app)
 export_commands.register(app)
 run_commands.register(app)
 

@@ -57,6 +57,10 @@ class AAConfig:
     cutoff_nm: float = 1.0
     protocol: MDProtocol = field(default_factory=MDProtocol)
     engine: str = "auto"  # "auto", "openmm" or "gromacs"
+    # Randomised bonded parameters of a built-in molecule: {"seed": int, "ranges": dict of
+    # cgforge.molecules.randomize.ParameterRanges (literature units, see there)}; None keeps
+    # OPLS-AA.
+    randomize: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -73,9 +77,37 @@ class AAConfig:
             raise InputError(f"--molecules must be at least 2, got {self.n_molecules}")
         if not 0.2 <= self.cutoff_nm <= 3.0:
             raise InputError(f"--cutoff {self.cutoff_nm} nm is outside 0.2-3.0 nm")
+        if self.randomize is not None:
+            self.parameter_ranges()  # checks the seed and ranges before any work
+
+    def parameter_ranges(self) -> tuple[Any, int] | None:
+        """``(ParameterRanges, seed)`` of :attr:`randomize`, or None without randomisation."""
+        if self.randomize is None:
+            return None
+        from cgforge.molecules.randomize import ParameterRanges
+
+        if self.molecule is None:
+            raise InputError(
+                "randomised bonded parameters need a built-in molecule or SMILES, not --topology"
+            )
+        spec = self.randomize
+        if not isinstance(spec, dict) or set(spec) - {"seed", "ranges"}:
+            raise InputError(
+                f"randomize must be a dict {{'seed': int, 'ranges': {{...}}}}, got {spec!r}"
+            )
+        seed = spec.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InputError(f"randomize seed must be a non-negative integer, got {seed!r}")
+        ranges = spec.get("ranges") or {}
+        if not isinstance(ranges, dict):
+            raise InputError(f"randomize ranges must be a dict, got {ranges!r}")
+        return ParameterRanges.from_dict(ranges), seed
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["randomize"] is None:
+            del out["randomize"]  # run directories of OPLS-AA runs keep their configuration
+        return out
 
 
 def default_protocol(equilibration_ps: float, production_ps: float, **overrides: Any) -> MDProtocol:
@@ -168,6 +200,11 @@ def prepare_builtin(
     from cgforge.molecules.library import reference_density
 
     molecule = load_molecule(config.molecule, seed=config.protocol.seed)
+    randomization = config.parameter_ranges()
+    if randomization is not None:
+        from cgforge.molecules.randomize import randomize_molecule
+
+        molecule = randomize_molecule(molecule, *randomization)
     density = config.packing_density_g_cm3
     if density is None:
         ref = reference_density(molecule.name)

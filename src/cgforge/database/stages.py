@@ -1,0 +1,460 @@
+"""The two kinds of database record and how each one is simulated.
+
+Stage A (one force field)
+    A built-in molecule with bonded parameters drawn at random
+    (:func:`cgforge.molecules.randomize.randomize_molecule`, seed ``draw_seed``) → all-atom
+    liquid (:func:`cgforge.workflows.aa.run_aa`) → IBI one-bead potential and CG production at
+    the molecular mass (:func:`cgforge.workflows.cg.run_ibi_from_reference`).
+
+Stage B (one bead mass)
+    The stage-A record's CG potential, as stored on the potential learning grid, simulated as a
+    one-bead liquid of another bead mass (:func:`cgforge.workflows.cg.run_cg`): the same
+    Hamiltonian with other dynamics, so D_CG(m) is learnt at fixed structure.
+
+Results go to the store (:mod:`cgforge.database.store`) as
+
+* scalars in its columns: ``mass_amu``, ``temperature_K``, ``density_g_cm3`` (stage A: the
+  all-atom NPT density; stage B: the CG NPT density), ``diffusion_aa_m2_s``,
+  ``diffusion_cg_m2_s`` (m²/s), ``acceleration_factor`` (D_CG/D_AA) and ``rdf_deviation``,
+  plus further JSON values (``cutoff_nm``, ``pressure_bar``, ``converged``, …);
+* arrays: ``parameters`` (stage A; the bonded parameter vector in cgforge units, unit
+  ``"mixed"``, entry names in the provenance's ``parameter_names``), ``g_aa`` (stage A) and
+  ``g_cg`` on the ``rdf`` grid (unit ``"1"``), ``potential`` U(r) on the ``potential`` grid
+  (unit ``"kJ/mol"``).
+
+A simulation that cannot finish (unstable parameters, a system that is no liquid, an empty RDF)
+raises :class:`StageFailure`, whose reason the caller records with
+:meth:`cgforge.database.store.Database.fail`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cgforge.database.grids import LearningGrids, resample_potential, resample_rdf
+from cgforge.database.store import Database, Record
+from cgforge.errors import CGForgeError, InputError, SimulationError
+from cgforge.methods.ibi import IBIConfig
+from cgforge.molecules.randomize import ParameterRanges
+from cgforge.observables.rdf import RDFResult
+from cgforge.potentials.table import TabulatedPotential
+
+__all__ = [
+    "POTENTIAL_GRID",
+    "RDF_GRID",
+    "STAGE_PRESETS",
+    "StageFailure",
+    "database_grids",
+    "learning_grids",
+    "run_stage_a",
+    "run_stage_b",
+    "stage_a_spec",
+    "stage_b_spec",
+    "stage_settings",
+]
+
+#: Names of the database grids the arrays of both stages live on.
+RDF_GRID = "rdf"
+POTENTIAL_GRID = "potential"
+
+#: IBIConfig fields that do not change the physics of a record and stay out of its spec.
+_RUNTIME_IBI_FIELDS = ("platform", "seed", "keep_md")
+_SETTING_KEYS = (
+    "name",
+    "n_molecules",
+    "aa_equilibration_ps",
+    "aa_production_ps",
+    "cg_beads",
+    "ibi",
+    "cg_equilibration_ps",
+    "cg_production_ps",
+)
+
+
+class StageFailure(CGForgeError):
+    """A record's simulation could not finish; ``reason`` is the one-line cause to store."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def database_grids(grids: LearningGrids | None = None) -> dict[str, dict[str, Any]]:
+    """The learning grids as :meth:`Database.init` takes them (``rdf`` and ``potential``, nm)."""
+    grids = LearningGrids() if grids is None else grids
+    return {
+        RDF_GRID: {"values": grids.rdf_r_nm.tolist(), "unit": "nm"},
+        POTENTIAL_GRID: {"values": grids.potential_r_nm.tolist(), "unit": "nm"},
+    }
+
+
+def learning_grids(db: Database) -> LearningGrids:
+    """The :class:`LearningGrids` of a database made with :func:`database_grids`."""
+    missing = [g for g in (RDF_GRID, POTENTIAL_GRID) if g not in db.grids]
+    if missing or any(db.grids[g]["unit"] != "nm" for g in (RDF_GRID, POTENTIAL_GRID)):
+        raise InputError(
+            f"database '{db.path}' has no '{RDF_GRID}' and '{POTENTIAL_GRID}' grids in nm; "
+            "create it with cgforge db init"
+        )
+    return LearningGrids(
+        rdf_r_nm=db.grids[RDF_GRID]["values"], potential_r_nm=db.grids[POTENTIAL_GRID]["values"]
+    )
+
+
+def stage_settings(preset: Any) -> dict[str, Any]:
+    """Plain-data run settings of a :class:`cgforge.workflows.run.Preset` (or a settings dict).
+
+    The IBI settings leave out platform, seed and keep_md (runtime choices, not physics).
+    """
+    if isinstance(preset, Mapping):
+        data = dict(preset)
+    else:
+        data = {k: getattr(preset, k) for k in _SETTING_KEYS if hasattr(preset, k)}
+    missing = [k for k in _SETTING_KEYS if k not in data]
+    if missing:
+        raise InputError(f"stage settings lack {', '.join(missing)}; give a full preset")
+    ibi = data["ibi"]
+    ibi = ibi.to_dict() if isinstance(ibi, IBIConfig) else dict(ibi)
+    known = {f.name for f in fields(IBIConfig)}
+    unknown = sorted(set(ibi) - known)
+    if unknown:
+        raise InputError(f"unknown IBI setting(s) {', '.join(unknown)} in the stage settings")
+    full = IBIConfig(**ibi).to_dict()  # validates; every setting enters the record's spec
+    data["ibi"] = {k: v for k, v in full.items() if k not in _RUNTIME_IBI_FIELDS}
+    return {k: data[k] for k in _SETTING_KEYS}
+
+
+def _presets() -> dict[str, dict[str, Any]]:
+    from cgforge.workflows.run import PRESETS
+
+    tiny = {
+        "name": "tiny",
+        "n_molecules": 40,
+        "aa_equilibration_ps": 2.0,
+        "aa_production_ps": 6.0,
+        "cg_beads": 64,
+        "ibi": {"max_iterations": 1, "equilibration_ps": 1.0, "production_ps": 4.0},
+        "cg_equilibration_ps": 2.0,
+        "cg_production_ps": 8.0,
+    }
+    out = {"tiny": stage_settings(tiny)}
+    out.update({name: stage_settings(p) for name, p in PRESETS.items()})
+    return out
+
+
+#: Stage settings by name: ``tiny`` (tests: 40 molecules, ps runs, one IBI iteration) and the
+#: ``quick`` and ``standard`` presets of ``cgforge run``.
+STAGE_PRESETS: dict[str, dict[str, Any]] = _presets()
+
+
+def _settings(value: str | Mapping[str, Any] | Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        if value not in STAGE_PRESETS:
+            raise InputError(
+                f"unknown stage preset '{value}'; choose one of {', '.join(STAGE_PRESETS)}"
+            )
+        return STAGE_PRESETS[value]
+    return stage_settings(value)
+
+
+# ====================================================================== specifications
+def stage_a_spec(
+    molecule: str,
+    draw_seed: int,
+    ranges: ParameterRanges | Mapping[str, Any] | None,
+    preset_settings: str | Mapping[str, Any] | Any,
+    *,
+    temperature_K: float = 298.15,
+    pressure_bar: float = 1.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Specification of a stage-A record (its key is :func:`cgforge.database.store.spec_key`).
+
+    ``draw_seed`` draws the bonded parameters from ``ranges`` (default ranges if None);
+    ``seed`` seeds conformer, packing and velocities; ``preset_settings`` is a name of
+    :data:`STAGE_PRESETS`, a preset or a settings dict. Temperature in K, pressure in bar.
+    """
+    if ranges is None:
+        ranges = ParameterRanges()
+    elif not isinstance(ranges, ParameterRanges):
+        ranges = ParameterRanges.from_dict(ranges)
+    for name, value in (("draw_seed", draw_seed), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+    if not (math.isfinite(temperature_K) and temperature_K > 0):
+        raise InputError(f"temperature must be positive (K), got {temperature_K!r}")
+    return {
+        "stage": "A",
+        "molecule": str(molecule),
+        "parent_key": None,
+        "draw_seed": draw_seed,
+        "ranges": ranges.to_dict(),
+        "temperature_K": float(temperature_K),
+        "pressure_bar": float(pressure_bar),
+        "seed": seed,
+        "settings": _settings(preset_settings),
+    }
+
+
+def stage_b_spec(
+    parent: Record | str,
+    mass_amu: float,
+    seed: int,
+    preset_settings: str | Mapping[str, Any] | Any,
+    *,
+    molecule: str | None = None,
+    temperature_K: float | None = None,
+) -> dict[str, Any]:
+    """Specification of a stage-B record: the CG potential of stage-A record ``parent`` (a
+    :class:`Record`, or its key with ``molecule`` and ``temperature_K`` given) at bead mass
+    ``mass_amu`` (amu). Only the CG settings of ``preset_settings`` are used.
+    """
+    if isinstance(parent, Record):
+        if parent.stage != "A":
+            raise InputError(f"record {parent.key} is stage {parent.stage}; stage B needs an A")
+        parent_key = parent.key
+        molecule = parent.molecule if molecule is None else molecule
+        if temperature_K is None:
+            temperature_K = parent.spec.get("temperature_K")
+    else:
+        parent_key = str(parent)
+    if not molecule or temperature_K is None:
+        raise InputError("stage_b_spec needs the parent's molecule and temperature_K")
+    mass = float(mass_amu)
+    if not (math.isfinite(mass) and mass > 0):
+        raise InputError(f"bead mass must be positive (amu), got {mass_amu!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    return {
+        "stage": "B",
+        "molecule": str(molecule),
+        "parent_key": parent_key,
+        "mass_amu": mass,
+        "temperature_K": float(temperature_K),
+        "seed": seed,
+        "settings": _settings(preset_settings),
+    }
+
+
+# ====================================================================== stage A
+def _finite_positive(summary: Mapping[str, Any], key: str, what: str) -> float:
+    value = summary.get(key)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise StageFailure(f"{what}: {key} = {value!r} is not a positive number")
+    return number
+
+
+def run_stage_a(
+    spec: Mapping[str, Any],
+    workdir: str | Path,
+    grids: LearningGrids,
+    *,
+    platform: str = "auto",
+    engine: str = "openmm",
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
+    """Simulate a stage-A record in ``workdir`` (resumable); returns ``(scalars, arrays,
+    provenance)`` for :meth:`Database.complete`.
+
+    Raises :class:`StageFailure` when the AA or CG simulation fails or gives no usable result.
+    """
+    from cgforge.molecules import load_molecule
+    from cgforge.molecules.randomize import draw_parameters, parameter_vector
+    from cgforge.workflows.aa import AAConfig, default_protocol, run_aa
+    from cgforge.workflows.cg import load_reference, run_ibi_from_reference
+
+    if spec.get("stage") != "A":
+        raise InputError(f"run_stage_a needs a stage-A spec, got stage {spec.get('stage')!r}")
+    settings = _settings(spec["settings"])
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    seed = int(spec.get("seed", 0))
+    ranges = ParameterRanges.from_dict(spec.get("ranges") or {})
+    protocol = default_protocol(
+        settings["aa_equilibration_ps"],
+        settings["aa_production_ps"],
+        temperature_K=float(spec["temperature_K"]),
+        pressure_bar=float(spec.get("pressure_bar", 1.0)),
+        platform=platform,
+        seed=seed,
+        save_particles=False,
+    )
+    aa_config = AAConfig(
+        molecule=spec["molecule"],
+        n_molecules=settings["n_molecules"],
+        protocol=protocol,
+        engine=engine,
+        randomize={"seed": int(spec["draw_seed"]), "ranges": ranges.to_dict()},
+    )
+    ibi_config = IBIConfig(**settings["ibi"], platform=platform, seed=seed)
+    molecule = load_molecule(spec["molecule"], seed=seed)
+    names, features = parameter_vector(
+        molecule, draw_parameters(molecule, ranges, int(spec["draw_seed"]))
+    )
+    try:
+        aa = run_aa(aa_config, work / "aa")
+        cg = run_ibi_from_reference(
+            work / "aa",
+            work / "cg",
+            ibi_config,
+            n_beads=settings["cg_beads"],
+            equilibration_ps=settings["cg_equilibration_ps"],
+            production_ps=settings["cg_production_ps"],
+        )
+        reference = load_reference(work / "aa")
+        g_cg = RDFResult.from_csv(work / "cg" / "rdf.csv")
+        from cgforge.potentials.io import read_potential
+
+        potential = read_potential(work / "cg" / "potential.csv")
+    except (SimulationError, InputError) as exc:
+        raise StageFailure(f"{type(exc).__name__}: {exc}") from exc
+    d_aa = _finite_positive(aa, "diffusion_m2_s", "all-atom run")
+    d_cg = _finite_positive(cg, "diffusion_m2_s", "CG run")
+    scalars: dict[str, Any] = {
+        "mass_amu": _finite_positive(aa, "bead_mass_amu", "all-atom run"),
+        "temperature_K": float(spec["temperature_K"]),
+        "density_g_cm3": _finite_positive(aa, "density_g_cm3", "all-atom run"),
+        "diffusion_aa_m2_s": d_aa,
+        "diffusion_cg_m2_s": d_cg,
+        "acceleration_factor": d_cg / d_aa,
+        "rdf_deviation": _finite_positive(cg, "rdf_deviation", "CG run"),
+        "density_cg_g_cm3": cg.get("density_g_cm3"),
+        "pressure_bar": aa.get("pressure_bar"),
+        "cutoff_nm": float(potential.cutoff_nm),
+        "rdf_r2": cg.get("rdf_r2"),
+        "converged": bool(cg.get("converged")),
+        "iterations": cg.get("iterations"),
+    }
+    g_aa = resample_rdf(reference.rdf, grids)
+    g_cg_grid = resample_rdf(g_cg, grids)
+    arrays = {
+        "parameters": (np.asarray(features, dtype=np.float64), "mixed", None),
+        "g_aa": (g_aa.g, "1", RDF_GRID),
+        "g_cg": (g_cg_grid.g, "1", RDF_GRID),
+        "potential": (resample_potential(potential, grids), "kJ/mol", POTENTIAL_GRID),
+    }
+    provenance = {
+        "parameter_names": list(names),
+        "aa": aa.get("provenance"),
+        "cg": cg.get("provenance"),
+        "platform": aa.get("platform"),
+        "engine": aa.get("engine"),
+        "rdf_beyond_data": {"g_aa": g_aa.extended, "g_cg": g_cg_grid.extended},
+        "workdir": str(work.resolve()),
+    }
+    return scalars, arrays, provenance
+
+
+# ====================================================================== stage B
+def parent_potential(parent: Record, grids: LearningGrids) -> TabulatedPotential:
+    """The parent's CG potential rebuilt from its stored ``potential`` array (kJ/mol) on the
+    potential grid, cut at its ``cutoff_nm`` and continued to r = 0 by a repulsive wall."""
+    if "potential" not in parent.arrays:
+        raise InputError(f"record {parent.key} has no stored potential; it is not a done A")
+    u = np.asarray(parent.arrays["potential"].data, dtype=np.float64)
+    r = grids.potential_r_nm
+    cutoff = float(parent.scalars.get("cutoff_nm") or r[-1])
+    inside = r <= cutoff + 1e-9
+    if np.count_nonzero(inside) < 4:
+        raise InputError(f"record {parent.key}: its cutoff {cutoff} nm leaves no potential table")
+    table = TabulatedPotential(r[inside], u[inside], cutoff_nm=float(r[inside][-1]))
+    repulsive = np.flatnonzero(table.f_kj_mol_nm[:-1] > 0.0)
+    if repulsive.size == 0:
+        raise StageFailure(f"the potential of record {parent.key} has no repulsive core")
+    return table.extend_repulsive(0.0, match_at_nm=float(table.r_nm[int(repulsive[0])]))
+
+
+def run_stage_b(
+    spec: Mapping[str, Any],
+    parent_record: Record,
+    workdir: str | Path,
+    grids: LearningGrids,
+    *,
+    platform: str = "auto",
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
+    """CG MD of the parent's potential at ``spec["mass_amu"]`` in ``workdir`` (resumable);
+    returns ``(scalars, arrays, provenance)`` for :meth:`Database.complete`.
+
+    The start box has the parent's number density (its AA density × m_B / m_A); NPT
+    equilibration at the parent's pressure, then production. The time step is the IBI one,
+    scaled by √(m_B / m_A) for lighter beads (same stability in reduced units).
+    """
+    from cgforge.potentials.io import write_csv
+    from cgforge.workflows.aa import default_protocol
+    from cgforge.workflows.cg import run_cg
+
+    if spec.get("stage") != "B":
+        raise InputError(f"run_stage_b needs a stage-B spec, got stage {spec.get('stage')!r}")
+    if parent_record.key != spec.get("parent_key") or parent_record.state != "done":
+        raise InputError(
+            f"run_stage_b needs the done parent record {spec.get('parent_key')}, got "
+            f"{parent_record.key} ({parent_record.state})"
+        )
+    settings = _settings(spec["settings"])
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    mass = float(spec["mass_amu"])
+    parent_mass = float(parent_record.scalars["mass_amu"])
+    parent_density = float(parent_record.scalars["density_g_cm3"])
+    potential = parent_potential(parent_record, grids)
+    table_path = write_csv(
+        work / "parent_potential.csv",
+        potential,
+        provenance=f"cgforge database record {parent_record.key}, potential grid",
+    )
+    ibi = IBIConfig(**settings["ibi"])
+    timestep = ibi.timestep_fs * min(1.0, math.sqrt(mass / parent_mass))
+    protocol = default_protocol(
+        settings["cg_equilibration_ps"],
+        settings["cg_production_ps"],
+        temperature_K=float(spec["temperature_K"]),
+        pressure_bar=float(parent_record.spec.get("pressure_bar", 1.0)),
+        timestep_fs=timestep,
+        platform=platform,
+        seed=int(spec.get("seed", 0)),
+        save_particles=False,
+    )
+    try:
+        cg = run_cg(
+            table_path,
+            mass_amu=mass,
+            n_beads=settings["cg_beads"],
+            protocol=protocol,
+            out=work / "cg",
+            density_g_cm3=parent_density * mass / parent_mass,
+        )
+        g_cg = RDFResult.from_csv(work / "cg" / "rdf.csv")
+    except (SimulationError, InputError) as exc:
+        raise StageFailure(f"{type(exc).__name__}: {exc}") from exc
+    scalars: dict[str, Any] = {
+        "mass_amu": mass,
+        "temperature_K": float(spec["temperature_K"]),
+        "density_g_cm3": _finite_positive(cg, "density_g_cm3", "CG run"),
+        "diffusion_cg_m2_s": _finite_positive(cg, "diffusion_m2_s", "CG run"),
+        "parent_mass_amu": parent_mass,
+        "pressure_bar": cg.get("pressure_bar"),
+        "timestep_fs": timestep,
+        "cutoff_nm": float(potential.cutoff_nm),
+    }
+    g = resample_rdf(g_cg, grids)
+    arrays = {
+        "g_cg": (g.g, "1", RDF_GRID),
+        "potential": (resample_potential(potential, grids), "kJ/mol", POTENTIAL_GRID),
+    }
+    provenance = {
+        "parent_key": parent_record.key,
+        "cg": cg.get("provenance"),
+        "platform": cg.get("platform"),
+        "rdf_beyond_data": {"g_cg": g.extended},
+        "workdir": str(work.resolve()),
+    }
+    return scalars, arrays, provenance
