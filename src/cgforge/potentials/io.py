@@ -42,7 +42,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,19 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
     return target
+
+
+def _data_lines(path: str | Path, meta: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
+    """(``file line N``, tokens) of each data line; ``#``/``@`` lines go into ``meta``."""
+    name = Path(path).name
+    for lineno, raw in enumerate(_read_lines(path), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line[0] in "#@":
+            _collect_metadata(line, meta)
+            continue
+        yield f"{name} line {lineno}", line.split()
 
 
 def _read_lines(path: PathLike) -> list[str]:
@@ -519,15 +532,7 @@ def read_gromacs_xvg(path: PathLike, *, column: str = "h") -> TabulatedPotential
     meta: dict[str, str] = {}
     rows: list[tuple[float, float, float]] = []
     labels: list[str] = []
-    for lineno, raw in enumerate(_read_lines(path), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if line[0] in "#@":
-            _collect_metadata(line, meta)
-            continue
-        where = f"{name} line {lineno}"
-        tokens = line.split()
+    for where, tokens in _data_lines(path, meta):
         if len(tokens) != 7:
             raise InputError(
                 f"{where}: {len(tokens)} columns; a GROMACS user table has 7 (r f -f' g -g' h -h')"
@@ -609,15 +614,7 @@ def read_votca(path: PathLike, *, force_column: bool | None = None) -> Tabulated
     rows: list[tuple[float, float, float, str]] = []
     labels: list[str] = []
     width: int | None = None
-    for lineno, raw in enumerate(_read_lines(path), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if line[0] in "#@":
-            _collect_metadata(line, meta)
-            continue
-        where = f"{name} line {lineno}"
-        tokens = line.split()
+    for where, tokens in _data_lines(path, meta):
         if len(tokens) == 1 and not rows:
             continue  # optional row count, as VOTCA allows
         flag = "i"
@@ -627,7 +624,7 @@ def read_votca(path: PathLike, *, force_column: bool | None = None) -> Tabulated
             width = len(tokens)
         if len(tokens) not in (2, 3) or len(tokens) != width:
             raise InputError(
-                f"{where}: expected 'r U flag' or 'r U F flag' like the rows before, got {line!r}"
+                f"{where}: expected 'r U flag' or 'r U F flag' like the rows before, got {' '.join(tokens)!r}"
             )
         force = _parse_float(tokens[2], where, "F") if len(tokens) == 3 else math.nan
         rows.append(
