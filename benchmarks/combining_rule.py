@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
 from cgforge.builder import pack_liquid
 from cgforge.engines.openmm_system import COMBINING_MODES, create_aa_system
-from cgforge.mapping import make_whole
 from cgforge.molecules import get_builtin, load_molecule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "combining_rule.json"
@@ -53,9 +52,7 @@ def run_molecule(name: str, n_molecules: int, steps: int, warmup: int, rounds: i
     packed = pack_liquid(molecule, n_molecules, density, seed=1)
     edge = packed.box_nm
     box = np.full(3, edge)
-    # the packed box holds atoms wrapped one by one; bonds and constraints need whole molecules
-    groups = np.repeat(np.arange(n_molecules), molecule.n_atoms)
-    positions = make_whole(packed.positions_nm, box, groups)
+    positions = packed.positions_nm  # whole molecules
 
     # brief relaxation with the default formulation so that every mode starts from a liquid
     context = make_context(create_aa_system(molecule, n_molecules, box), threads, seed=1)

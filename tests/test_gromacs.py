@@ -78,8 +78,7 @@ def _liquid(name: str, randomise: bool):
         molecule = _randomised(molecule, seed=7)
     packed = pack_liquid(molecule, N_MOLECULES, 0.6, seed=1)
     box = np.full(3, packed.box_nm)
-    groups = np.repeat(np.arange(N_MOLECULES), molecule.n_atoms)
-    positions = mapping.make_whole(packed.positions_nm, box, groups)
+    positions = packed.positions_nm  # whole molecules
     # both engines see the same single-precision coordinates (GROMACS reads them from a .trr)
     return molecule, positions.astype(np.float32).astype(float), box
 

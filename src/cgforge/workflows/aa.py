@@ -483,7 +483,6 @@ def _write_structure(out: Path, prepared: PreparedSystem, result: MDResult) -> N
     with atomic_path(out / "topology.pdb") as tmp, open(tmp, "w") as handle:
         app.PDBFile.writeFile(topology, positions * openmm.unit.nanometer, handle, keepIds=False)
     if first is not None:
-        times = [first[0]]
         with atomic_path(out / "trajectory.dcd") as tmp, open(tmp, "wb") as handle:
             dt_ps = (
                 float(result.times_ps[1] - result.times_ps[0]) if len(result.times_ps) > 1 else 1.0
@@ -492,8 +491,7 @@ def _write_structure(out: Path, prepared: PreparedSystem, result: MDResult) -> N
                 handle, topology, dt_ps * openmm.unit.picosecond, firstStep=0, interval=1
             )
             dcd.writeModel(positions * openmm.unit.nanometer)
-            for t, xyz in frames:
-                times.append(t)
+            for _t, xyz in frames:
                 dcd.writeModel(xyz * openmm.unit.nanometer)
     if prepared.system is not None:
         write_text(out / "system.xml", openmm.XmlSerializer.serialize(prepared.system))
