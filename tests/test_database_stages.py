@@ -191,3 +191,27 @@ def test_cli_refuses_foreign_files_in_one_line(tmp_path, capsys):
         assert main(["db", "status", str(path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err
+
+
+def _thermo_csv(path, densities):
+    lines = ["t_ps,stage,density_g_cm3"]
+    lines += [f"{0.1 * i:.1f},equilibration,{rho:.6f}" for i, rho in enumerate(densities)]
+    lines += ["100.0,production,0.5"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_stage_a_refuses_a_liquid_whose_density_still_drifts(tmp_path):
+    """A stationary noisy NPT density passes; one still compacting by 10 % fails with a reason
+    that says so; so does one evaporating."""
+    from cgforge.database.stages import check_equilibrated
+
+    rng = np.random.default_rng(3)
+    steady = 0.66 + 0.004 * rng.standard_normal(200)
+    result = check_equilibrated(_thermo_csv(tmp_path / "a.csv", steady))
+    assert abs(result["density_drift"]) < 3 * result["density_drift_err"] + 0.005
+    compacting = np.linspace(0.40, 0.60, 200) + 0.004 * rng.standard_normal(200)
+    with pytest.raises(StageFailure, match="compacting"):
+        check_equilibrated(_thermo_csv(tmp_path / "b.csv", compacting))
+    with pytest.raises(StageFailure, match="evaporating"):
+        check_equilibrated(_thermo_csv(tmp_path / "c.csv", compacting[::-1]))

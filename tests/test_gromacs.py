@@ -412,3 +412,20 @@ def test_threads_follow_the_batch_system(monkeypatch):
     assert default_threads() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_langevin_production_maps_to_gromacs_stochastic_dynamics():
+    """GROMACS' sd friction is mass/tau-t: a Langevin γ of 4/ps must give tau-t = 0.25 ps, and
+    the Nosé–Hoover keys must not leak into the stochastic production."""
+    from cgforge.engines.gromacs import mdp_settings
+    from cgforge.engines.md import MDProtocol
+
+    protocol = MDProtocol(
+        production_ensemble="langevin", production_friction_per_ps=4.0, production_ps=1.0
+    )
+    settings = mdp_settings("production", protocol, 1.0, n_steps=500)
+    assert settings["integrator"] == "sd"
+    assert settings["tau-t"] == pytest.approx(0.25)
+    assert settings["ref-t"] == pytest.approx(protocol.temperature_K)
+    assert settings["tcoupl"] == "no"
+    assert "nh-chain-length" not in settings

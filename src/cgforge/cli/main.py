@@ -10,9 +10,12 @@ import typer
 from cgforge import __version__
 from cgforge.cli import aa as aa_commands
 from cgforge.cli import cg as cg_commands
+from cgforge.cli import compare as compare_commands
 from cgforge.cli import db as db_commands
 from cgforge.cli import export as export_commands
+from cgforge.cli import fm as fm_commands
 from cgforge.cli import run as run_commands
+from cgforge.cli import train as train_commands
 from cgforge.cli.progress import console
 from cgforge.errors import CGForgeError
 
@@ -25,9 +28,12 @@ app = typer.Typer(
 )
 aa_commands.register(app)
 cg_commands.register(app)
+compare_commands.register(app)
 db_commands.register(app)
 export_commands.register(app)
+fm_commands.register(app)
 run_commands.register(app)
+train_commands.register(app)
 
 
 @app.callback(invoke_without_command=True)

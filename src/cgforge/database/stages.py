@@ -24,7 +24,9 @@ Results go to the store (:mod:`cgforge.database.store`) as
 
 A simulation that cannot finish (unstable parameters, a system that is no liquid, an empty RDF)
 raises :class:`StageFailure`, whose reason the caller records with
-:meth:`cgforge.database.store.Database.fail`.
+:meth:`cgforge.database.store.Database.fail`. Stage A also refuses an all-atom system whose NPT
+density still drifts at the end of equilibration (:func:`check_equilibrated`): a liquid still
+compacting or evaporating has no equilibrium g(r) or D to learn from, so IBI is not attempted.
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.table import TabulatedPotential
 
 __all__ = [
+    "MAX_DENSITY_DRIFT",
     "POTENTIAL_GRID",
     "RDF_GRID",
     "STAGE_PRESETS",
     "StageFailure",
+    "check_equilibrated",
     "database_grids",
     "learning_grids",
     "run_stage_a",
@@ -75,6 +79,11 @@ _SETTING_KEYS = (
     "cg_equilibration_ps",
     "cg_production_ps",
 )
+
+
+#: Largest accepted relative change of the NPT density between the third and the fourth quarter
+#: of the all-atom equilibration (beyond 3 standard errors as well).
+MAX_DENSITY_DRIFT = 0.02
 
 
 class StageFailure(CGForgeError):
@@ -243,6 +252,42 @@ def stage_b_spec(
 
 
 # ====================================================================== stage A
+def check_equilibrated(
+    thermo_csv: str | Path, max_relative_drift: float = MAX_DENSITY_DRIFT
+) -> dict[str, float]:
+    """Refuse (:class:`StageFailure`) an all-atom run whose NPT density still drifts.
+
+    The density series of the ``equilibration`` stage of ``thermo_csv`` is split into quarters;
+    the change from the third to the fourth quarter must be within ``max_relative_drift`` of
+    the density or within 3 of its standard errors. Returns ``{"density_drift": relative
+    change, "density_drift_err": its error}`` for the record.
+    """
+    from cgforge.observables.thermo import drift
+
+    path = Path(thermo_csv)
+    try:
+        with path.open() as handle:
+            header = handle.readline().strip().split(",")
+            rows = [line.strip().split(",") for line in handle if line.strip()]
+        stage, column = header.index("stage"), header.index("density_g_cm3")
+        rho = np.array([float(r[column]) for r in rows if r[stage] == "equilibration"])
+    except (OSError, ValueError, IndexError) as exc:
+        raise StageFailure(f"cannot read the NPT density of {path}: {exc}") from exc
+    if rho.size < 8:
+        return {}  # too short to judge (e.g. a run without NPT)
+    change, err = drift(rho)
+    mean = float(rho[rho.size // 2 :].mean())
+    relative, relative_err = change / mean, err / mean
+    if abs(relative) > max_relative_drift and abs(change) > 3.0 * err:
+        trend = "compacting" if change > 0 else "expanding (evaporating)"
+        raise StageFailure(
+            f"all-atom NPT density still {trend}: {relative:+.1%} ± {relative_err:.1%} "
+            f"between the last two quarters of equilibration (around {mean:.3f} g/cm3); "
+            "not an equilibrated liquid: lengthen aa_equilibration_ps or narrow the ranges"
+        )
+    return {"density_drift": relative, "density_drift_err": relative_err}
+
+
 def _finite_positive(summary: Mapping[str, Any], key: str, what: str) -> float:
     value = summary.get(key)
     try:
@@ -302,6 +347,7 @@ def run_stage_a(
     )
     try:
         aa = run_aa(aa_config, work / "aa")
+        equilibration = check_equilibrated(work / "aa" / "thermo.csv")
         cg = run_ibi_from_reference(
             work / "aa",
             work / "cg",
@@ -333,6 +379,7 @@ def run_stage_a(
         "rdf_r2": cg.get("rdf_r2"),
         "converged": bool(cg.get("converged")),
         "iterations": cg.get("iterations"),
+        **equilibration,
     }
     g_aa = resample_rdf(reference.rdf, grids)
     g_cg_grid = resample_rdf(g_cg, grids)

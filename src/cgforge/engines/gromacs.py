@@ -490,7 +490,17 @@ def mdp_settings(
                 "nstfout": sample if p.save_forces else 0,
             }
         )
-        if p.production_ensemble == "nvt":
+        if p.production_ensemble == "langevin":
+            # stochastic dynamics: GROMACS' friction is mass / tau-t, so tau-t = 1/γ
+            settings.update(
+                {
+                    "integrator": "sd",
+                    "tcoupl": "no",  # sd thermostats by itself
+                    "tau-t": 1.0 / float(p.production_friction_per_ps or 1.0),
+                    "ld-seed": p.seed + 5,
+                }
+            )
+        elif p.production_ensemble == "nvt":
             settings.update(
                 {
                     "tcoupl": "nose-hoover",
@@ -835,6 +845,13 @@ class GromacsRunner:
                 raise
         text = output.read_text(errors="replace")
         if process.returncode != 0:
+            if _ERROR_BLOCK.search("\n" + text) is None and "LINCS WARNING" in text:
+                step = re.findall(r"Step (\d+), time [\d.]+ \(ps\)\s+LINCS WARNING", text)
+                raise SimulationError(
+                    f"GROMACS mdrun ({stage}) failed: constraints could not be satisfied "
+                    f"(LINCS) from step {step[0] if step else '?'} on: the system blew up; "
+                    "use a shorter time step, a longer minimisation or gentler parameters"
+                )
             raise SimulationError(f"GROMACS mdrun ({stage}) failed: {gromacs_error(text)}")
         if stage != "minimize":
             done = _last_step(log)

@@ -9,7 +9,11 @@ for CG runs). The protocol is
    here because nothing dynamic is measured),
 3. the box set to the mean volume of the second half of the NPT stage (bead centres scaled),
 4. production at that volume under Newtonian dynamics (``nve``, velocity Verlet) or a global
-   Nosé–Hoover chain thermostat (``nvt``): never Langevin, so diffusion is physical.
+   Nosé–Hoover chain thermostat (``nvt``), so that diffusion is the model's own; or, on request,
+   under Langevin dynamics (``langevin``, Langevin middle integrator with friction
+   ``production_friction_per_ps``). Langevin friction slows diffusion by design: it is the
+   production ensemble of the friction baseline (:mod:`cgforge.methods.friction`), which adds
+   the friction a CG model lacks, never a way to measure a model's Newtonian mobility.
 
 Bead positions (mass-weighted centres, unwrapped), mapped forces (sum over each bead's particles),
 and thermodynamics (energies, temperature, volume, density, instantaneous molecular pressure) are
@@ -38,6 +42,8 @@ from cgforge.mapping import center_of_mass, map_forces
 from cgforge.units import KB_KJ_MOL_K, density_g_cm3
 
 STATE_FILE = "state.json"
+#: Production ensembles of :class:`MDProtocol`.
+PRODUCTION_ENSEMBLES = ("nvt", "nve", "langevin")
 
 #: (stage name, steps done in stage, steps in stage, ns/day of the last segment)
 ProgressCallback = Callable[[str, int, int, float], None]
@@ -55,7 +61,7 @@ class MDProtocol:
     production_ps: float = 1000.0
     sample_interval_ps: float = 1.0
     thermo_interval_ps: float = 0.1
-    production_ensemble: str = "nvt"  # "nvt" (Nosé–Hoover chain) or "nve"
+    production_ensemble: str = "nvt"  # "nvt" (Nosé–Hoover chain), "nve" or "langevin"
     thermostat_collision_per_ps: float = 1.0  # Nosé–Hoover coupling frequency
     friction_per_ps: float = 1.0  # Langevin friction of the equilibration stage only
     barostat_interval: int = 25
@@ -65,6 +71,8 @@ class MDProtocol:
     platform: str = "auto"
     seed: int = 0
     max_energy_kj_mol_per_particle: float = 1.0e4  # blow-up detector
+    # Langevin friction γ of a "langevin" production, 1/ps; required there, unused otherwise
+    production_friction_per_ps: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -81,9 +89,25 @@ class MDProtocol:
         for name, ok in checks.items():
             if not ok:
                 raise InputError(f"invalid MD setting {name}={getattr(self, name)!r}")
-        if self.production_ensemble not in ("nvt", "nve"):
+        if self.production_ensemble not in PRODUCTION_ENSEMBLES:
             raise InputError(
-                f"production ensemble '{self.production_ensemble}' is not supported; use nvt or nve"
+                f"production ensemble '{self.production_ensemble}' is not supported; use "
+                f"{', '.join(PRODUCTION_ENSEMBLES)}"
+            )
+        gamma = self.production_friction_per_ps
+        if gamma is not None and (
+            isinstance(gamma, bool)
+            or not isinstance(gamma, int | float)
+            or not (math.isfinite(gamma) and gamma > 0)
+        ):
+            raise InputError(
+                f"invalid MD setting production_friction_per_ps={gamma!r}; give a positive "
+                "Langevin friction in 1/ps"
+            )
+        if self.production_ensemble == "langevin" and gamma is None:
+            raise InputError(
+                "the langevin production ensemble needs production_friction_per_ps "
+                "(the Langevin friction, 1/ps)"
             )
 
     @property
@@ -97,7 +121,13 @@ class MDProtocol:
         return max(1, round(interval_ps / self.dt_ps))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as a dict; ``production_friction_per_ps`` only when it is set, so that
+        protocols without Langevin production keep the run-directory hashes they had before
+        the field existed."""
+        out = asdict(self)
+        if out["production_friction_per_ps"] is None:
+            del out["production_friction_per_ps"]
+        return out
 
 
 @dataclass
@@ -246,6 +276,14 @@ class MDRunner:
                     p.thermostat_collision_per_ps / openmm.unit.picosecond,
                     p.dt_ps * openmm.unit.picosecond,
                 )
+            elif p.production_ensemble == "langevin":
+                integrator = openmm.LangevinMiddleIntegrator(
+                    T,
+                    p.production_friction_per_ps / openmm.unit.picosecond,
+                    p.dt_ps * openmm.unit.picosecond,
+                )
+                # its own stream (the equilibration's is seed + 1); a checkpoint restores it
+                integrator.setRandomNumberSeed(p.seed + 5)
             else:
                 integrator = openmm.VerletIntegrator(p.dt_ps * openmm.unit.picosecond)
         system.addForce(barostat)

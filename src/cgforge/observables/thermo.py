@@ -24,6 +24,7 @@ __all__ = [
     "TimeSeries",
     "block_standard_error",
     "density_series",
+    "drift",
     "mean_with_error",
     "statistical_inefficiency",
 ]
@@ -121,6 +122,23 @@ def mean_with_error(
         g = statistical_inefficiency(arr)
         return float(arr.mean()), float(arr.std(ddof=1) * np.sqrt(g / arr.size))
     raise InputError(f"method must be 'blocking' or 'inefficiency', got {method!r}")
+
+
+def drift(x: np.ndarray) -> tuple[float, float]:
+    """Change of a series' mean from its third to its fourth quarter, and that change's
+    standard error (same unit as ``x``; each quarter's error from :func:`mean_with_error`).
+
+    An equilibrated series has a drift within a few errors of zero; a series still relaxing
+    (a liquid compacting or evaporating under a barostat) does not.
+    """
+    arr = _as_series(x)
+    if arr.size < 8:
+        raise InputError(f"a drift needs at least 8 samples, got {arr.size}")
+    n = arr.size
+    third, fourth = arr[n // 2 : 3 * n // 4], arr[3 * n // 4 :]
+    m3, e3 = mean_with_error(third)
+    m4, e4 = mean_with_error(fourth)
+    return m4 - m3, float(np.hypot(e3, e4))
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,8 +1,9 @@
 """``report.html``: one self-contained page (figures embedded) for an AA → CG comparison.
 
 Shows both sides of the structure/mobility trade: the RDF overlay, the MSD curves, the CG potential,
-the IBI convergence history and a table of the numbers (density, pressure, D, acceleration factor,
-RDF deviation and R²).
+the IBI convergence history (for IBI models) and a table of the numbers (density, pressure, D,
+acceleration factor, RDF deviation and R²). The CG side is labelled by its method (IBI, mobility
+network, ...).
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from typing import Any
 import numpy as np
 
 from cgforge.fileio import write_text
+
+#: How the page introduces the CG model of each method label.
+_METHOD_TEXT = {
+    "IBI": "by iterative Boltzmann inversion. An IBI model reproduces g(r), but its dynamics "
+    "run faster than the all-atom ones (acceleration factor &gt; 1).",
+    "mobility network": "predicted by the mobility network from the bead mass, g(r) and D of "
+    "the reference. The network trades some structure for mobility: compare the RDF "
+    "deviation with the acceleration factor.",
+}
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
@@ -36,7 +46,7 @@ def _figure_to_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _figures(aa_dir: Path, cg_dir: Path) -> dict[str, str]:
+def _figures(aa_dir: Path, cg_dir: Path, label: str) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +56,7 @@ def _figures(aa_dir: Path, cg_dir: Path) -> dict[str, str]:
     g_aa, g_cg = _read_csv(aa_dir / "rdf.csv"), _read_csv(cg_dir / "rdf.csv")
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(g_aa["r_nm"], g_aa["g"], "k-", lw=1.5, label="all-atom (centres of mass)")
-    ax.plot(g_cg["r_nm"], g_cg["g"], "r--", lw=1.5, label="CG (IBI)")
+    ax.plot(g_cg["r_nm"], g_cg["g"], "r--", lw=1.5, label=label)
     ax.axhline(1.0, color="grey", lw=0.6)
     ax.set(xlabel="r / nm", ylabel="g(r)", title="Structure")
     ax.legend()
@@ -55,9 +65,9 @@ def _figures(aa_dir: Path, cg_dir: Path) -> dict[str, str]:
 
     m_aa, m_cg = _read_csv(aa_dir / "msd.csv"), _read_csv(cg_dir / "msd.csv")
     fig, ax = plt.subplots(figsize=(6, 4))
-    for data, style, label in ((m_aa, "k-", "all-atom"), (m_cg, "r--", "CG (IBI)")):
+    for data, style, name in ((m_aa, "k-", "all-atom"), (m_cg, "r--", label)):
         mask = data["t_ps"] > 0
-        ax.loglog(data["t_ps"][mask], data["msd_nm2"][mask], style, lw=1.5, label=label)
+        ax.loglog(data["t_ps"][mask], data["msd_nm2"][mask], style, lw=1.5, label=name)
     ax.set(xlabel="t / ps", ylabel="MSD / nm²", title="Mobility")
     ax.legend()
     fig.tight_layout()
@@ -105,11 +115,13 @@ def _pm(value: Any, err: Any, spec: str = ".4g") -> str:
     return _fmt(value, spec) + ("" if err is None else f" ± {_fmt(err, '.2g')}")
 
 
-def write_report(path: Path, aa_dir: Path, cg_dir: Path, title: str) -> None:
-    """Write the report page for an AA reference directory and a CG (IBI) run directory."""
+def write_report(path: Path, aa_dir: Path, cg_dir: Path, title: str, method: str = "IBI") -> None:
+    """Write the report page for an AA reference directory and a CG run directory whose
+    potential came from ``method`` (a label: ``"IBI"``, ``"mobility network"``, ...)."""
     aa = json.loads((aa_dir / "summary.json").read_text())
     cg = json.loads((cg_dir / "summary.json").read_text())
-    figures = _figures(aa_dir, cg_dir)
+    label = f"CG ({method})"
+    figures = _figures(aa_dir, cg_dir, label)
     rows = [
         (
             "density / g cm⁻³",
@@ -139,11 +151,16 @@ def write_report(path: Path, aa_dir: Path, cg_dir: Path, title: str) -> None:
         ("RDF deviation (integrated, relative)", "–", _fmt(cg.get("rdf_deviation"), ".3%")),
         ("RDF R²", "–", _fmt(cg.get("rdf_r2"), ".4f")),
         ("density error (relative)", "–", _fmt(cg.get("density_error"), "+.2%")),
-        (
-            "IBI iterations / converged",
-            "–",
-            f"{_fmt(cg.get('iterations'))} / {_fmt(cg.get('converged'))}",
-        ),
+    ]
+    if "iterations" in cg:
+        rows.append(
+            (
+                "IBI iterations / converged",
+                "–",
+                f"{_fmt(cg.get('iterations'))} / {_fmt(cg.get('converged'))}",
+            )
+        )
+    rows += [
         ("molecules / beads", _fmt(aa["n_molecules"]), _fmt(cg["n_molecules"])),
         ("bead mass / amu", _fmt(aa["bead_mass_amu"], ".3f"), _fmt(cg["bead_mass_amu"], ".3f")),
         (
@@ -160,6 +177,7 @@ def write_report(path: Path, aa_dir: Path, cg_dir: Path, title: str) -> None:
         for name, uri in figures.items()
     )
     prov = cg.get("provenance", {})
+    intro = _METHOD_TEXT.get(method, f"made by {html.escape(method)}.")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -171,11 +189,10 @@ figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 520px; }}
 .small {{ color: #666; font-size: 0.85em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>All-atom reference (<code>{html.escape(str(aa_dir))}</code>) and its one-bead CG model by
-iterative Boltzmann inversion (<code>{html.escape(str(cg_dir))}</code>). Structure, thermodynamics
-and dynamics side by side: an IBI model reproduces g(r) but its dynamics run faster than the
-all-atom ones (acceleration factor &gt; 1).</p>
-<table><tr><th></th><th>all-atom</th><th>CG (IBI)</th></tr>
+<p>All-atom reference (<code>{html.escape(str(aa_dir))}</code>) and its one-bead CG model
+(<code>{html.escape(str(cg_dir))}</code>) {intro} Structure, thermodynamics and dynamics side by
+side.</p>
+<table><tr><th></th><th>all-atom</th><th>{html.escape(label)}</th></tr>
 {table}
 </table>
 {f"<h2>Notes</h2><ul>{notes_html}</ul>" if notes_html else ""}

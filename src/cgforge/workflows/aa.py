@@ -105,6 +105,7 @@ class AAConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["protocol"] = self.protocol.to_dict()  # the protocol's own (hash-stable) form
         if out["randomize"] is None:
             del out["randomize"]  # run directories of OPLS-AA runs keep their configuration
         return out

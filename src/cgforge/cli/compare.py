@@ -1,0 +1,76 @@
+"""``cgforge compare``: IBI, ML-predicted, friction and time-rescaled CG models side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cgforge.cli.progress import console, stage_progress
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)
+
+
+def _cell(value: object, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def compare(
+    reference: Path = typer.Argument(..., help="All-atom reference directory (cgforge aa --out)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the methods and the comparison."),
+    methods: str = typer.Option(
+        "ibi,ml,friction,rescale", "--methods", help="Comma-separated: ibi, ml, friction, rescale."
+    ),
+    model: Path = typer.Option(None, "--model", help="Trained mobility model directory (ml)."),
+    preset: str = typer.Option(
+        "quick", "--preset", help="tiny (check), quick (desktop CPU) or standard (GPU/cluster)."
+    ),
+    alpha: float = typer.Option(
+        None,
+        "--alpha",
+        help="Predicted acceleration factor for rescale (default: measured on the IBI run).",
+    ),
+    alpha_err: float = typer.Option(0.0, "--alpha-err", help="Standard error of --alpha."),
+    platform: str = typer.Option(
+        "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of every CG run."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+) -> None:
+    """Run the CG methods on one all-atom reference; write comparison.csv and comparison.png."""
+    from cgforge.workflows.compare import run_compare
+
+    with stage_progress(not quiet) as progress:
+        result = run_compare(
+            reference,
+            out,
+            methods=methods,
+            preset=preset,
+            model_dir=model,
+            alpha_model=None if alpha is None else (alpha, alpha_err),
+            seed=seed,
+            platform=platform,
+            progress=progress,
+        )
+    table = Table(title=f"{result['molecule']}: CG methods → {out}", show_header=True)
+    for column in ("method", "status", "D_CG/D_AA", "RDF R²", "RDF deviation", "density error"):
+        table.add_column(column)
+    for row in result["rows"]:
+        factor = row.get("acceleration_factor")
+        error = row.get("acceleration_factor_err")
+        table.add_row(
+            row["method"],
+            row["status"],
+            "-" if factor is None else f"{factor:.3g} ± {_cell(error, '.2g')}",
+            _cell(row.get("rdf_r2"), ".4f"),
+            _cell(row.get("rdf_deviation"), ".2%"),
+            _cell(row.get("density_error"), "+.2%"),
+        )
+    console.print(table)
+    for row in result["rows"]:
+        if row["status"] != "ok" and row.get("notes"):
+            console.print(f"{row['method']}: {row['notes']}", highlight=False)
+    console.print(f"table: {Path(out) / 'comparison.csv'}, figure: {Path(out) / 'comparison.png'}")

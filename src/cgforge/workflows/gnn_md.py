@@ -1,0 +1,476 @@
+"""CG liquids simulated with a saved torch energy model, and its transferability table.
+
+``simulate_model``
+    A model file (:func:`cgforge.methods.gnn.base.save_model`) → N beads on a jittered lattice
+    in a cubic box at a given density → :class:`~cgforge.engines.torch_md.TorchMD`: NVT
+    equilibration and an NVT (Bussi, a global thermostat) or NVE production → the same
+    observables as every other CG run of cgforge (:func:`cgforge.reference.analyze`: RDF, MSD,
+    D, density; pressure and temperature mean ± error) and, with an all-atom reference
+    directory, the same comparison as ``cgforge cg`` (``rdf_deviation``, ``rdf_r2``,
+    ``acceleration_factor`` = D_CG / D_AA, ``density_error``) plus the pressure difference.
+    Files: ``rdf.csv``, ``msd.csv``, ``thermo.csv`` (both stages), ``cg_trajectory.npz``,
+    ``observables.png`` and ``summary.json`` (written last, with provenance). The output is a
+    :class:`~cgforge.rundir.RunDirectory`: a killed run resumes from the engine's last
+    checkpoint; a finished one returns its summary.
+
+``transferability_table``
+    Runs the model at the state point (temperature and density) of each reference directory and
+    writes ``transferability.csv`` with one row per state point, marking those the model was
+    trained on (from its metadata ``training_state_points``).
+
+The box is fixed: runs are at constant volume, so the density is an input, not a result, and
+``density_error`` is (ρ_run − ρ_ref)/ρ_ref, zero when the run uses the reference's density. How
+far the model is from the reference's equation of state shows in the pressure columns
+(``pressure_bar`` against ``reference_pressure_bar``).
+
+Defaults: the bead mass comes from the model metadata (``bead_mass_amu``) or the reference; the
+temperature and density from the reference or, without one, the model's first training state
+point; the number of beads from the reference (its molecule count).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cgforge.engines.cg_system import lattice_positions
+from cgforge.engines.md import ProgressCallback, write_thermo_csv
+from cgforge.engines.torch_md import DEFAULT_TAU_PS, THERMO_COLUMNS, TorchMD, select_device
+from cgforge.errors import InputError
+from cgforge.fileio import write_text
+from cgforge.methods.gnn.base import load_model
+from cgforge.observables import mean_with_error
+from cgforge.provenance import collect
+from cgforge.reference import analyze, write_results
+from cgforge.rundir import RunDirectory
+from cgforge.workflows.cg import (
+    DEFAULT_CG_TIMESTEP_FS,
+    AAReference,
+    _comparison,
+    box_from_density,
+    load_reference,
+)
+
+#: Default NVT equilibration and production lengths, ps.
+DEFAULT_EQUILIBRATION_PS = 20.0
+DEFAULT_PRODUCTION_PS = 200.0
+#: Default interval between samples, ps.
+DEFAULT_SAMPLE_INTERVAL_PS = 0.5
+#: Production ensembles: ``nvt`` (Bussi thermostat) or ``nve``.
+PRODUCTION_ENSEMBLES = ("nvt", "nve")
+#: A reference state point matches a training state point within these tolerances.
+TRAINED_ON_TEMPERATURE_K = 0.5
+TRAINED_ON_DENSITY_REL = 5.0e-3
+#: Columns of ``transferability.csv`` (units in the names; errors are relative unless named).
+TABLE_COLUMNS = (
+    "temperature_K",
+    "density_g_cm3",
+    "trained_on",
+    "rdf_deviation",
+    "rdf_r2",
+    "density_error",
+    "pressure_bar",
+    "pressure_err_bar",
+    "reference_pressure_bar",
+    "pressure_error_bar",
+    "diffusion_m2_s",
+    "reference_diffusion_m2_s",
+    "acceleration_factor",
+    "acceleration_factor_err",
+    "temperature_measured_K",
+    "reference_dir",
+    "run_dir",
+)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _positive(value: Any, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} must be a positive number, got {value!r}") from exc
+    if not (math.isfinite(number) and number > 0):
+        raise InputError(f"{what} must be positive, got {value!r}")
+    return number
+
+
+def training_state_points(metadata: dict[str, Any]) -> list[dict[str, float]]:
+    """The ``training_state_points`` of a model's metadata as ``{temperature_K, density_g_cm3}``.
+
+    Entries without a finite temperature and density are skipped; other keys (e.g.
+    ``reference_dir``) are kept.
+    """
+    points = metadata.get("training_state_points") or []
+    result: list[dict[str, Any]] = []
+    if not isinstance(points, list):
+        return result
+    for point in points:
+        if not isinstance(point, dict):
+            continue
+        try:
+            t = float(point["temperature_K"])
+            rho = float(point["density_g_cm3"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(t) and math.isfinite(rho):
+            result.append({**point, "temperature_K": t, "density_g_cm3": rho})
+    return result
+
+
+def is_training_state(
+    temperature_K: float,
+    density_g_cm3: float,
+    metadata: dict[str, Any],
+    reference_dir: str | Path | None = None,
+) -> bool:
+    """Whether (T, ρ), or the reference directory, is one of the model's training state points.
+
+    A point matches when its ``reference_dir`` resolves to the same directory, or when T agrees
+    within :data:`TRAINED_ON_TEMPERATURE_K` and ρ within :data:`TRAINED_ON_DENSITY_REL`.
+    """
+    here = None if reference_dir is None else Path(reference_dir).resolve()
+    for point in training_state_points(metadata):
+        ref = point.get("reference_dir")
+        if here is not None and isinstance(ref, str) and Path(ref).resolve() == here:
+            return True
+        if (
+            abs(point["temperature_K"] - temperature_K) <= TRAINED_ON_TEMPERATURE_K
+            and abs(point["density_g_cm3"] - density_g_cm3)
+            <= TRAINED_ON_DENSITY_REL * density_g_cm3
+        ):
+            return True
+    return False
+
+
+def _steps(time_ps: float, dt_ps: float, interval: int, what: str) -> int:
+    """Steps covering ``time_ps``, rounded up to a whole number of sample intervals."""
+    steps = max(1, math.ceil(time_ps / dt_ps / interval - 1e-9)) * interval
+    if steps <= 0:
+        raise InputError(f"{what} is too short for one sample")
+    return steps
+
+
+def _progress_callback(
+    progress: ProgressCallback | None, stage: str, start: int, total: int, dt_ps: float
+):
+    if progress is None:
+        return None
+    import time
+
+    clock = {"t": time.perf_counter(), "step": start}
+
+    def report(engine: TorchMD, step: int) -> None:
+        now = time.perf_counter()
+        elapsed = now - clock["t"]
+        speed = (step - clock["step"]) * dt_ps * 1e-3 / elapsed * 86400.0 if elapsed > 0 else 0.0
+        clock["t"], clock["step"] = now, step
+        progress(stage, step - start, total, speed)
+
+    return report
+
+
+def simulate_model(
+    model_path: str | Path,
+    out: str | Path,
+    *,
+    n_beads: int | None = None,
+    temperature_K: float | None = None,
+    density_g_cm3: float | None = None,
+    bead_mass_amu: float | None = None,
+    production_ps: float = DEFAULT_PRODUCTION_PS,
+    equilibration_ps: float = DEFAULT_EQUILIBRATION_PS,
+    timestep_fs: float = DEFAULT_CG_TIMESTEP_FS,
+    sample_interval_ps: float = DEFAULT_SAMPLE_INTERVAL_PS,
+    production_ensemble: str = "nvt",
+    tau_ps: float = DEFAULT_TAU_PS,
+    reference_dir: str | Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Simulate a one-bead CG liquid with the saved model at ``model_path``; return the summary.
+
+    Parameters (units: K, g/cm³, amu, ps, fs): see the module docstring for defaults. The run
+    is NVT at fixed density: ``equilibration_ps`` with the Bussi thermostat (coupling time
+    ``tau_ps``), then ``production_ps`` under ``production_ensemble`` (``nvt``: the same
+    global thermostat, ``nve``: Newtonian), sampled every ``sample_interval_ps``. Rerunning
+    into the same ``out`` resumes; a finished run returns its summary.
+    """
+    path = Path(model_path)
+    model, metadata = load_model(path)
+    reference: AAReference | None = None if reference_dir is None else load_reference(reference_dir)
+    points = training_state_points(metadata)
+    if bead_mass_amu is None:
+        bead_mass_amu = metadata.get("bead_mass_amu")
+        if bead_mass_amu is None and reference is not None:
+            bead_mass_amu = reference.bead_mass_amu
+        if bead_mass_amu is None:
+            raise InputError(
+                "the bead mass is unknown: the model metadata has no bead_mass_amu; give "
+                "--mass (amu) or a --reference"
+            )
+    mass = _positive(bead_mass_amu, "bead mass (amu)")
+    if temperature_K is None:
+        if reference is not None:
+            temperature_K = reference.temperature_K
+        elif points:
+            temperature_K = points[0]["temperature_K"]
+        else:
+            raise InputError("give the temperature (K) or a --reference to take it from")
+    temperature = _positive(temperature_K, "temperature (K)")
+    if density_g_cm3 is None:
+        if reference is not None:
+            density_g_cm3 = reference.density_g_cm3
+        elif metadata.get("density_g_cm3") is not None:
+            density_g_cm3 = metadata["density_g_cm3"]
+        elif points:
+            density_g_cm3 = points[0]["density_g_cm3"]
+        else:
+            raise InputError("give the density (g/cm3) or a --reference to take it from")
+    density = _positive(density_g_cm3, "density (g/cm3)")
+    if n_beads is None:
+        if reference is None:
+            raise InputError("give the number of beads or a --reference (its molecule count)")
+        n_beads = reference.n_molecules
+    if isinstance(n_beads, bool) or int(n_beads) != n_beads or int(n_beads) < 2:
+        raise InputError(f"the number of beads must be an integer >= 2, got {n_beads!r}")
+    n = int(n_beads)
+    box = box_from_density(n, mass, density)
+    if model.cutoff_nm > 0.5 * float(box[0]):
+        needed = math.ceil(n * (2.0 * model.cutoff_nm / float(box[0])) ** 3)
+        raise InputError(
+            f"{n} beads at {density:g} g/cm3 make a box of {box[0]:.3g} nm, shorter than twice "
+            f"the model's cutoff ({model.cutoff_nm:g} nm); use at least {needed} beads"
+        )
+    if production_ensemble not in PRODUCTION_ENSEMBLES:
+        raise InputError(
+            f"unknown production ensemble {production_ensemble!r}; use one of "
+            f"{PRODUCTION_ENSEMBLES}"
+        )
+    dt_ps = _positive(timestep_fs, "time step (fs)") * 1e-3
+    interval = max(1, round(_positive(sample_interval_ps, "sample interval (ps)") / dt_ps))
+    n_eq = _steps(
+        _positive(equilibration_ps, "equilibration (ps)"), dt_ps, interval, "equilibration"
+    )
+    n_prod = _steps(_positive(production_ps, "production (ps)"), dt_ps, interval, "production")
+    chosen = select_device(device)
+    config = {
+        "model_file": str(path.resolve()),
+        "model_sha256": _sha256(path),
+        "model_name": model.model_name,
+        "bead_mass_amu": mass,
+        "n_beads": n,
+        "temperature_K": temperature,
+        "density_g_cm3": density,
+        "box_nm": box.tolist(),
+        "timestep_fs": float(timestep_fs),
+        "equilibration_steps": n_eq,
+        "production_steps": n_prod,
+        "sample_interval_steps": interval,
+        "production_ensemble": production_ensemble,
+        "tau_ps": float(tau_ps),
+        "seed": int(seed),
+        "reference_dir": None if reference is None else str(reference.path),
+        "reference_sha256": None if reference is None else reference.fingerprint(),
+    }
+    rundir = RunDirectory(out, config, overwrite=overwrite)
+    if rundir.prepare() == "complete":
+        return json.loads(rundir.summary_path.read_text())
+
+    engine = TorchMD(
+        model,
+        lattice_positions(n, box, seed),
+        box,
+        mass,
+        timestep_fs=timestep_fs,
+        temperature_K=temperature,
+        thermostat="bussi",
+        tau_ps=tau_ps,
+        seed=seed,
+        device=chosen,
+    )
+    equil = engine.run(
+        n_eq,
+        sample_interval=interval,
+        checkpoint_dir=rundir.work / "equilibration",
+        callback=_progress_callback(progress, "equilibration", 0, n_eq, dt_ps),
+    )
+    if production_ensemble == "nve":
+        engine.thermostat = "none"
+    prod = engine.run(
+        n_prod,
+        sample_interval=interval,
+        checkpoint_dir=rundir.work / "production",
+        callback=_progress_callback(progress, "production", engine.step, n_prod, dt_ps),
+    )
+    traj = prod.trajectory
+    kwargs: dict[str, Any] = {}
+    if reference is not None:
+        width = float(reference.rdf.bin_width_nm)
+        top = min(float(reference.rdf.r_max_nm), 0.5 * float(np.min(box)))
+        kwargs = {"rdf_bin_nm": width, "rdf_r_max_nm": math.floor(top / width + 1e-9) * width}
+    analysis = analyze(traj, **kwargs)
+    name = str(metadata.get("molecule") or (reference.molecule if reference else path.stem))
+    write_results(rundir.path, analysis, traj, title=f"{name}: CG model {model.model_name}")
+    thermo = _stage_thermo(equil.thermo, prod.thermo)
+    write_thermo_csv(rundir.path / "thermo.csv", thermo)
+    pressure, pressure_err = mean_with_error(prod.thermo["pressure_bar"])
+    t_meas, t_err = mean_with_error(prod.thermo["temperature_K"])
+    conserved = prod.thermo["conserved_kj_mol"]
+    drift = (
+        float(np.polyfit(prod.thermo["time_ps"], conserved, 1)[0]) if len(conserved) > 1 else 0.0
+    )
+    comparison = _comparison(analysis, reference, model.cutoff_nm)
+    ref_p = None if reference is None else reference.pressure_bar
+    notes = []
+    if reference is not None and abs(temperature - reference.temperature_K) > 1e-6:
+        notes.append(
+            f"run temperature {temperature} K differs from the reference's "
+            f"{reference.temperature_K} K; the comparison mixes two state points"
+        )
+    summary: dict[str, Any] = {
+        "molecule": name,
+        "source": "cgforge torch MD",
+        "model": f"one bead per molecule, torch energy model '{model.model_name}'",
+        "model_file": str(path.resolve()),
+        "model_name": model.model_name,
+        "model_metadata": metadata,
+        "trained_on": is_training_state(temperature, density, metadata, reference_dir),
+        "temperature_K": temperature,
+        "temperature_measured_K": t_meas,
+        "temperature_err_K": t_err,
+        "pressure_bar": pressure,
+        "pressure_err_bar": pressure_err,
+        "reference_pressure_bar": ref_p,
+        "pressure_error_bar": None if ref_p is None else pressure - ref_p,
+        "density_source": "fixed box (NVT at the given density)",
+        **analysis.summary_fields(),
+        **comparison,
+        "n_beads": n,
+        "cutoff_nm": model.cutoff_nm,
+        "timestep_fs": float(timestep_fs),
+        "equilibration_ps": n_eq * dt_ps,
+        "production_ps": n_prod * dt_ps,
+        "production_ensemble": production_ensemble,
+        "thermostat": "Bussi stochastic velocity rescaling"
+        if production_ensemble == "nvt"
+        else None,
+        "tau_ps": float(tau_ps),
+        "conserved_energy_drift_kj_mol_ps": drift,
+        "device": prod.device,
+        "steps_per_s": prod.steps_per_s,
+        "ns_per_day": prod.steps_per_s * dt_ps * 1e-3 * 86400.0
+        if math.isfinite(prod.steps_per_s)
+        else None,
+        "notes": notes,
+        "files": {
+            "rdf": "rdf.csv",
+            "msd": "msd.csv",
+            "thermo": "thermo.csv",
+            "cg_trajectory": "cg_trajectory.npz",
+            "plot": "observables.png",
+        },
+        "provenance": collect({**config, "device": str(chosen)}, seed=int(seed)),
+    }
+    rundir.write_summary(summary)
+    rundir.clean_work()
+    return summary
+
+
+def _stage_thermo(
+    equil: dict[str, np.ndarray], prod: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Both stages in one table with a ``stage`` column (0 equilibration, 1 production)."""
+    table: dict[str, np.ndarray] = {
+        "stage": np.concatenate([np.zeros(len(equil["step"])), np.ones(len(prod["step"]))])
+    }
+    for column in THERMO_COLUMNS:
+        table[column] = np.concatenate([equil[column], prod[column]])
+    return table
+
+
+def _state_dir_name(k: int, reference: AAReference) -> str:
+    return f"state_{k:02d}_{reference.temperature_K:g}K_{reference.density_g_cm3:.4g}gcm3"
+
+
+def transferability_table(
+    model_path: str | Path,
+    reference_dirs: Sequence[str | Path],
+    out: str | Path,
+    **md_settings: Any,
+) -> list[dict[str, Any]]:
+    """Run the model at every reference's state point; write ``out/transferability.csv``.
+
+    Each reference directory gives a temperature, a density and the number of beads (unless
+    ``n_beads`` is in ``md_settings``); the run goes to ``out/state_NN_<T>K_<rho>gcm3``
+    (resumable). ``md_settings`` are keyword arguments of :func:`simulate_model` other than
+    the state point. Returns the table rows (:data:`TABLE_COLUMNS`).
+    """
+    if not reference_dirs:
+        raise InputError("give at least one reference directory (a state point to test)")
+    for key in ("temperature_K", "density_g_cm3", "reference_dir"):
+        if key in md_settings:
+            raise InputError(
+                f"{key} comes from each reference directory; remove it from the MD settings"
+            )
+    _, metadata = load_model(model_path)
+    references = [load_reference(d) for d in reference_dirs]
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for k, reference in enumerate(references):
+        run_dir = root / _state_dir_name(k, reference)
+        summary = simulate_model(
+            model_path,
+            run_dir,
+            temperature_K=reference.temperature_K,
+            density_g_cm3=reference.density_g_cm3,
+            reference_dir=reference.path,
+            **md_settings,
+        )
+        rows.append(
+            {
+                "temperature_K": reference.temperature_K,
+                "density_g_cm3": reference.density_g_cm3,
+                "trained_on": is_training_state(
+                    reference.temperature_K, reference.density_g_cm3, metadata, reference.path
+                ),
+                **{c: summary.get(c) for c in TABLE_COLUMNS[3:15]},
+                "reference_dir": str(reference.path),
+                "run_dir": str(run_dir.resolve()),
+            }
+        )
+    write_text(root / "transferability.csv", _table_csv(rows))
+    return rows
+
+
+def _table_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TABLE_COLUMNS)
+    for row in rows:
+        cells = []
+        for column in TABLE_COLUMNS:
+            value = row.get(column)
+            if value is None:
+                cells.append("")
+            elif isinstance(value, bool):
+                cells.append("true" if value else "false")
+            elif isinstance(value, float):
+                cells.append(f"{value:.8g}")
+            else:
+                cells.append(str(value))
+        writer.writerow(cells)
+    return buffer.getvalue()
