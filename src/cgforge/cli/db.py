@@ -1,8 +1,9 @@
-"""``cgforge db``: create, inspect, export and merge force-field databases."""
+"""``cgforge db``: create, generate, inspect, export and merge force-field databases."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -11,7 +12,7 @@ from cgforge.cli.progress import console
 
 db_app = typer.Typer(
     name="db",
-    help="The synthetic force-field database (SQLite): init, status, export, merge.",
+    help="The synthetic force-field database (SQLite): init, generate, status, export, merge.",
     no_args_is_help=True,
 )
 
@@ -39,7 +40,8 @@ def status(
     hours: float = typer.Option(1.0, "--hours", help="Window of the throughput, hours."),
     failures: int = typer.Option(10, "--failures", help="How many recent failures to list."),
 ) -> None:
-    """Records by stage and state, the latest failures with reasons, throughput."""
+    """Records by stage and state, the running generation, latest failures, throughput."""
+    from cgforge.database.lock import describe_holder, lock_holder
     from cgforge.database.store import STATES, Database
 
     with Database.open(database, readonly=True) as db:
@@ -55,6 +57,9 @@ def status(
         table.add_row(stage, *(str(by_state[s]) for s in STATES), str(sum(by_state.values())))
     console.print(table)
     console.print(f"throughput: {rate:.2f} records/hour (last {hours:g} h)", highlight=False)
+    holder = lock_holder(database)
+    writer = f"generation running ({describe_holder(holder)})" if holder else "none running"
+    console.print(f"writer: {writer}", highlight=False)
     if failed:
         console.print(f"failures ({len(failed)}, latest first):", highlight=False)
         for row in failed[: max(failures, 0)]:
@@ -94,13 +99,205 @@ def merge(
     database: Path = typer.Argument(..., help="Database to merge into."),
     other: Path = typer.Argument(..., help="Database whose records are brought in."),
 ) -> None:
-    """Bring in the records of another database made with the same grids."""
+    """Bring in the records of another database made with the same grids (not while a
+    generation writes to it: merging takes the database's writer lock)."""
+    from cgforge.database.lock import WriterLock
     from cgforge.database.store import Database
 
-    with Database.open(database) as db:
+    with WriterLock(database), Database.open(database) as db:
         stats = db.merge(other)
     console.print(
         f"merged {other} into {database}: {stats['added']} added, {stats['replaced']} "
         f"replaced, {stats['kept']} kept",
         highlight=False,
     )
+
+
+class _GenerateProgress:
+    """Live progress of a generation: a rich display on a terminal, else one line a record."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _GenerateProgress:
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]stage {task.fields[stage]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("done {task.fields[done]}  failed {task.fields[failed]}"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def __call__(self, event: Any) -> None:
+        rate = f"{event.records_per_hour:8.1f} records/h" if event.done else ""
+        finished = event.done + event.failed
+        if self.progress is not None:
+            if event.stage not in self.tasks:
+                self.tasks[event.stage] = self.progress.add_task(
+                    event.stage,
+                    total=max(event.total, 1),
+                    stage=event.stage,
+                    done=0,
+                    failed=0,
+                    rate="",
+                )
+            self.progress.update(
+                self.tasks[event.stage],
+                completed=finished,
+                total=max(event.total, 1),
+                done=event.done,
+                failed=event.failed,
+                rate=rate,
+            )
+            if event.state == "failed":
+                self.progress.console.print(
+                    f"stage {event.stage} {event.key[:12]} failed: {event.error}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            return
+        if event.key is None:
+            console.print(f"stage {event.stage}: {event.total} records to run", highlight=False)
+            return
+        text = f"stage {event.stage} {finished}/{event.total} {event.key[:12]} {event.state}"
+        if event.error:
+            text += f": {event.error}"
+        counts = f"done {event.done}, failed {event.failed}" + (f", {rate.strip()}" if rate else "")
+        console.print(f"{text}  ({counts})", highlight=False, soft_wrap=True)
+
+
+@db_app.command("generate")
+def generate(
+    database: Path = typer.Argument(..., help="Database file (created if absent)."),
+    molecules: str = typer.Option(
+        "",
+        "--molecules",
+        help="Stage-A molecules, comma-separated (built-in names may contain commas: "
+        "2,3,4-trimethylpentane,ethylbenzene,3-methylpentane), or SMILES.",
+    ),
+    aa_runs: int = typer.Option(0, "--aa-runs", help="Stage-A entries (randomised force fields)."),
+    mass_runs: int = typer.Option(0, "--mass-runs", help="Stage-B entries (bead masses)."),
+    preset: str = typer.Option("quick", "--preset", help="tiny, quick or standard."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the plan (parameters, masses, MD)."),
+    mass_range: str = typer.Option(
+        "20,200", "--mass-range", help="Stage-B bead masses low,high in amu (g/mol)."
+    ),
+    ranges: Path | None = typer.Option(
+        None,
+        "--ranges",
+        help="YAML file of bonded-parameter ranges (e.g. 'angle_theta0_deg: [100, 120]').",
+    ),
+    temperature: float = typer.Option(298.15, "--temperature", help="Temperature, K."),
+    pressure: float = typer.Option(1.0, "--pressure", help="Pressure, bar."),
+    scheduler: str = typer.Option(
+        "local",
+        "--scheduler",
+        help="local (embedded Dask cluster), slurm (with --cluster-config), or the address of "
+        "a running Dask scheduler (tcp://host:8786).",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Local worker processes (default: cores // threads)."
+    ),
+    threads: int = typer.Option(1, "--threads", help="CPU threads per simulation."),
+    cluster_config: Path | None = typer.Option(
+        None,
+        "--cluster-config",
+        help="YAML for --scheduler slurm: cores, memory, walltime, queue, account, processes, "
+        "job_extra_directives, job_script_prologue, and jobs: N or adapt: {minimum_jobs, "
+        "maximum_jobs}.",
+    ),
+    platform: str = typer.Option(
+        "auto", "--platform", help="OpenMM platform: auto, cpu, cuda, reference."
+    ),
+    engine: str = typer.Option(
+        "auto", "--engine", help="All-atom engine of stage A: auto, openmm, gromacs."
+    ),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed records again."),
+    connect_timeout: float = typer.Option(
+        10.0, "--connect-timeout", help="Seconds to wait for a --scheduler address to answer."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Plan and run stage-A and stage-B records on Dask; rerun the same command to resume."""
+    from cgforge.database.generate import GenerationInterrupted, load_ranges, parse_mass_range
+    from cgforge.database.generate import generate as run_generation
+
+    parameter_ranges = load_ranges(ranges) if ranges is not None else None
+    display = _GenerateProgress(live=console.is_terminal and not quiet)
+    try:
+        with display:
+            report = run_generation(
+                database,
+                molecules=molecules,
+                aa_runs=aa_runs,
+                mass_runs=mass_runs,
+                preset=preset,
+                seed=seed,
+                ranges=parameter_ranges,
+                mass_range_amu=parse_mass_range(mass_range),
+                temperature_K=temperature,
+                pressure_bar=pressure,
+                scheduler=scheduler,
+                workers=workers,
+                threads=threads,
+                cluster_config=cluster_config,
+                platform=platform,
+                engine=engine,
+                retry_failed=retry_failed,
+                progress=None if quiet else display,
+                connect_timeout_s=connect_timeout,
+            )
+    except GenerationInterrupted as stop:
+        console.print(str(stop), highlight=False)
+        raise SystemExit(130) from None  # the shell's code for an interrupted command
+    table = Table(title=f"{database}: generation on {report.scheduler}")
+    for column in ("stage", "planned", "added", "ran", "done", "failed", "wall", "records/h"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for name, stage in report.stages.items():
+        table.add_row(
+            name,
+            str(stage.planned),
+            str(stage.added),
+            str(stage.ran),
+            str(stage.done),
+            str(stage.failed),
+            f"{stage.wall_s:.0f} s",
+            f"{stage.records_per_hour:.1f}",
+        )
+    console.print(table)
+    totals = ", ".join(
+        f"{stage}: " + " ".join(f"{state} {n}" for state, n in by_state.items())
+        for stage, by_state in report.counts.items()
+    )
+    console.print(f"database now: {totals}", highlight=False)
+    if report.requeued_running or report.requeued_failed:
+        console.print(
+            f"resumed: {report.requeued_running} interrupted and {report.requeued_failed} failed "
+            "records were queued again",
+            highlight=False,
+        )
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user-caused errors print one line and exit with status 2."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except CGForgeError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    if result == 130:  # typer's answer to Ctrl-C when it handles the interrupt itself
+        console.print("interrupted: rerun the same command to resume from the last checkpoint")
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
