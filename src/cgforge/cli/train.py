@@ -223,7 +223,11 @@ def train_acceleration_command(
 
 def predict(
     reference: Path = typer.Argument(..., help="All-atom reference directory (cgforge aa --out)."),
-    model: Path = typer.Option(..., "--model", help="Mobility model (cgforge train mobility)."),
+    model: Path = typer.Option(
+        None,
+        "--model",
+        help="Mobility model (cgforge train mobility); default: the model shipped with cgforge.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory."),
     beads: int = typer.Option(
         None, "--beads", help="CG beads (default: the reference's molecules)."

@@ -32,6 +32,8 @@ read through MDAnalysis with ``convert_units=False``, so no conversion happens a
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import math
 import os
@@ -825,6 +827,7 @@ class GromacsRunner:
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 env=_gmx_env(self.threads),
+                preexec_fn=_die_with_parent if os.name == "posix" else None,
             )
             try:
                 last, tic, step0 = -1, time.perf_counter(), None
@@ -1111,6 +1114,14 @@ def performance_ns_per_day(log: str | Path) -> float | None:
 def _gro_box(path: Path) -> np.ndarray:
     last = path.read_text().rstrip("\n").splitlines()[-1].split()
     return np.array([float(v) for v in last[:3]])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Ask Linux to send ``mdrun`` SIGTERM when the process that started it dies, so a killed
+    worker (a Dask worker stopped by its cluster, a batch job hitting its walltime) leaves no
+    ``mdrun`` behind. A no-op where ``prctl`` does not exist."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -430,11 +430,9 @@ def run_compare(
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a directory path")
     if "ml" in chosen:
-        if model_dir is None:
-            raise InputError(
-                "the ml method needs the trained model: give --model DIR or leave ml out of "
-                "--methods"
-            )
+        from cgforge.methods.mobility.model_io import resolve_model_dir
+
+        model_dir = resolve_model_dir(model_dir)  # None: the shipped model
         if not Path(model_dir).exists():
             raise InputError(f"model directory {model_dir} not found")
     out.mkdir(parents=True, exist_ok=True)

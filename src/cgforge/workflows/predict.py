@@ -153,7 +153,7 @@ def _plot(path: Path, prediction: Prediction, title: str) -> None:
 
 def run_predict(
     reference_dir: str | Path,
-    model_dir: str | Path,
+    model_dir: str | Path | None,
     out: str | Path,
     *,
     n_beads: int | None = None,
@@ -170,8 +170,12 @@ def run_predict(
     module docstring for the files). The CG run uses ``n_beads`` beads (default: the
     reference's molecules) of the reference's bead mass, starts at its density, equilibrates
     ``equilibration_ps`` under NPT at its barostat pressure and runs ``production_ps`` of
-    Nosé–Hoover NVT at its temperature. Returns the summary (also ``OUT/summary.json``)."""
+    Nosé–Hoover NVT at its temperature. ``model_dir`` None takes the model shipped with
+    cgforge. Returns the summary (also ``OUT/summary.json``)."""
+    from cgforge.methods.mobility.model_io import resolve_model_dir
     from cgforge.workflows.aa import default_protocol
+
+    model_dir = resolve_model_dir(model_dir)  # None: the model shipped with cgforge
 
     reference = load_reference(reference_dir)
     _check_reference(reference)

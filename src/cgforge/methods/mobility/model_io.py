@@ -70,6 +70,23 @@ MANIFEST = "model.json"
 ARRAYS = "arrays.npz"
 WEIGHTS = "weights.pt"
 #: Kinds of model and the ``cgforge train`` command that makes each.
+#: Where the mobility model shipped with cgforge lives (package data; see its MODEL_CARD.md).
+SHIPPED_MOBILITY_MODEL = Path(__file__).resolve().parent.parent.parent / "data" / "models" / "mobility"
+
+
+def resolve_model_dir(model_dir: str | Path | None) -> Path:
+    """``model_dir``, or the shipped mobility model when it is None (an error if this
+    installation has none)."""
+    if model_dir is not None:
+        return Path(model_dir)
+    if not (SHIPPED_MOBILITY_MODEL / MANIFEST).is_file():
+        raise InputError(
+            "this installation has no shipped mobility model; train one with "
+            "`cgforge train mobility DB --out DIR` and give --model DIR"
+        )
+    return SHIPPED_MOBILITY_MODEL
+
+
 MODEL_KINDS = {
     "mobility": "cgforge train mobility",
     "params-to-potential": "cgforge train params-to-potential",
