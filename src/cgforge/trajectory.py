@@ -23,7 +23,7 @@ import numpy as np
 from cgforge import mapping, units
 from cgforge.errors import InputError
 
-__all__ = ["FORMAT_VERSION", "CGTrajectory", "read_trajectory"]
+__all__ = ["FORMAT_VERSION", "CGTrajectory", "read_trajectory", "readonly_view"]
 
 #: Version of the .npz layout written by :meth:`CGTrajectory.save`.
 FORMAT_VERSION = 1
@@ -31,7 +31,8 @@ _FORMAT_TAG = "cgforge.CGTrajectory"
 _LAMMPS_DUMP_SUFFIXES = (".lammpstrj", ".dump", ".lammpsdump")
 
 
-def _readonly(arr: np.ndarray) -> np.ndarray:
+def readonly_view(arr: np.ndarray) -> np.ndarray:
+    """A read-only view of ``arr`` (no copy; ``arr`` itself stays as writeable as it was)."""
     view = arr.view()
     view.flags.writeable = False
     return view
@@ -107,11 +108,11 @@ class CGTrajectory:
                 )
             if not np.all(np.isfinite(forces)):
                 raise InputError("forces_kj_mol_nm holds NaN or infinite values")
-            forces = _readonly(forces)
-        object.__setattr__(self, "positions_nm", _readonly(pos))
-        object.__setattr__(self, "box_nm", _readonly(box))
-        object.__setattr__(self, "times_ps", _readonly(times))
-        object.__setattr__(self, "masses_amu", _readonly(masses))
+            forces = readonly_view(forces)
+        object.__setattr__(self, "positions_nm", readonly_view(pos))
+        object.__setattr__(self, "box_nm", readonly_view(box))
+        object.__setattr__(self, "times_ps", readonly_view(times))
+        object.__setattr__(self, "masses_amu", readonly_view(masses))
         object.__setattr__(self, "forces_kj_mol_nm", forces)
 
     # ----------------------------------------------------------------- properties

@@ -80,12 +80,20 @@ def _config(
     )
 
 
+DATABASE = typer.Argument(..., help="Force-field database (cgforge db).")
+MODEL_OUT = typer.Option(..., "--out", help="Model directory to write.")
+MOLECULE = typer.Option(
+    None, "--molecule", help="Molecule to train on (needed if the database has several)."
+)
 FOLDS = typer.Option(5, "--folds", help="Ensemble members = cross-validation folds.")
 EPOCHS = typer.Option(2000, "--epochs", help="Maximum training epochs per member.")
 PATIENCE = typer.Option(100, "--patience", help="Early stopping: epochs without improvement.")
 SEED = typer.Option(0, "--seed", help="Seed of folds, initialisation and shuffling.")
 HIDDEN = typer.Option("128,128", "--hidden", help="Hidden layer widths, comma-separated.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing model in --out.")
+LEARNING_CURVE = typer.Option(
+    True, "--learning-curve/--no-learning-curve", help="Also train on subsets for the curve."
+)
 QUIET = typer.Option(False, "--quiet", help="No progress display.")
 
 
@@ -111,16 +119,14 @@ def _print_network_summary(manifest: dict[str, Any], out: Path) -> None:
 
 @train_app.command("mobility")
 def train_mobility_command(
-    database: Path = typer.Argument(..., help="Force-field database (cgforge db)."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    database: Path = DATABASE,
+    out: Path = MODEL_OUT,
     folds: int = FOLDS,
     epochs: int = EPOCHS,
     patience: int = PATIENCE,
     seed: int = SEED,
     hidden: str = HIDDEN,
-    learning_curve: bool = typer.Option(
-        True, "--learning-curve/--no-learning-curve", help="Also train on subsets for the curve."
-    ),
+    learning_curve: bool = LEARNING_CURVE,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
 ) -> None:
@@ -135,11 +141,9 @@ def train_mobility_command(
 
 @train_app.command("params-to-potential")
 def train_params_command(
-    database: Path = typer.Argument(..., help="Force-field database (cgforge db)."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write."),
-    molecule: str = typer.Option(
-        None, "--molecule", help="Molecule to train on (needed if the database has several)."
-    ),
+    database: Path = DATABASE,
+    out: Path = MODEL_OUT,
+    molecule: str = MOLECULE,
     target: str = typer.Option(
         "ibi",
         "--target",
@@ -153,9 +157,7 @@ def train_params_command(
     patience: int = PATIENCE,
     seed: int = SEED,
     hidden: str = HIDDEN,
-    learning_curve: bool = typer.Option(
-        True, "--learning-curve/--no-learning-curve", help="Also train on subsets for the curve."
-    ),
+    learning_curve: bool = LEARNING_CURVE,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
 ) -> None:
@@ -181,11 +183,9 @@ def train_params_command(
 
 @train_app.command("acceleration")
 def train_acceleration_command(
-    database: Path = typer.Argument(..., help="Force-field database (cgforge db)."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write."),
-    molecule: str = typer.Option(
-        None, "--molecule", help="Molecule to train on (needed if the database has several)."
-    ),
+    database: Path = DATABASE,
+    out: Path = MODEL_OUT,
+    molecule: str = MOLECULE,
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Held-out test share."),
     trees: int = typer.Option(300, "--trees", help="Trees of the random forest."),
     folds: int = FOLDS,

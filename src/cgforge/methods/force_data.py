@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cgforge.errors import InputError
-from cgforge.trajectory import CGTrajectory
+from cgforge.trajectory import CGTrajectory, readonly_view
 
 __all__ = [
     "ForceDataset",
@@ -88,12 +88,6 @@ class ForceFrame(NamedTuple):
     forces_kj_mol_nm: np.ndarray
 
 
-def _readonly(arr: np.ndarray) -> np.ndarray:
-    view = arr.view()
-    view.flags.writeable = False
-    return view
-
-
 @dataclass(frozen=True, eq=False)
 class ForceDataset:
     """Bead positions and mapped forces of one state point.
@@ -136,11 +130,8 @@ class ForceDataset:
             raise InputError("a ForceDataset needs mapped forces (forces_kj_mol_nm)")
         if not isinstance(self.state, StatePoint):
             raise InputError(f"state must be a StatePoint, got {type(self.state).__name__}")
-        object.__setattr__(self, "positions_nm", _readonly(np.asarray(traj.positions_nm)))
-        object.__setattr__(self, "box_nm", _readonly(np.asarray(traj.box_nm)))
-        object.__setattr__(self, "forces_kj_mol_nm", _readonly(np.asarray(traj.forces_kj_mol_nm)))
-        object.__setattr__(self, "times_ps", _readonly(np.asarray(traj.times_ps)))
-        object.__setattr__(self, "masses_amu", _readonly(np.asarray(traj.masses_amu)))
+        for name in ("positions_nm", "box_nm", "forces_kj_mol_nm", "times_ps", "masses_amu"):
+            object.__setattr__(self, name, readonly_view(getattr(traj, name)))
 
     @classmethod
     def from_trajectory(cls, traj: CGTrajectory, state: StatePoint) -> ForceDataset:

@@ -48,15 +48,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from cgforge.errors import InputError
-from cgforge.methods.gnn.base import EnergyModel, register_model
-from cgforge.methods.gnn.neighbors import neighbor_pairs
-from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, make_prior
+from cgforge.methods.gnn.base import register_model
+from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, NetworkWithPrior
 from cgforge.methods.gnn.schnet import check_common
 
 __all__ = ["HIPNN", "InverseSensitivity", "TensorInteraction"]
@@ -156,8 +154,10 @@ class _Neighbourhood:
     slots: Tensor
 
     @classmethod
-    def build(cls, n_beads: int, i: Tensor, j: Tensor, r_ij: Tensor, l_max: int) -> _Neighbourhood:
-        r = torch.linalg.vector_norm(r_ij, dim=-1)
+    def build(
+        cls, n_beads: int, i: Tensor, j: Tensor, r_ij: Tensor, r: Tensor, l_max: int
+    ) -> _Neighbourhood:
+        """The layout of the half pair list i < j (pair vectors ``r_ij`` nm, lengths ``r`` nm)."""
         src = torch.cat([j, i])
         dst = torch.cat([i, j])
         unit = r_ij / r[:, None]
@@ -185,7 +185,7 @@ class _Neighbourhood:
 
 
 @register_model("hipnn")
-class HIPNN(EnergyModel):
+class HIPNN(NetworkWithPrior):
     """HIP-NN-TS for one bead type; see the module docstring for the functional form.
 
     Hyperparameters: ``cutoff_nm`` (nm); ``width`` features per layer; ``n_interactions``
@@ -212,7 +212,6 @@ class HIPNN(EnergyModel):
         prior_epsilon_kj_mol: float | None = None,
         prior_exponent: float = DEFAULT_EXPONENT,
     ) -> None:
-        super().__init__()
         check_common(cutoff_nm, width, n_interactions)
         if sensitivity_max_nm is None:
             sensitivity_max_nm = 0.8 * cutoff_nm
@@ -226,24 +225,23 @@ class HIPNN(EnergyModel):
                 f"need l_max in 0, 1, 2 (got {l_max}), n_atom_layers >= 0 (got {n_atom_layers}) "
                 f"and n_sensitivities >= 2 (got {n_sensitivities})"
             )
-        self.cutoff_nm = float(cutoff_nm)
-        self._hp: dict[str, Any] = {
-            "cutoff_nm": float(cutoff_nm),
-            "width": int(width),
-            "n_interactions": int(n_interactions),
-            "n_atom_layers": int(n_atom_layers),
-            "n_sensitivities": int(n_sensitivities),
-            "sensitivity_min_nm": float(sensitivity_min_nm),
-            "sensitivity_max_nm": float(sensitivity_max_nm),
-            "l_max": int(l_max),
-            "cusp_reg": float(cusp_reg),
-            "energy_scale_kj_mol": float(energy_scale_kj_mol),
-            "prior_sigma_nm": None if prior_sigma_nm is None else float(prior_sigma_nm),
-            "prior_epsilon_kj_mol": (
-                None if prior_epsilon_kj_mol is None else float(prior_epsilon_kj_mol)
-            ),
-            "prior_exponent": float(prior_exponent),
-        }
+        super().__init__(
+            cutoff_nm,
+            {
+                "width": int(width),
+                "n_interactions": int(n_interactions),
+                "n_atom_layers": int(n_atom_layers),
+                "n_sensitivities": int(n_sensitivities),
+                "sensitivity_min_nm": float(sensitivity_min_nm),
+                "sensitivity_max_nm": float(sensitivity_max_nm),
+                "l_max": int(l_max),
+                "cusp_reg": float(cusp_reg),
+            },
+            energy_scale_kj_mol=energy_scale_kj_mol,
+            prior_sigma_nm=prior_sigma_nm,
+            prior_epsilon_kj_mol=prior_epsilon_kj_mol,
+            prior_exponent=prior_exponent,
+        )
         self.interactions = torch.nn.ModuleList()
         self.atom_layers = torch.nn.ModuleList()
         self.energy_heads = torch.nn.ModuleList()
@@ -271,19 +269,12 @@ class HIPNN(EnergyModel):
             torch.nn.init.xavier_normal_(head.weight)
             self.energy_heads.append(head)
             n_in = width
-        self.energy_scale = float(energy_scale_kj_mol)
-        self.prior = make_prior(prior_sigma_nm, prior_epsilon_kj_mol, prior_exponent, cutoff_nm)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return dict(self._hp)
-
-    def bead_energies(self, n_beads: int, i: Tensor, j: Tensor, r_ij: Tensor) -> Tensor:
-        """Per-bead energies (n_beads,) in kJ/mol from a half pair list (i < j, r_ij nm).
-
-        Hierarchical sum over the blocks; the prior's pair energies are split equally between
-        the two beads of a pair.
-        """
-        graph = _Neighbourhood.build(n_beads, i, j, r_ij, self._hp["l_max"])
+    def network_energies(
+        self, n_beads: int, i: Tensor, j: Tensor, r_ij: Tensor, r_nm: Tensor
+    ) -> Tensor:
+        """Unscaled per-bead energies (n_beads,): the hierarchical sum over the blocks."""
+        graph = _Neighbourhood.build(n_beads, i, j, r_ij, r_nm, self._hp["l_max"])
         z = torch.ones(n_beads, 1, dtype=r_ij.dtype, device=r_ij.device)
         energies = torch.zeros(n_beads, dtype=r_ij.dtype, device=r_ij.device)
         for interaction, layers, head in zip(
@@ -293,13 +284,4 @@ class HIPNN(EnergyModel):
             for layer in layers:
                 z = torch.nn.functional.softplus(layer(z))
             energies = energies + head(z).squeeze(-1)
-        energies = self.energy_scale * energies
-        if self.prior is not None:
-            half = 0.5 * self.prior(graph.r[: i.numel()])
-            energies = energies.index_add(0, i, half).index_add(0, j, half)
         return energies
-
-    def forward(self, positions_nm: Tensor, box_nm: Tensor) -> Tensor:
-        """Potential energy (scalar, kJ/mol) of positions (N, 3) nm in the box (3,) nm."""
-        i, j, r_ij = neighbor_pairs(positions_nm, box_nm, self.cutoff_nm)
-        return self.bead_energies(positions_nm.shape[0], i, j, r_ij).sum()

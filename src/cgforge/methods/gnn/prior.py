@@ -10,7 +10,8 @@ prior
 
 a power-law wall shifted so that its energy *and* force vanish at the model cutoff ``r_c``
 (the shift terms are of order (σ/r_c)^n ≈ 1e-6 ε and change nothing in practice). The network
-learns the difference between the mapped forces and the prior's forces.
+learns the difference between the mapped forces and the prior's forces. :class:`NetworkWithPrior`
+is the base class that adds the prior to a network's per-bead energies.
 
 How the parameters come from the data (:func:`fit_prior`):
 
@@ -27,18 +28,22 @@ Units: nm, kJ/mol, K.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+from torch import Tensor
 
 from cgforge.errors import InputError
+from cgforge.methods.gnn.base import EnergyModel
+from cgforge.methods.gnn.neighbors import neighbor_pairs
 from cgforge.units import kT
 
 __all__ = [
+    "NetworkWithPrior",
     "PairPrior",
     "PriorParameters",
     "fit_prior",
@@ -196,3 +201,68 @@ def make_prior(
     if epsilon_kj_mol is None:
         raise InputError("a prior needs prior_epsilon_kj_mol as well as prior_sigma_nm")
     return PairPrior(sigma_nm, epsilon_kj_mol, exponent, cutoff_nm)
+
+
+class NetworkWithPrior(EnergyModel):
+    """Common plumbing of the neural models: E = s Σ_i ε_i + Σ_{i<j} U_prior(r_ij).
+
+    A subclass checks its own settings, calls ``super().__init__`` with its cutoff, its
+    architecture hyperparameters and the energy-scale/prior arguments, builds its layers and
+    implements :meth:`network_energies` (the unscaled per-bead energies ε_i). This class keeps
+    the hyperparameters (:meth:`hyperparameters`: ``cutoff_nm``, the architecture entries, then
+    ``energy_scale_kj_mol``, ``prior_sigma_nm``, ``prior_epsilon_kj_mol``, ``prior_exponent``),
+    the scale ``s = energy_scale_kj_mol`` (kJ/mol) and the prior (:func:`make_prior`; None when
+    ``prior_sigma_nm`` is None), and sums the energy over the neighbour pairs within the cutoff.
+    """
+
+    def __init__(
+        self,
+        cutoff_nm: float,
+        architecture: Mapping[str, Any],
+        *,
+        energy_scale_kj_mol: float,
+        prior_sigma_nm: float | None,
+        prior_epsilon_kj_mol: float | None,
+        prior_exponent: float,
+    ) -> None:
+        super().__init__()
+        self.cutoff_nm = float(cutoff_nm)
+        self._hp: dict[str, Any] = {
+            "cutoff_nm": float(cutoff_nm),
+            **architecture,
+            "energy_scale_kj_mol": float(energy_scale_kj_mol),
+            "prior_sigma_nm": None if prior_sigma_nm is None else float(prior_sigma_nm),
+            "prior_epsilon_kj_mol": (
+                None if prior_epsilon_kj_mol is None else float(prior_epsilon_kj_mol)
+            ),
+            "prior_exponent": float(prior_exponent),
+        }
+        self.energy_scale = float(energy_scale_kj_mol)
+        self.prior = make_prior(prior_sigma_nm, prior_epsilon_kj_mol, prior_exponent, cutoff_nm)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self._hp)
+
+    def network_energies(
+        self, n_beads: int, i: Tensor, j: Tensor, r_ij: Tensor, r_nm: Tensor
+    ) -> Tensor:  # pragma: no cover
+        """Unscaled per-bead network energies (n_beads,) from a half pair list (i < j, pair
+        vectors ``r_ij`` (P, 3) nm, their lengths ``r_nm`` (P,) nm)."""
+        raise NotImplementedError
+
+    def bead_energies(self, n_beads: int, i: Tensor, j: Tensor, r_ij: Tensor) -> Tensor:
+        """Per-bead energies (n_beads,) in kJ/mol from a half pair list (i < j, r_ij nm).
+
+        The prior's pair energies are split equally between the two beads of a pair.
+        """
+        r = torch.linalg.vector_norm(r_ij, dim=-1)
+        energies = self.energy_scale * self.network_energies(n_beads, i, j, r_ij, r)
+        if self.prior is not None:
+            half = 0.5 * self.prior(r)
+            energies = energies.index_add(0, i, half).index_add(0, j, half)
+        return energies
+
+    def forward(self, positions_nm: Tensor, box_nm: Tensor) -> Tensor:
+        """Potential energy (scalar, kJ/mol) of positions (N, 3) nm in the box (3,) nm."""
+        i, j, r_ij = neighbor_pairs(positions_nm, box_nm, self.cutoff_nm)
+        return self.bead_energies(positions_nm.shape[0], i, j, r_ij).sum()

@@ -28,15 +28,13 @@ energy is invariant under translation, rotation and permutation of the beads by 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from cgforge.errors import InputError
-from cgforge.methods.gnn.base import EnergyModel, register_model
-from cgforge.methods.gnn.neighbors import neighbor_pairs
-from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, make_prior
+from cgforge.methods.gnn.base import register_model
+from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, NetworkWithPrior
 
 __all__ = ["SchNet", "check_common", "cosine_cutoff", "shifted_softplus"]
 
@@ -99,7 +97,7 @@ class _Interaction(torch.nn.Module):
 
 
 @register_model("schnet")
-class SchNet(EnergyModel):
+class SchNet(NetworkWithPrior):
     """SchNet for one bead type; see the module docstring for the functional form.
 
     Hyperparameters: ``cutoff_nm`` interaction range (nm); ``width`` feature width;
@@ -121,26 +119,24 @@ class SchNet(EnergyModel):
         prior_epsilon_kj_mol: float | None = None,
         prior_exponent: float = DEFAULT_EXPONENT,
     ) -> None:
-        super().__init__()
         check_common(cutoff_nm, width, n_interactions)
         if n_rbf < 2 or not 0.0 <= rbf_min_nm < cutoff_nm:
             raise InputError(
                 f"need n_rbf >= 2 (got {n_rbf}) and 0 <= rbf_min_nm ({rbf_min_nm}) < cutoff"
             )
-        self.cutoff_nm = float(cutoff_nm)
-        self._hp: dict[str, Any] = {
-            "cutoff_nm": float(cutoff_nm),
-            "width": int(width),
-            "n_interactions": int(n_interactions),
-            "n_rbf": int(n_rbf),
-            "rbf_min_nm": float(rbf_min_nm),
-            "energy_scale_kj_mol": float(energy_scale_kj_mol),
-            "prior_sigma_nm": None if prior_sigma_nm is None else float(prior_sigma_nm),
-            "prior_epsilon_kj_mol": (
-                None if prior_epsilon_kj_mol is None else float(prior_epsilon_kj_mol)
-            ),
-            "prior_exponent": float(prior_exponent),
-        }
+        super().__init__(
+            cutoff_nm,
+            {
+                "width": int(width),
+                "n_interactions": int(n_interactions),
+                "n_rbf": int(n_rbf),
+                "rbf_min_nm": float(rbf_min_nm),
+            },
+            energy_scale_kj_mol=energy_scale_kj_mol,
+            prior_sigma_nm=prior_sigma_nm,
+            prior_epsilon_kj_mol=prior_epsilon_kj_mol,
+            prior_exponent=prior_exponent,
+        )
         centres = torch.linspace(rbf_min_nm, cutoff_nm, n_rbf)
         self.register_buffer("rbf_centres", centres)
         self.rbf_coefficient = -0.5 / float(centres[1] - centres[0]) ** 2
@@ -152,33 +148,17 @@ class SchNet(EnergyModel):
         self.readout = torch.nn.Sequential(
             _Dense(width, half, activation=True), _Dense(half, 1, activation=False)
         )
-        self.energy_scale = float(energy_scale_kj_mol)
-        self.prior = make_prior(prior_sigma_nm, prior_epsilon_kj_mol, prior_exponent, cutoff_nm)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return dict(self._hp)
-
-    def bead_energies(self, n_beads: int, i: Tensor, j: Tensor, r_ij: Tensor) -> Tensor:
-        """Per-bead energies (n_beads,) in kJ/mol from a half pair list (i < j, r_ij nm).
-
-        The prior's pair energies are split equally between the two beads of a pair.
-        """
-        r = torch.linalg.vector_norm(r_ij, dim=-1)
+    def network_energies(
+        self, n_beads: int, i: Tensor, j: Tensor, r_ij: Tensor, r_nm: Tensor
+    ) -> Tensor:
+        """Unscaled per-bead readout energies (n_beads,) from the half pair list (i < j)."""
         src = torch.cat([j, i])  # message from src ...
         dst = torch.cat([i, j])  # ... to dst, both directions
-        r2 = torch.cat([r, r])
+        r2 = torch.cat([r_nm, r_nm])
         rbf = torch.exp(self.rbf_coefficient * (r2[:, None] - self.rbf_centres) ** 2)
         fc = cosine_cutoff(r2, self.cutoff_nm)
         x = self.embedding.expand(n_beads, -1)
         for block in self.interactions:
             x = block(x, src, dst, rbf, fc)
-        energies = self.energy_scale * self.readout(x).squeeze(-1)
-        if self.prior is not None:
-            half = 0.5 * self.prior(r)
-            energies = energies.index_add(0, i, half).index_add(0, j, half)
-        return energies
-
-    def forward(self, positions_nm: Tensor, box_nm: Tensor) -> Tensor:
-        """Potential energy (scalar, kJ/mol) of positions (N, 3) nm in the box (3,) nm."""
-        i, j, r_ij = neighbor_pairs(positions_nm, box_nm, self.cutoff_nm)
-        return self.bead_energies(positions_nm.shape[0], i, j, r_ij).sum()
+        return self.readout(x).squeeze(-1)
