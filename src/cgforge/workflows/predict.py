@@ -92,7 +92,7 @@ def load_mobility_model(model_dir: str | Path) -> MobilityModel:
 
 
 def predict_potential(
-    model_dir: str | Path,
+    model_dir: str | Path | None,
     *,
     mass_amu: float,
     diffusion_m2_s: float,
@@ -108,9 +108,12 @@ def predict_potential(
     simulation-ready TabulatedPotential), ``r_nm``/``u_kj_mol``/``u_std_kj_mol`` (mean and
     ensemble spread), ``out_of_distribution`` with ``ood_reasons``, ``inputs`` and ``model``.
     Raises InputError for a missing or incompatible model or invalid inputs, SimulationError
-    when the predicted potential has no repulsive core.
+    when the predicted potential has no repulsive core. ``model_dir`` None takes the model
+    shipped with cgforge.
     """
-    return load_mobility_model(model_dir).predict(
+    from cgforge.methods.mobility.model_io import resolve_model_dir
+
+    return load_mobility_model(resolve_model_dir(model_dir)).predict(
         mass_amu, diffusion_m2_s, rdf, temperature_K=temperature_K
     )
 
