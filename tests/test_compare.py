@@ -261,8 +261,10 @@ def test_methods_that_need_a_failed_ibi_fail_with_its_reason(reference, tmp_path
 
 
 def test_compare_input_checks(reference, tmp_path):
-    with pytest.raises(InputError, match="--model"):
-        run_compare(reference, tmp_path / "a", methods="ml", preset=SETTINGS)
+    with pytest.raises(InputError, match="not found"):  # without a model: the shipped one
+        run_compare(
+            reference, tmp_path / "a", methods="ml", preset=SETTINGS, model_dir=tmp_path / "none"
+        )
     with pytest.raises(InputError, match="unknown preset"):
         run_compare(reference, tmp_path / "a", methods="ibi", preset="huge")
     with pytest.raises(InputError, match="not found"):
