@@ -39,3 +39,46 @@ def lj_fluid(
         residue = topology.addResidue("LJ", chain)
         topology.addAtom(f"A{i}", element, residue)
     return system, topology, positions, np.full(3, edge)
+
+
+def lj_protocol(**overrides):
+    """A short staged protocol for the small LJ fluid (120 K, 50 bar, Reference platform)."""
+    from cgforge.engines.md import MDProtocol
+
+    settings = dict(
+        temperature_K=120.0,
+        pressure_bar=50.0,
+        timestep_fs=5.0,
+        equilibration_ps=1.0,
+        production_ps=2.0,
+        sample_interval_ps=0.05,
+        thermo_interval_ps=0.05,
+        checkpoint_interval_ps=0.5,
+        platform="reference",
+        seed=3,
+    )
+    settings.update(overrides)
+    return MDProtocol(**settings)
+
+
+def lj_runner(workdir, protocol, progress=None):
+    """An MDRunner of the 64-particle LJ fluid, one group per particle."""
+    from cgforge.engines.md import MDRunner
+
+    system, topology, positions, box = lj_fluid(n_side=4)
+    groups = np.arange(system.getNumParticles())
+    return MDRunner(system, topology, positions, box, groups, protocol, workdir, progress=progress)
+
+
+def stable_ranges():
+    """Narrow random bonded ranges around OPLS-AA, so tiny randomised liquids stay stable."""
+    from cgforge.molecules.randomize import ParameterRanges
+
+    return ParameterRanges(
+        bond_k_kcal_mol_A2=(250.0, 350.0),
+        bond_cc_r0_A=(1.48, 1.58),
+        bond_ch_r0_A=(1.05, 1.12),
+        angle_k_kcal_mol_rad2=(35.0, 60.0),
+        angle_theta0_deg=(106.0, 114.0),
+        dihedral_v_kcal_mol=(-1.0, 1.0),
+    )

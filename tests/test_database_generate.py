@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
+from _systems import stable_ranges
 from cgforge.cli.main import main
 from cgforge.database.generate import (
     CRASH_ONCE_ENV,
@@ -44,20 +45,11 @@ from cgforge.database.stages import (
 )
 from cgforge.database.store import Database, spec_key
 from cgforge.errors import InputError
-from cgforge.molecules.randomize import ParameterRanges
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import AMU_NM3_TO_G_CM3
 
 MOLECULE = "3-methylpentane"
-# narrow bonded ranges around OPLS-AA, so the tiny randomised liquid is stable
-RANGES = ParameterRanges(
-    bond_k_kcal_mol_A2=(250.0, 350.0),
-    bond_cc_r0_A=(1.48, 1.58),
-    bond_ch_r0_A=(1.05, 1.12),
-    angle_k_kcal_mol_rad2=(35.0, 60.0),
-    angle_theta0_deg=(106.0, 114.0),
-    dihedral_v_kcal_mol=(-1.0, 1.0),
-)
+RANGES = stable_ranges()
 SEED = 11
 RUN = {"platform": "cpu", "engine": "openmm", "threads": 1}
 PLAN_A = {"molecules": [MOLECULE], "aa_runs": 1, "preset": "tiny", "ranges": RANGES, "seed": SEED}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import cgforge.workflows.aa as aa_workflow
+from _systems import stable_ranges
 from cgforge.cli.main import main
 from cgforge.database.grids import LearningGrids
 from cgforge.database.stages import (
@@ -23,19 +24,11 @@ from cgforge.database.stages import (
 from cgforge.database.store import Database, spec_key
 from cgforge.errors import InputError, SimulationError
 from cgforge.molecules import load_molecule
-from cgforge.molecules.randomize import ParameterRanges, parameter_names
+from cgforge.molecules.randomize import parameter_names
 from cgforge.units import AMU_NM3_TO_G_CM3
 
 MOLECULE = "3-methylpentane"
-# narrow but random bonded ranges around OPLS-AA, so the tiny liquid is stable
-RANGES = ParameterRanges(
-    bond_k_kcal_mol_A2=(250.0, 350.0),
-    bond_cc_r0_A=(1.48, 1.58),
-    bond_ch_r0_A=(1.05, 1.12),
-    angle_k_kcal_mol_rad2=(35.0, 60.0),
-    angle_theta0_deg=(106.0, 114.0),
-    dihedral_v_kcal_mol=(-1.0, 1.0),
-)
+RANGES = stable_ranges()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import openmm
 import openmm.app as app
 import pytest
 
-from _systems import lj_fluid
+from _systems import lj_protocol, lj_runner
 from cgforge.engines.md import MDProtocol, MDRunner
 from cgforge.errors import InputError
 from cgforge.methods.friction import (
@@ -43,28 +43,8 @@ GAMMA_TARGET = 5.0  # 1/ps
 
 
 def _reference_protocol(**kw) -> MDProtocol:
-    settings = dict(
-        temperature_K=120.0,
-        pressure_bar=50.0,
-        timestep_fs=5.0,
-        equilibration_ps=1.0,
-        production_ps=2.0,
-        sample_interval_ps=0.05,
-        thermo_interval_ps=0.05,
-        checkpoint_interval_ps=0.5,
-        platform="reference",
-        seed=3,
-        production_ensemble="langevin",
-        production_friction_per_ps=5.0,
-    )
-    settings.update(kw)
-    return MDProtocol(**settings)
-
-
-def _lj_runner(workdir: Path, protocol: MDProtocol, progress=None) -> MDRunner:
-    system, topology, positions, box = lj_fluid(n_side=4)
-    groups = np.arange(system.getNumParticles())
-    return MDRunner(system, topology, positions, box, groups, protocol, workdir, progress=progress)
+    settings = {"production_ensemble": "langevin", "production_friction_per_ps": 5.0, **kw}
+    return lj_protocol(**settings)
 
 
 class _Kill(Exception):
@@ -90,21 +70,21 @@ def test_langevin_production_settings():
 def test_langevin_production_resumes_to_the_same_result(tmp_path):
     """Reference platform: a run killed in production and resumed equals an uninterrupted one
     (the checkpoint restores the integrator's random stream), and the friction thermostats."""
-    reference = _lj_runner(tmp_path / "ref", _reference_protocol()).run()
+    reference = lj_runner(tmp_path / "ref", _reference_protocol()).run()
 
     def kill(stage, done, total, speed):
         if stage == "production" and done >= total // 2:
             raise _Kill
 
     with pytest.raises(_Kill):
-        _lj_runner(tmp_path / "killed", _reference_protocol(), progress=kill).run()
-    resumed = _lj_runner(tmp_path / "killed", _reference_protocol()).run()
+        lj_runner(tmp_path / "killed", _reference_protocol(), progress=kill).run()
+    resumed = lj_runner(tmp_path / "killed", _reference_protocol()).run()
     np.testing.assert_allclose(resumed.times_ps, reference.times_ps)
     np.testing.assert_allclose(resumed.bead_positions_nm, reference.bead_positions_nm, atol=1e-9)
     prod = reference.thermo["stage"] == 1
     assert abs(reference.thermo["temperature_K"][prod].mean() - 120.0) < 15.0
     # the friction changes the trajectory: Nosé–Hoover from the same start differs
-    nose_hoover = _lj_runner(tmp_path / "nh", _reference_protocol(production_ensemble="nvt")).run()
+    nose_hoover = lj_runner(tmp_path / "nh", _reference_protocol(production_ensemble="nvt")).run()
     assert np.abs(nose_hoover.bead_positions_nm[-1] - reference.bead_positions_nm[-1]).max() > 1e-3
 
 

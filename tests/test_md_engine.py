@@ -3,32 +3,9 @@
 import numpy as np
 import pytest
 
-from _systems import lj_fluid
+from _systems import lj_fluid, lj_protocol, lj_runner
 from cgforge.engines.md import MDProtocol, MDRunner
 from cgforge.errors import InputError, SimulationError
-
-
-def _protocol(**kw):
-    settings = dict(
-        temperature_K=120.0,
-        pressure_bar=50.0,
-        timestep_fs=5.0,
-        equilibration_ps=1.0,
-        production_ps=2.0,
-        sample_interval_ps=0.05,
-        thermo_interval_ps=0.05,
-        checkpoint_interval_ps=0.5,
-        platform="reference",
-        seed=3,
-    )
-    settings.update(kw)
-    return MDProtocol(**settings)
-
-
-def _runner(workdir, protocol, progress=None):
-    system, topology, positions, box = lj_fluid(n_side=4)
-    groups = np.arange(system.getNumParticles())
-    return MDRunner(system, topology, positions, box, groups, protocol, workdir, progress=progress)
 
 
 class _Kill(Exception):
@@ -36,7 +13,7 @@ class _Kill(Exception):
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-    reference = _runner(tmp_path / "ref", _protocol()).run()
+    reference = lj_runner(tmp_path / "ref", lj_protocol()).run()
 
     calls = {"n": 0}
 
@@ -46,9 +23,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
             raise _Kill
 
     with pytest.raises(_Kill):
-        _runner(tmp_path / "killed", _protocol(), progress=kill_in_production).run()
+        lj_runner(tmp_path / "killed", lj_protocol(), progress=kill_in_production).run()
     assert calls["n"] == 1
-    resumed = _runner(tmp_path / "killed", _protocol()).run()
+    resumed = lj_runner(tmp_path / "killed", lj_protocol()).run()
     np.testing.assert_allclose(resumed.times_ps, reference.times_ps)
     assert len(np.unique(resumed.times_ps)) == len(resumed.times_ps), (
         "duplicated samples after resume"
@@ -59,7 +36,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_npt_equilibration_then_nve_conserves_energy(tmp_path):
-    result = _runner(tmp_path, _protocol(production_ensemble="nve", timestep_fs=2.0)).run()
+    result = lj_runner(tmp_path, lj_protocol(production_ensemble="nve", timestep_fs=2.0)).run()
     prod = result.thermo["stage"] == 1
     total = result.thermo["total_kJ_mol"][prod]
     kinetic = result.thermo["kinetic_kJ_mol"][prod]
@@ -76,7 +53,7 @@ def test_npt_equilibration_then_nve_conserves_energy(tmp_path):
 
 
 def test_nose_hoover_production_holds_temperature(tmp_path):
-    result = _runner(tmp_path, _protocol(production_ps=4.0)).run()
+    result = lj_runner(tmp_path, lj_protocol(production_ps=4.0)).run()
     prod = result.thermo["stage"] == 1
     assert abs(result.thermo["temperature_K"][prod].mean() - 120.0) < 12.0
 
@@ -85,7 +62,7 @@ def test_blow_up_is_reported_before_anything_is_written(tmp_path):
     system, topology, positions, box = lj_fluid(n_side=4)
     positions[1] = positions[0] + 0.02  # two atoms on top of each other, no minimisation
     groups = np.arange(system.getNumParticles())
-    runner = MDRunner(system, topology, positions, box, groups, _protocol(minimize=False), tmp_path)
+    runner = MDRunner(system, topology, positions, box, groups, lj_protocol(minimize=False), tmp_path)
     with pytest.raises(SimulationError, match="blew up"):
         runner.run()
     assert not (tmp_path / "state.json").exists()
@@ -101,7 +78,7 @@ def test_bad_protocol_values_are_refused():
 def test_production_has_no_collective_drift(tmp_path):
     """Langevin equilibration leaves a net momentum; production must not carry it as a drift
     (its ballistic motion would inflate the MSD and D)."""
-    result = _runner(tmp_path, _protocol(production_ps=4.0)).run()
+    result = lj_runner(tmp_path, lj_protocol(production_ps=4.0)).run()
     masses = result.bead_masses_amu
     com = (result.bead_positions_nm * masses[None, :, None]).sum(axis=1) / masses.sum()
     drift = np.linalg.norm(com - com[0], axis=1).max()
