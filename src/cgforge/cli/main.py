@@ -14,6 +14,7 @@ from cgforge.cli import compare as compare_commands
 from cgforge.cli import db as db_commands
 from cgforge.cli import export as export_commands
 from cgforge.cli import fm as fm_commands
+from cgforge.cli import references as references_commands
 from cgforge.cli import run as run_commands
 from cgforge.cli import train as train_commands
 from cgforge.cli.progress import console
@@ -32,6 +33,7 @@ compare_commands.register(app)
 db_commands.register(app)
 export_commands.register(app)
 fm_commands.register(app)
+references_commands.register(app)
 run_commands.register(app)
 train_commands.register(app)
 

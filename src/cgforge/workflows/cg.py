@@ -162,17 +162,22 @@ def _number_or(value: Any, default: float) -> float:
 
 
 def load_reference(reference_dir: str | Path) -> AAReference:
-    """Read and check an all-atom reference directory (``summary.json`` + ``rdf.csv``).
+    """Read and check an all-atom reference directory (``summary.json`` + ``rdf.csv``), or a
+    shipped reference given by its liquid's name (``benzene``; see ``cgforge references``).
 
     Raises InputError naming the missing directory, file or key, a non-numeric value, or an
     empty RDF.
     """
     path = Path(reference_dir)
     if not path.is_dir():
-        raise InputError(
-            f"reference directory {path} not found; give the --out directory of 'cgforge aa' or "
-            "'cgforge analyze'"
-        )
+        from cgforge.workflows.references import is_reference_name, resolve_reference
+
+        if not is_reference_name(str(reference_dir)):
+            raise InputError(
+                f"reference directory {path} not found; give the --out directory of 'cgforge aa' "
+                "or 'cgforge analyze', or the name of a shipped reference ('cgforge references')"
+            )
+        path = resolve_reference(str(reference_dir))
     summary_path, rdf_path = path / "summary.json", path / "rdf.csv"
     for required in (summary_path, rdf_path):
         if not required.is_file():

@@ -1,0 +1,262 @@
+"""All-atom references of the eight benchmark liquids: build, judge, ship and look up.
+
+The liquids of the mobility-preserving CG study (2,3,4-trimethylpentane, 3-ethylhexane,
+3-methylpentane, benzene, ethylbenzene, neopentane, mesitylene, 2,3-dimethylbutane) at 298.15 K
+under OPLS-AA. Neopentane boils at 282.6 K at 1 atm, so its reference is the liquid at its
+saturation pressure at 298.15 K, 1.7 bar (the state of the library's experimental density).
+
+:func:`build_reference` runs :func:`cgforge.workflows.aa.run_aa` and judges the NPT
+equilibration by a drift criterion (:func:`equilibration_drift`): the density's change between
+the last two quarters of equilibration must be within :data:`MAX_REFERENCE_DRIFT` of the density
+or within 3 of its standard errors. A run that fails is repeated with twice the equilibration,
+up to ``max_equilibration_ps``, and the criterion's numbers go into the shipped summary.
+
+:func:`ship_reference` copies the small files of a finished run (``summary.json``, ``rdf.csv``,
+``msd.csv``, ``thermo_summary.json``) into the package data folder ``cgforge/data/references``;
+trajectories stay behind. :func:`shipped_references` lists them and :func:`resolve_reference`
+turns a name (``benzene``) into the directory of a shipped reference.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cgforge.errors import InputError, SimulationError
+from cgforge.fileio import write_json
+
+#: Reference temperature, K.
+TEMPERATURE_K = 298.15
+#: (built-in name, pressure in bar) of the eight liquids.
+LIQUIDS: tuple[tuple[str, float], ...] = (
+    ("2,3,4-trimethylpentane", 1.0),
+    ("3-ethylhexane", 1.0),
+    ("3-methylpentane", 1.0),
+    ("benzene", 1.0),
+    ("ethylbenzene", 1.0),
+    ("neopentane", 1.7),  # saturation pressure at 298.15 K; a gas at 1 bar
+    ("mesitylene", 1.0),
+    ("2,3-dimethylbutane", 1.0),
+)
+#: Largest relative density change between the last two quarters of NPT equilibration.
+MAX_REFERENCE_DRIFT = 0.005
+#: Format of a shipped reference folder; readers refuse other versions.
+REFERENCE_FORMAT = 1
+#: Files of a shipped reference.
+SHIPPED_FILES = ("summary.json", "rdf.csv", "msd.csv", "thermo_summary.json")
+
+
+def slug(name: str) -> str:
+    """Folder name of a liquid (``2,3,4-trimethylpentane`` → ``234-trimethylpentane``)."""
+    return name.replace(",", "").replace(" ", "-")
+
+
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """Size and lengths of a reference run (times in ps)."""
+
+    n_molecules: int = 216
+    equilibration_ps: float = 200.0
+    max_equilibration_ps: float = 1000.0
+    production_ps: float = 500.0
+    sample_interval_ps: float = 0.5
+    save_forces: bool = True
+    seed: int = 2026
+
+    def __post_init__(self) -> None:
+        if self.n_molecules < 2:
+            raise InputError(f"n_molecules must be at least 2, got {self.n_molecules}")
+        if not 0 < self.equilibration_ps <= self.max_equilibration_ps:
+            raise InputError(
+                "equilibration_ps must be positive and at most max_equilibration_ps, got "
+                f"{self.equilibration_ps} and {self.max_equilibration_ps}"
+            )
+        if self.production_ps <= 0 or self.sample_interval_ps <= 0:
+            raise InputError("production_ps and sample_interval_ps must be positive")
+
+
+def liquid_pressure(name: str) -> float:
+    """Pressure (bar) of one of the eight liquids; an unknown name lists them."""
+    pressures = dict(LIQUIDS)
+    if name not in pressures:
+        raise InputError(
+            f"'{name}' is not one of the eight reference liquids; use one of "
+            + ", ".join(n for n, _ in LIQUIDS)
+        )
+    return pressures[name]
+
+
+def equilibration_drift(
+    thermo_csv: str | Path, max_relative_drift: float = MAX_REFERENCE_DRIFT
+) -> dict[str, Any]:
+    """The NPT density drift of a run's equilibration and whether it passes the criterion.
+
+    Returns ``density_drift`` (relative change of the mean density from the third to the fourth
+    quarter of equilibration), ``density_drift_err`` (its standard error), the criterion and
+    ``converged``: within ``max_relative_drift`` or within 3 standard errors.
+    """
+    from cgforge.observables.thermo import drift
+
+    path = Path(thermo_csv)
+    with path.open() as handle:
+        header = handle.readline().strip().split(",")
+        rows = [line.strip().split(",") for line in handle if line.strip()]
+    stage, column = header.index("stage"), header.index("density_g_cm3")
+    rho = np.array([float(r[column]) for r in rows if r[stage] == "equilibration"])
+    if rho.size < 8:
+        raise SimulationError(
+            f"{path} has {rho.size} equilibration density samples; a drift needs at least 8"
+        )
+    change, err = drift(rho)
+    mean = float(rho[rho.size // 2 :].mean())
+    relative, relative_err = change / mean, err / mean
+    return {
+        "density_drift": relative,
+        "density_drift_err": relative_err,
+        "criterion": f"|drift| <= {max_relative_drift:g} or <= 3 standard errors",
+        "converged": bool(abs(relative) <= max_relative_drift or abs(change) <= 3.0 * err),
+    }
+
+
+def build_reference(
+    name: str,
+    workdir: str | Path,
+    settings: ReferenceSettings = ReferenceSettings(),
+    *,
+    engine: str = "auto",
+    progress: Any = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Run (or resume) one liquid's reference in ``workdir/<slug>/eq<ps>``; return its folder
+    and summary. Equilibration doubles until the drift criterion holds, up to the cap."""
+    from cgforge.workflows.aa import AAConfig, default_protocol, run_aa
+
+    pressure = liquid_pressure(name)
+    equilibration = settings.equilibration_ps
+    while True:
+        protocol = default_protocol(
+            equilibration,
+            settings.production_ps,
+            temperature_K=TEMPERATURE_K,
+            pressure_bar=pressure,
+            sample_interval_ps=settings.sample_interval_ps,
+            save_forces=settings.save_forces,
+            seed=settings.seed,
+        )
+        config = AAConfig(
+            molecule=name, n_molecules=settings.n_molecules, protocol=protocol, engine=engine
+        )
+        out = Path(workdir) / slug(name) / f"eq{equilibration:g}ps"
+        summary = run_aa(config, out, progress=progress)
+        check = equilibration_drift(out / "thermo.csv")
+        check["equilibration_ps"] = equilibration
+        if check["converged"] or equilibration * 2 > settings.max_equilibration_ps:
+            summary["equilibration_check"] = check
+            return out, summary
+        equilibration *= 2
+
+
+def thermo_summary(thermo_csv: str | Path) -> dict[str, Any]:
+    """Means and standard errors (block averages) of a run's production thermo columns."""
+    from cgforge.observables.thermo import mean_with_error
+
+    path = Path(thermo_csv)
+    with path.open() as handle:
+        header = handle.readline().strip().split(",")
+        rows = [line.strip().split(",") for line in handle if line.strip()]
+    stage = header.index("stage")
+    out: dict[str, Any] = {"source": path.name, "stage": "production"}
+    for i, column in enumerate(header):
+        if column in ("stage", header[0]):
+            continue
+        values = np.array([float(r[i]) for r in rows if r[stage] == "production"])
+        if values.size >= 8 and np.all(np.isfinite(values)):
+            mean, err = mean_with_error(values)
+            out[column] = {"mean": mean, "err": err}
+    return out
+
+
+def ship_reference(
+    run_dir: str | Path, dest: str | Path, *, extra: dict[str, Any] | None = None
+) -> Path:
+    """Copy a finished run's small files into ``dest`` (a shipped reference folder).
+
+    ``extra`` (e.g. the equilibration check, the exact command) is added to the summary under
+    ``reference``. Files are staged and the folder swapped in whole, so an interrupted copy
+    never leaves a folder that looks complete.
+    """
+    run = Path(run_dir)
+    summary_path = run / "summary.json"
+    if not summary_path.exists():
+        raise InputError(f"{run} holds no finished run (summary.json is missing)")
+    summary = json.loads(summary_path.read_text())
+    summary["reference"] = {"format": REFERENCE_FORMAT, **(extra or {})}
+    dest = Path(dest)
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in ("rdf.csv", "msd.csv"):
+        shutil.copyfile(run / name, staging / name)
+    write_json(staging / "thermo_summary.json", thermo_summary(run / "thermo.csv"))
+    write_json(staging / "summary.json", summary)
+    if dest.exists():
+        shutil.rmtree(dest)
+    staging.rename(dest)
+    return dest
+
+
+def shipped_root() -> Path:
+    """Folder of the shipped references inside the installed package."""
+    return Path(str(resources.files("cgforge") / "data" / "references"))
+
+
+def shipped_references() -> list[dict[str, Any]]:
+    """Summaries of the shipped references, in the order of :data:`LIQUIDS`."""
+    root = shipped_root()
+    found = []
+    for name, _ in LIQUIDS:
+        path = root / slug(name) / "summary.json"
+        if path.exists():
+            summary = json.loads(path.read_text())
+            summary["path"] = str(path.parent)
+            found.append(summary)
+    return found
+
+
+def is_reference_name(value: str) -> bool:
+    """Whether ``value`` names one of the eight liquids (or its folder name)."""
+    return any(value in (name, slug(name)) for name, _ in LIQUIDS)
+
+
+def resolve_reference(value: str | Path) -> Path:
+    """A reference directory from a path or the name of a shipped reference.
+
+    An existing directory is returned as it is; a liquid name (or its folder name) gives the
+    shipped folder; anything else is an error listing the shipped names.
+    """
+    path = Path(value)
+    if path.is_dir():
+        return path
+    root = shipped_root()
+    for name, _ in LIQUIDS:
+        if str(value) in (name, slug(name)):
+            folder = root / slug(name)
+            if not (folder / "summary.json").exists():
+                break
+            fmt = json.loads((folder / "summary.json").read_text()).get("reference", {})
+            if fmt.get("format") != REFERENCE_FORMAT:
+                raise InputError(
+                    f"shipped reference {name} has format {fmt.get('format')!r}, this cgforge "
+                    f"reads format {REFERENCE_FORMAT}; reinstall cgforge"
+                )
+            return folder
+    names = [s["molecule"] for s in shipped_references()]
+    raise InputError(
+        f"'{value}' is neither a reference directory nor a shipped reference; shipped: "
+        + (", ".join(names) if names else "none")
+    )

@@ -1,0 +1,109 @@
+"""All-atom references of the eight liquids: the drift criterion, shipping, lookup by name, and
+the shipped references against experiment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cgforge.errors import InputError
+from cgforge.molecules.library import get_builtin
+from cgforge.workflows import references as refs
+from cgforge.workflows.cg import load_reference
+
+
+def _thermo(path: Path, density: np.ndarray) -> Path:
+    lines = ["t_ps,stage,potential_kJ_mol,temperature_K,density_g_cm3,pressure_bar"]
+    for i, rho in enumerate(density):
+        lines.append(f"{i:.1f},equilibration,-1000.0,298.0,{rho:.6f},1.0")
+    for i in range(20):
+        lines.append(f"{len(density) + i:.1f},production,-1000.0,298.0,{density[-1]:.6f},1.0")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_drift_criterion_refuses_a_compacting_liquid_and_accepts_a_settled_one(tmp_path):
+    rng = np.random.default_rng(0)
+    compacting = np.linspace(0.60, 0.70, 200) + rng.normal(0, 0.002, 200)
+    settled = 0.70 + rng.normal(0, 0.002, 200)
+    bad = refs.equilibration_drift(_thermo(tmp_path / "a.csv", compacting))
+    good = refs.equilibration_drift(_thermo(tmp_path / "b.csv", settled))
+    assert not bad["converged"] and bad["density_drift"] > 0.02
+    assert good["converged"] and abs(good["density_drift"]) < 0.005
+
+
+def test_unknown_liquid_is_refused_with_the_list():
+    with pytest.raises(InputError, match="benzene"):
+        refs.liquid_pressure("toluene")
+    with pytest.raises(InputError, match="cgforge references"):
+        load_reference("unobtainium")
+
+
+def test_build_ship_and_use_a_reference_by_name(tmp_path, monkeypatch):
+    """A tiny benzene reference is built, shipped, listed, and read back by its name."""
+    settings = refs.ReferenceSettings(
+        n_molecules=40, equilibration_ps=10, max_equilibration_ps=20, production_ps=10
+    )
+    run_dir, summary = refs.build_reference("benzene", tmp_path / "runs", settings)
+    assert summary["equilibration_check"]["equilibration_ps"] in (10, 20)
+    root = tmp_path / "shipped"
+    monkeypatch.setattr(refs, "shipped_root", lambda: root)
+    dest = refs.ship_reference(run_dir, root / "benzene", extra={"command": "test"})
+    assert sorted(p.name for p in dest.iterdir()) == sorted(refs.SHIPPED_FILES)
+    assert not any(p.name.endswith(".partial") for p in root.iterdir())
+    shipped = json.loads((dest / "summary.json").read_text())
+    assert shipped["reference"]["format"] == refs.REFERENCE_FORMAT
+    thermo = json.loads((dest / "thermo_summary.json").read_text())
+    assert 250 < thermo["temperature_K"]["mean"] < 350
+    reference = load_reference("benzene")
+    assert reference.path == dest
+    assert reference.summary["n_molecules"] == 40
+    # an older format is refused with a one-line reason
+    shipped["reference"]["format"] = 0
+    (dest / "summary.json").write_text(json.dumps(shipped))
+    with pytest.raises(InputError, match="format"):
+        load_reference("benzene")
+
+
+def test_references_command_lists_what_is_shipped(tmp_path, monkeypatch):
+    from cgforge.cli.main import main
+
+    root = tmp_path / "shipped" / "benzene"
+    root.mkdir(parents=True)
+    summary = {
+        "molecule": "benzene",
+        "n_molecules": 216,
+        "box_nm": [3.2, 3.2, 3.2],
+        "temperature_K": 298.15,
+        "pressure_target_bar": 1.0,
+        "density_g_cm3": 0.87,
+        "density_err_g_cm3": 0.001,
+        "diffusion_m2_s": 2.0e-9,
+        "diffusion_err_m2_s": 0.1e-9,
+        "production_ps": 500.0,
+        "reference": {"format": refs.REFERENCE_FORMAT},
+    }
+    (root / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.setattr(refs, "shipped_root", lambda: tmp_path / "shipped")
+    assert main(["references", "--json"]) == 0
+    assert [s["molecule"] for s in refs.shipped_references()] == ["benzene"]
+
+
+SHIPPED = refs.shipped_references()
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped references in this checkout")
+@pytest.mark.parametrize("summary", SHIPPED, ids=[s["molecule"] for s in SHIPPED])
+def test_shipped_reference_matches_experimental_density(summary):
+    """OPLS-AA hydrocarbon densities are within a few percent of experiment; the shipped runs
+    are converged (drift criterion) and precise (density ±0.5 %, D ±10 %)."""
+    experiment = get_builtin(summary["molecule"]).density_g_cm3
+    assert summary["density_g_cm3"] == pytest.approx(experiment, rel=0.05)
+    assert summary["density_err_g_cm3"] < 0.005 * summary["density_g_cm3"]
+    assert summary["diffusion_err_m2_s"] < 0.10 * summary["diffusion_m2_s"]
+    assert 1e-10 < summary["diffusion_m2_s"] < 1e-8
+    assert summary["reference"]["equilibration_check"]["converged"]
+    assert summary["n_molecules"] >= 216
