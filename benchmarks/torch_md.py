@@ -109,7 +109,7 @@ def measure(n: int, steps: int, device: str, dtype: torch.dtype) -> dict:
         "force_eval_fresh_search_ms": fresh * 1e3,
         "force_eval_verlet_list_ms": cached * 1e3,
         "temperature_K": float(thermo["temperature_K"][-1]),
-        "potential_energy_per_bead_kj_mol": float(thermo["potential_kj_mol"][-1]) / n,
+        "potential_energy_per_bead_kj_mol": float(thermo["potential_kJ_mol"][-1]) / n,
     }
 
 

@@ -44,6 +44,9 @@ from cgforge.units import KB_KJ_MOL_K, density_g_cm3
 STATE_FILE = "state.json"
 #: Production ensembles of :class:`MDProtocol`.
 PRODUCTION_ENSEMBLES = ("nvt", "nve", "langevin")
+#: CG MD engines of :class:`MDProtocol` (see :mod:`cgforge.engines.cg_engine`); all-atom runs
+#: ignore the field.
+CG_ENGINES = ("auto", "lammps", "openmm", "torch")
 
 #: (stage name, steps done in stage, steps in stage, ns/day of the last segment)
 ProgressCallback = Callable[[str, int, int, float], None]
@@ -73,6 +76,8 @@ class MDProtocol:
     max_energy_kj_mol_per_particle: float = 1.0e4  # blow-up detector
     # Langevin friction γ of a "langevin" production, 1/ps; required there, unused otherwise
     production_friction_per_ps: float | None = None
+    # CG MD engine (one of CG_ENGINES); "auto" is resolved by cgforge.engines.cg_engine
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         checks = {
@@ -104,6 +109,10 @@ class MDProtocol:
                 f"invalid MD setting production_friction_per_ps={gamma!r}; give a positive "
                 "Langevin friction in 1/ps"
             )
+        if self.engine not in CG_ENGINES:
+            raise InputError(
+                f"unknown CG engine {self.engine!r}; use one of {', '.join(CG_ENGINES)}"
+            )
         if self.production_ensemble == "langevin" and gamma is None:
             raise InputError(
                 "the langevin production ensemble needs production_friction_per_ps "
@@ -121,12 +130,16 @@ class MDProtocol:
         return max(1, round(interval_ps / self.dt_ps))
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a dict; ``production_friction_per_ps`` only when it is set, so that
-        protocols without Langevin production keep the run-directory hashes they had before
-        the field existed."""
+        """The settings as a dict; ``production_friction_per_ps`` only when it is set and
+        ``engine`` only when it names an engine other than OpenMM, so that protocols without
+        Langevin production run on OpenMM (and all-atom protocols, which leave ``engine`` at
+        ``"auto"``) keep the run-directory hashes they had before these fields existed. CG
+        workflows resolve ``"auto"`` to an engine before they hash a protocol."""
         out = asdict(self)
         if out["production_friction_per_ps"] is None:
             del out["production_friction_per_ps"]
+        if out["engine"] in ("auto", "openmm"):
+            del out["engine"]
         return out
 
 

@@ -69,11 +69,11 @@ DEFAULT_SKIN_NM = 0.1
 #: Columns of :attr:`TorchMDResult.thermo`, units in the names.
 THERMO_COLUMNS = (
     "step",
-    "time_ps",
-    "potential_kj_mol",
-    "kinetic_kj_mol",
-    "total_kj_mol",
-    "conserved_kj_mol",
+    "t_ps",
+    "potential_kJ_mol",
+    "kinetic_kJ_mol",
+    "total_kJ_mol",
+    "conserved_kJ_mol",
     "temperature_K",
     "pressure_bar",
     "density_g_cm3",
@@ -556,7 +556,7 @@ class _Samples:
         traj = CGTrajectory(
             positions_nm=positions,
             box_nm=engine.box_nm.cpu().numpy(),
-            times_ps=thermo["time_ps"],
+            times_ps=thermo["t_ps"],
             masses_amu=engine.masses_amu.cpu().numpy(),
             forces_kj_mol_nm=forces,
         )

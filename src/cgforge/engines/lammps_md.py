@@ -1,0 +1,507 @@
+"""The LAMMPS CG engine: a tabulated one-bead liquid run in-process through the ``lammps`` module.
+
+The protocol is that of :class:`~cgforge.engines.md.MDRunner`, in LAMMPS ``units real``
+(Å, fs, kcal/mol, atm) at the boundary only; everything returned is in cgforge units:
+
+1. **Pair table.** The :class:`~cgforge.potentials.TabulatedPotential` is written by
+   :func:`~cgforge.potentials.io.write_lammps` with the default repulsive wall of
+   :meth:`~cgforge.potentials.TabulatedPotential.extend_repulsive` down to
+   :data:`TABLE_INNER_NM`, ending at the cutoff and shifted so that U(cutoff) = 0 (the OpenMM
+   engine's convention), and read as ``pair_style table linear`` with :data:`TABLE_POINTS`
+   points. Measured against the table's own interpolant for a Lennard-Jones bead table
+   (ε = 2.5 kJ/mol, σ = 0.55 nm, 0.005 nm grid, tapered to zero at 1.4 nm; r from 0.42 to 1.39 nm,
+   where U < 80 kT): ``linear`` with N = 1,000 / 2,000 / 5,000 / 10,000 / 20,000 points has a
+   largest energy error of 0.14 / 0.039 / 0.0058 / 0.0015 / 0.0004 kJ/mol and largest force
+   error of 5.4 / 1.5 / 0.42 / 0.27 / 0.24 kJ/mol/nm; ``spline`` reaches 1e-4 kJ/mol at 1,000
+   points but costs a cubic per pair; ``lookup`` with 10,000 points is off by 0.7 kJ/mol.
+   The force error floor, 0.24 kJ/mol/nm (0.004 % of the largest force), is the difference of
+   LAMMPS's spline through the file's forces from the Hermite interpolant, not the table
+   size. N = 10,000 puts the energy error at 6e-4 kT and the force within 10 % of that floor;
+   ``tests/test_lammps_engine.py`` checks energies, forces and the virial against OpenMM.
+2. **Start.** Beads at the system's start configuration (default: the jittered lattice),
+   energy minimisation (conjugate gradient), Gaussian velocities at the protocol temperature
+   with zero total momentum (``velocity ... mom yes``); 3N − 3 degrees of freedom.
+3. **NPT equilibration.** The first :data:`MELT_FRACTION` of it at constant volume under a
+   Langevin thermostat (damping :data:`MELT_DAMP_PS`, zero net random force), the rest under
+   the Nosé–Hoover thermostat and Martyna–Tobias–Klein barostat of ``fix npt ... iso``
+   (``Tdamp`` = 100 steps, ``Pdamp`` = 1000 steps, the LAMMPS manual's advice). MTK samples the
+   isothermal–isobaric ensemble exactly (mean volume and its fluctuations) and deterministically;
+   started on a cold minimised lattice, whose pressure is far from the liquid's, its barostat
+   would ring in large, slowly damped volume oscillations (period ≈ Pdamp), which the short
+   Langevin start at the start density removes. The production box is the mean NPT volume of
+   the second half of equilibration (all of it under MTK); bead positions are scaled to it.
+4. **Production** at that volume: ``nvt`` (``fix nvt``, a Nosé–Hoover chain of 3 with damping
+   1/``thermostat_collision_per_ps``), ``nve`` (``fix nve``), or ``langevin`` (``fix nve`` +
+   ``fix langevin`` with damping 1/``production_friction_per_ps`` and ``zero yes``, so the net
+   random force vanishes and the friction only damps the total momentum, which starts at zero:
+   no drift). Samples are gathered from the library: unwrapped positions (``compute
+   property/atom xu yu zu``, from image flags) and forces through ``lammps.gather`` ordered
+   by atom ID, thermodynamics from ``last_thermo()`` at the end of each ``run``.
+5. **Checkpoints.** Work is done in segments; after each, the samples go to a chunk file, the
+   LAMMPS state to a restart file (``write_restart``, positions, velocities, image flags, box
+   and the thermostat/barostat state), then a small JSON state commits both. A killed run
+   resumes from the last committed segment (``read_restart``).
+6. **Failures.** Lost atoms, a pair closer than the table's inner distance, any other LAMMPS
+   error, a non-finite potential energy or one above
+   ``max_energy_kj_mol_per_particle`` per bead raise :class:`~cgforge.errors.SimulationError`
+   naming the potential, the stage and the step; no result is returned.
+
+Speed (2-core CPU, 1,000 beads, see ``benchmarks/cg_md.py``): ~25× OpenMM's CPU platform.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem
+from cgforge.engines.lammps_lib import Lammps
+from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
+from cgforge.errors import InputError, SimulationError
+from cgforge.fileio import write_json, write_npz
+from cgforge.potentials.io import write_lammps
+from cgforge.potentials.table import TabulatedPotential
+from cgforge.units import ANGSTROM_TO_NM, KCAL_TO_KJ, density_g_cm3
+
+#: Interpolation of the pair table (see the module docstring for the measurement).
+TABLE_STYLE = "linear"
+TABLE_POINTS = 10_000
+#: The table's repulsive wall reaches down to this distance, nm (closer pairs are a blow-up).
+TABLE_INNER_NM = 0.02
+TABLE_KEYWORD = "CG"
+TABLE_FILE = "pair.table"
+STATE_FILE = "state.json"
+#: Share of the equilibration run at constant volume with a Langevin thermostat.
+MELT_FRACTION = 0.2
+#: Langevin damping time of that start, ps.
+MELT_DAMP_PS = 0.1
+#: Nosé–Hoover and MTK damping times of the NPT stage, in time steps.
+NPT_TDAMP_STEPS = 100
+NPT_PDAMP_STEPS = 1000
+#: Neighbour-list skin, Å (LAMMPS's default for ``units real``).
+NEIGHBOR_SKIN_A = 2.0
+
+ATM_TO_BAR = 1.01325
+_NM_TO_A = 1.0 / ANGSTROM_TO_NM
+_FORCE_TO_KJ_NM = KCAL_TO_KJ / ANGSTROM_TO_NM  # kcal/mol/Å -> kJ/mol/nm
+_FIXES = ("cg_int", "cg_bath")
+
+
+def lammps_table(potential: TabulatedPotential) -> TabulatedPotential:
+    """The table LAMMPS reads: wall down to :data:`TABLE_INNER_NM`, U(cutoff) = 0."""
+    table = potential.extend_repulsive(TABLE_INNER_NM).truncate()
+    return table.shifted(-float(table.u_kj_mol[-1]))
+
+
+def write_pair_table(potential: TabulatedPotential, path: str | Path) -> str:
+    """Write the LAMMPS table file; return the ``pair_style``/``pair_coeff`` input lines."""
+    table = lammps_table(potential)
+    write_lammps(path, table, keyword=TABLE_KEYWORD, provenance="cgforge LAMMPS CG engine")
+    cutoff_a = table.r_max_nm * _NM_TO_A
+    return (
+        f"pair_style table {TABLE_STYLE} {TABLE_POINTS}\n"
+        f"pair_coeff 1 1 {Path(path).resolve()} {TABLE_KEYWORD} {cutoff_a:.10g}\n"
+    )
+
+
+def _lammps_seed(seed: int, stream: int) -> int:
+    """A positive LAMMPS random seed (< 2^30) for one random stream of a run."""
+    return (int(seed) * 7919 + stream * 104_729) % 900_000_000 + 1
+
+
+class LammpsRunner:
+    """Runs an :class:`MDProtocol` on a :class:`CGSystem` with LAMMPS in a work directory."""
+
+    def __init__(
+        self,
+        system: CGSystem,
+        protocol: MDProtocol,
+        workdir: str | Path,
+        *,
+        progress: ProgressCallback | None = None,
+        threads: int = 1,
+    ) -> None:
+        if not isinstance(system, CGSystem):
+            raise InputError(f"expected a CGSystem, got {type(system).__name__}")
+        self.system = system
+        self.protocol = protocol
+        self.workdir = Path(workdir)
+        self.progress = progress
+        self.threads = threads
+        self.n = system.n_beads
+        self.total_mass = system.mass_amu * self.n
+        self._segment_speed = 0.0
+        self._lmp: Lammps | None = None
+        self._fixes: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ state on disk
+    def _load_state(self) -> dict[str, Any]:
+        path = self.workdir / STATE_FILE
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{path} is corrupt; remove the directory and start again"
+                ) from exc
+        return {"stage": "minimize", "step": 0, "chunks": [], "restart": None}
+
+    def _commit(self, state: dict[str, Any]) -> None:
+        write_json(self.workdir / STATE_FILE, state)
+
+    def _write_restart(self, name: str) -> str:
+        tmp = self.workdir / f".{name}.tmp"
+        self.lmp.command(f"write_restart {tmp}")
+        os.replace(tmp, self.workdir / name)
+        return name
+
+    # ------------------------------------------------------------------ LAMMPS set-up
+    @property
+    def lmp(self) -> Lammps:
+        assert self._lmp is not None
+        return self._lmp
+
+    def _settings(self) -> None:
+        """Everything a restart file does not hold: pair table, neighbours, computes, output."""
+        p = self.protocol
+        self.lmp.commands(self._pair_lines)
+        self.lmp.commands(
+            [
+                f"neighbor {NEIGHBOR_SKIN_A} bin",
+                "neigh_modify every 1 delay 0 check yes",
+                f"timestep {p.timestep_fs}",
+                "compute cg_xu all property/atom xu yu zu",
+                "thermo_style custom step pe ke etotal temp vol press",
+                "thermo_modify norm no lost error flush no",
+                "thermo 0",
+            ]
+        )
+
+    def _create(self, positions_nm: np.ndarray) -> None:
+        box_a = self.system.box_nm * _NM_TO_A
+        self.lmp.commands(
+            [
+                "units real",
+                "atom_style atomic",
+                "atom_modify map array",
+                "boundary p p p",
+                f"region cg_box block 0 {box_a[0]:.12g} 0 {box_a[1]:.12g} 0 {box_a[2]:.12g}",
+                "create_box 1 cg_box",
+                f"mass 1 {self.system.mass_amu:.12g}",
+            ]
+        )
+        wrapped = positions_nm - self.system.box_nm * np.floor(positions_nm / self.system.box_nm)
+        xyz = (wrapped * _NM_TO_A).ravel().tolist()
+        made = self.lmp.handle.create_atoms(self.n, list(range(1, self.n + 1)), [1] * self.n, xyz)
+        if made != self.n:
+            raise SimulationError(
+                f"LAMMPS created {made} of {self.n} beads of {self.system.label}; check the start "
+                "configuration and the box"
+            )
+        self._settings()
+
+    def _restore(self, restart: str) -> None:
+        self.lmp.commands(["units real", "atom_modify map array"])
+        self.lmp.command(f"read_restart {self.workdir / restart}")
+        self._settings()
+        self._fixes = ()
+
+    def _set_fixes(self, stage: str, phase: str) -> None:
+        """Define the integrator fixes of ``phase`` (IDs are stable so restarts restore state)."""
+        p = self.protocol
+        T = p.temperature_K
+        for fix in self._fixes:
+            self.lmp.command(f"unfix {fix}")
+        dt = p.timestep_fs
+        if phase == "melt":
+            lines = [
+                "fix cg_int all nve",
+                f"fix cg_bath all langevin {T} {T} {MELT_DAMP_PS * 1000.0:.10g} "
+                f"{_lammps_seed(p.seed, 1)} zero yes",
+            ]
+        elif phase == "npt":
+            p_atm = p.pressure_bar / ATM_TO_BAR
+            lines = [
+                f"fix cg_int all npt temp {T} {T} {NPT_TDAMP_STEPS * dt:.10g} "
+                f"iso {p_atm:.10g} {p_atm:.10g} {NPT_PDAMP_STEPS * dt:.10g}"
+            ]
+        elif p.production_ensemble == "nvt":
+            tdamp_fs = 1000.0 / p.thermostat_collision_per_ps
+            lines = [f"fix cg_int all nvt temp {T} {T} {tdamp_fs:.10g}"]
+        elif p.production_ensemble == "nve":
+            lines = ["fix cg_int all nve"]
+        else:  # langevin
+            assert p.production_friction_per_ps is not None
+            damp_fs = 1000.0 / p.production_friction_per_ps
+            lines = [
+                "fix cg_int all nve",
+                f"fix cg_bath all langevin {T} {T} {damp_fs:.10g} {_lammps_seed(p.seed, 5)} "
+                "zero yes",
+            ]
+        self.lmp.commands(lines)
+        self._fixes = tuple(line.split()[1] for line in lines)
+        self._phase = (stage, phase)
+
+    # ------------------------------------------------------------------ sampling
+    def _thermo_row(self, t_ps: float, stage_id: int) -> list[float]:
+        th = self.lmp.handle.last_thermo()
+        pot = float(th["PotEng"]) * KCAL_TO_KJ
+        kin = float(th["KinEng"]) * KCAL_TO_KJ
+        temperature = float(th["Temp"])
+        volume = float(th["Volume"]) * ANGSTROM_TO_NM**3
+        pressure = float(th["Press"]) * ATM_TO_BAR
+        density = density_g_cm3(self.total_mass, volume)
+        return [t_ps, stage_id, pot, kin, pot + kin, temperature, volume, density, pressure]
+
+    def _check_energy(self, potential: float, stage: str, step: int) -> None:
+        limit = self.protocol.max_energy_kj_mol_per_particle * self.n
+        if not math.isfinite(potential) or abs(potential) > limit:
+            raise SimulationError(
+                f"the LAMMPS run of {self.system.label} blew up in {stage} at step {step} "
+                f"(potential energy {potential:.3g} kJ/mol); the last good checkpoint is kept. "
+                "Check the potential, use a smaller time step or a longer equilibration"
+            )
+
+    def _gather(self, name: str) -> np.ndarray:
+        data = self.lmp.handle.gather(name, 1, 3)
+        return np.ctypeslib.as_array(data).reshape(self.n, 3).astype(np.float64)
+
+    def _sample(self) -> dict[str, np.ndarray]:
+        xyz = self._gather("c_cg_xu") * ANGSTROM_TO_NM
+        out = {"bead_positions_nm": xyz}
+        if self.protocol.save_forces:
+            out["bead_forces_kj_mol_nm"] = self._gather("f") * _FORCE_TO_KJ_NM
+        if self.protocol.save_particles:
+            out["particle_positions_nm"] = xyz.astype(np.float32)
+        return out
+
+    def _box_nm(self) -> np.ndarray:
+        lo, hi = self.lmp.handle.extract_box()[:2]
+        return (np.array(hi) - np.array(lo)) * ANGSTROM_TO_NM
+
+    def _run(self, n_steps: int, stage: str, step: int) -> None:
+        self.lmp.context = (
+            f"the LAMMPS run of {self.system.label} ({stage}, steps {step}-{step + n_steps})"
+        )
+        pre = "yes" if self._fresh else "no"
+        self.lmp.command(f"run {n_steps} pre {pre} post no")
+        self._fresh = False
+
+    # ------------------------------------------------------------------ stages
+    def run(self) -> MDResult:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._pair_lines = write_pair_table(self.system.potential, self.workdir / TABLE_FILE)
+        state = self._load_state()
+        started = time.perf_counter()
+        self._lmp = Lammps(threads=self.threads)
+        self._fresh = True
+        try:
+            state = self._stages(state)
+        finally:
+            self.lmp.close()
+            self._lmp = None
+        return self._result(state, time.perf_counter() - started)
+
+    def _stages(self, state: dict[str, Any]) -> dict[str, Any]:
+        p = self.protocol
+        loaded = False
+        if state["stage"] == "minimize":
+            self._create(self.system.start_positions(p.seed))
+            self.lmp.context = f"the LAMMPS minimisation of {self.system.label}"
+            if p.minimize:
+                self._report("minimize", 0, 1)
+                self.lmp.command("min_style cg")
+                self.lmp.command("minimize 1.0e-8 1.0e-6 2000 20000")
+                self._report("minimize", 1, 1)
+            else:
+                self.lmp.command("run 0 post no")
+            self._fresh = True
+            self._check_energy(
+                float(self.lmp.handle.last_thermo()["PotEng"]) * KCAL_TO_KJ, "minimisation", 0
+            )
+            self.lmp.commands(
+                [
+                    "reset_timestep 0",
+                    f"velocity all create {p.temperature_K} {_lammps_seed(p.seed, 3)} "
+                    "mom yes rot no dist gaussian",
+                ]
+            )
+            state = {"stage": "equilibration", "step": 0, "chunks": [], "restart": None}
+            state["restart"] = self._write_restart("equilibration-0.restart")
+            self._commit(state)
+            loaded = True
+
+        if state["stage"] == "equilibration":
+            if not loaded:
+                self._restore(state["restart"])
+            state = self._run_stage("equilibration", p.steps(p.equilibration_ps), state)
+            volumes = self._stage_thermo(state, "equilibration")["volume_nm3"]
+            box_now = self._box_nm()
+            for fix in self._fixes:
+                self.lmp.command(f"unfix {fix}")
+            self._fixes = ()
+            if len(volumes) >= 2:
+                target = float(np.mean(volumes[len(volumes) // 2 :]))
+                scale = (target / float(np.prod(box_now))) ** (1.0 / 3.0)
+                self.lmp.command(
+                    f"change_box all x scale {scale:.15g} y scale {scale:.15g} "
+                    f"z scale {scale:.15g} remap"
+                )
+                self._fresh = True
+            self.lmp.command("reset_timestep 0")
+            previous = state["restart"]
+            state = {
+                "stage": "production",
+                "step": 0,
+                "chunks": state["chunks"],
+                "restart": self._write_restart("production-0.restart"),
+                "box_nm": self._box_nm().tolist(),
+            }
+            self._commit(state)
+            if previous != state["restart"]:
+                (self.workdir / previous).unlink(missing_ok=True)
+            loaded = True
+
+        if state["stage"] == "production":
+            if not loaded:
+                self._restore(state["restart"])
+            state = self._run_stage("production", p.steps(p.production_ps), state)
+            state["stage"] = "done"
+            self._commit(state)
+        return state
+
+    def _phase_of(self, stage: str, step: int, n_steps: int) -> tuple[str, int]:
+        """The integrator phase at ``step`` of ``stage`` and the step where it ends."""
+        if stage == "equilibration":
+            melt = round(MELT_FRACTION * n_steps)
+            return ("melt", melt) if step < melt else ("npt", n_steps)
+        return ("production", n_steps)
+
+    def _run_stage(self, stage: str, n_steps: int, state: dict[str, Any]) -> dict[str, Any]:
+        p = self.protocol
+        thermo_stride = p.stride(p.thermo_interval_ps)
+        sample_stride = p.stride(p.sample_interval_ps) if stage == "production" else 0
+        strides = [thermo_stride] + ([sample_stride] if sample_stride else [])
+        lcm = math.lcm(*strides)
+        segment = max(p.stride(p.checkpoint_interval_ps), max(strides))
+        segment = math.ceil(segment / lcm) * lcm
+        stage_id = STAGE_IDS[stage]
+        step = int(state["step"])
+        dt = p.dt_ps
+        self._phase = ("", "")
+        while step < n_steps:
+            end = min(n_steps, step + segment)
+            thermo_rows: list[list[float]] = []
+            samples: dict[str, list[np.ndarray]] = {}
+            sample_times: list[float] = []
+            tic = time.perf_counter()
+            done = step
+            while done < end:
+                phase, phase_end = self._phase_of(stage, done, n_steps)
+                if self._phase != (stage, phase):
+                    self._set_fixes(stage, phase)
+                    self._fresh = True
+                next_stop = min(end, phase_end)
+                for stride in strides:
+                    next_stop = min(next_stop, (done // stride + 1) * stride)
+                self._run(next_stop - done, stage, done)
+                done = next_stop
+                if done % thermo_stride == 0 or done == end:
+                    row = self._thermo_row(done * dt, stage_id)
+                    self._check_energy(row[2], stage, done)
+                    if done % thermo_stride == 0:
+                        thermo_rows.append(row)
+                if sample_stride and done % sample_stride == 0:
+                    for key, value in self._sample().items():
+                        samples.setdefault(key, []).append(value)
+                    sample_times.append(done * dt)
+                self._report(stage, done, n_steps)
+            elapsed = time.perf_counter() - tic
+            if elapsed > 0:
+                self._segment_speed = (end - step) * dt * 1e-3 / elapsed * 86400.0
+            chunk_name = f"{stage}-{len(state['chunks']):05d}.npz"
+            arrays: dict[str, Any] = {
+                "stage": np.array(stage),
+                "thermo": np.array(thermo_rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)),
+                "times_ps": np.array(sample_times, dtype=float),
+            }
+            arrays.update({k: np.array(v) for k, v in samples.items()})
+            write_npz(self.workdir / chunk_name, **arrays)
+            restart = self._write_restart(f"{stage}-{end}.restart")
+            previous = state.get("restart")
+            state = dict(state, step=end, restart=restart, chunks=[*state["chunks"], chunk_name])
+            self._commit(state)
+            if previous and previous != restart:
+                (self.workdir / previous).unlink(missing_ok=True)
+            step = end
+        return state
+
+    # ------------------------------------------------------------------ results
+    def _stage_thermo(self, state: dict[str, Any], stage: str | None) -> dict[str, np.ndarray]:
+        rows = []
+        for name in state["chunks"]:
+            with np.load(self.workdir / name) as data:
+                if stage is None or str(data["stage"]) == stage:
+                    rows.append(data["thermo"])
+        table = np.concatenate(rows) if rows else np.empty((0, len(THERMO_COLUMNS)))
+        return {col: table[:, i] for i, col in enumerate(THERMO_COLUMNS)}
+
+    def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
+        times, positions, forces, chunks = [], [], [], []
+        for name in state["chunks"]:
+            with np.load(self.workdir / name) as data:
+                if str(data["stage"]) != "production":
+                    continue
+                chunks.append(self.workdir / name)
+                if len(data["times_ps"]):
+                    times.append(data["times_ps"])
+                    positions.append(data["bead_positions_nm"])
+                    if "bead_forces_kj_mol_nm" in data:
+                        forces.append(data["bead_forces_kj_mol_nm"])
+        if not times:
+            raise SimulationError(
+                "production produced no samples; lengthen --production or shorten the sample interval"
+            )
+        return MDResult(
+            times_ps=np.concatenate(times),
+            bead_positions_nm=np.concatenate(positions),
+            bead_forces_kj_mol_nm=np.concatenate(forces) if forces else None,
+            box_nm=np.array(state["box_nm"]),
+            bead_masses_amu=np.full(self.n, self.system.mass_amu),
+            thermo=self._stage_thermo(state, None),
+            platform=f"LAMMPS (CPU, {self.threads} thread{'s' if self.threads > 1 else ''})",
+            ns_per_day=self._segment_speed,
+            wall_s=wall_s,
+            particle_chunks=chunks,
+        )
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total, self._segment_speed)
+
+
+class LammpsEngine:
+    """The LAMMPS adapter of the CG-engine interface (:mod:`cgforge.engines.cg_engine`)."""
+
+    name = "lammps"
+
+    def __init__(self, *, threads: int = 1) -> None:
+        self.threads = threads
+
+    def run(
+        self,
+        system: CGSystem,
+        protocol: MDProtocol,
+        workdir: str | Path,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> MDResult:
+        return LammpsRunner(
+            system, protocol, workdir, progress=progress, threads=self.threads
+        ).run()

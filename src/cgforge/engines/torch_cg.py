@@ -1,0 +1,163 @@
+"""The torch adapter of the CG-engine interface: a tabulated potential run by :class:`TorchMD`.
+
+The table becomes a :class:`~cgforge.methods.gnn.pair.TabulatedPairModel` (the engine that also
+runs neural potentials) in float64. :class:`TorchMD` has no barostat and no minimiser, so under
+an :class:`~cgforge.engines.md.MDProtocol` this engine
+
+* starts from the system's configuration with Maxwell–Boltzmann velocities (zero net momentum)
+  and does not minimise (``minimize`` is ignored);
+* equilibrates for ``equilibration_ps`` at the **start volume** (Bussi thermostat, coupling
+  time ``1/thermostat_collision_per_ps``): the box, and so the density, is the system's;
+* runs production under ``nvt`` (Bussi, a global thermostat) or ``nve``; ``langevin`` is
+  refused (TorchMD has no Langevin integrator).
+
+Thermo and positions are sampled every ``thermo_interval_ps`` (positions kept every
+``sample_interval_ps``); the result has the columns of every CG engine
+(:data:`~cgforge.engines.cg_engine.THERMO_COLUMNS`). Checkpoints of both stages live in the
+work directory, and a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem
+from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
+from cgforge.errors import InputError
+
+
+def _load_torch() -> tuple[Any, Any]:
+    try:
+        from cgforge.engines.torch_md import TorchMD
+        from cgforge.methods.gnn.pair import TabulatedPairModel
+    except ImportError as exc:
+        raise InputError(
+            f"the torch engine needs PyTorch ({exc}); install it with pip install 'cgforge[ml]'"
+        ) from exc
+    return TorchMD, TabulatedPairModel
+
+
+class TorchEngine:
+    """Runs a :class:`CGSystem` with :class:`~cgforge.engines.torch_md.TorchMD` (constant volume)."""
+
+    name = "torch"
+
+    def __init__(self, *, device: str = "auto") -> None:
+        self.device = device
+
+    def run(
+        self,
+        system: CGSystem,
+        protocol: MDProtocol,
+        workdir: str | Path,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> MDResult:
+        p = protocol
+        if p.production_ensemble == "langevin":
+            raise InputError(
+                "the torch engine has no Langevin integrator; use --engine lammps or openmm for "
+                "a langevin production"
+            )
+        torch_md, pair_model = _load_torch()
+        device = self.device if p.platform in ("auto", "cpu") else p.platform
+        if p.platform == "cpu":
+            device = "cpu"
+        model = pair_model.from_potential(system.potential).double()
+        engine = torch_md(
+            model,
+            system.start_positions(p.seed),
+            system.box_nm,
+            system.mass_amu,
+            timestep_fs=p.timestep_fs,
+            temperature_K=p.temperature_K,
+            thermostat="bussi",
+            tau_ps=1.0 / p.thermostat_collision_per_ps,
+            seed=p.seed,
+            device=device,
+        )
+        workdir = Path(workdir)
+        interval = p.stride(p.thermo_interval_ps)
+        sample_every = max(1, round(p.stride(p.sample_interval_ps) / interval))
+        started = time.perf_counter()
+        stages: dict[str, Any] = {}
+        speed = 0.0
+        for stage, t_ps in (("equilibration", p.equilibration_ps), ("production", p.production_ps)):
+            n_steps = math.ceil(p.steps(t_ps) / interval) * interval
+            if n_steps == 0:
+                continue
+            if stage == "production" and p.production_ensemble == "nve":
+                engine.thermostat = "none"
+            first = engine.step
+
+            def report(
+                eng: Any, step: int, stage: str = stage, first: int = first, total: int = n_steps
+            ) -> None:
+                if progress is not None:
+                    progress(stage, step - first, total, 0.0)
+
+            result = engine.run(
+                n_steps,
+                sample_interval=interval,
+                checkpoint_dir=workdir / stage,
+                checkpoint_interval=max(1, round(p.stride(p.checkpoint_interval_ps) / interval))
+                * interval,
+                record_forces=p.save_forces,
+                callback=report,
+            )
+            if math.isfinite(result.steps_per_s):
+                speed = result.steps_per_s * p.dt_ps * 1e-3 * 86400.0
+            stages[stage] = result
+        if "production" not in stages:
+            raise InputError("production_ps gives no production steps; lengthen it")
+        return self._result(system, stages, sample_every, speed, time.perf_counter() - started)
+
+    def _result(
+        self,
+        system: CGSystem,
+        stages: dict[str, Any],
+        sample_every: int,
+        ns_per_day: float,
+        wall_s: float,
+    ) -> MDResult:
+        columns: dict[str, list[np.ndarray]] = {c: [] for c in THERMO_COLUMNS}
+        volume = float(np.prod(system.box_nm))
+        for stage, result in stages.items():
+            th = {k: np.asarray(v)[1:] for k, v in result.thermo.items()}  # drop the start sample
+            t0 = float(result.thermo["t_ps"][0])
+            n = len(th["t_ps"])
+            values = {
+                "t_ps": th["t_ps"] - t0,
+                "stage": np.full(n, float(STAGE_IDS[stage])),
+                "potential_kJ_mol": th["potential_kJ_mol"],
+                "kinetic_kJ_mol": th["kinetic_kJ_mol"],
+                "total_kJ_mol": th["total_kJ_mol"],
+                "temperature_K": th["temperature_K"],
+                "volume_nm3": np.full(n, volume),
+                "density_g_cm3": th["density_g_cm3"],
+                "pressure_bar": th["pressure_bar"],
+            }
+            for c in THERMO_COLUMNS:
+                columns[c].append(values[c])
+        thermo = {c: np.concatenate(v) for c, v in columns.items()}
+        prod = stages["production"]
+        traj = prod.trajectory
+        t0 = float(traj.times_ps[0])
+        keep = np.arange(sample_every, len(traj.times_ps), sample_every)
+        forces = getattr(traj, "forces_kj_mol_nm", None)
+        return MDResult(
+            times_ps=np.asarray(traj.times_ps)[keep] - t0,
+            bead_positions_nm=np.asarray(traj.positions_nm)[keep],
+            bead_forces_kj_mol_nm=None if forces is None else np.asarray(forces)[keep],
+            box_nm=np.array(system.box_nm),
+            bead_masses_amu=np.full(system.n_beads, system.mass_amu),
+            thermo=thermo,
+            platform=f"torch ({prod.device})",
+            ns_per_day=ns_per_day,
+            wall_s=wall_s,
+        )
