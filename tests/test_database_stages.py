@@ -208,3 +208,36 @@ def test_stage_a_refuses_a_liquid_whose_density_still_drifts(tmp_path):
         check_equilibrated(_thermo_csv(tmp_path / "b.csv", compacting))
     with pytest.raises(StageFailure, match="evaporating"):
         check_equilibrated(_thermo_csv(tmp_path / "c.csv", compacting[::-1]))
+
+
+def _thermo_csv_with_volume(path, densities, volume_nm3):
+    lines = ["t_ps,stage,temperature_K,volume_nm3,density_g_cm3"]
+    lines += [
+        f"{0.1 * i:.1f},equilibration,298.15,{volume_nm3 * densities[0] / rho:.6f},{rho:.6f}"
+        for i, rho in enumerate(densities)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_drift_tolerance_follows_the_natural_density_fluctuation_of_the_box(tmp_path):
+    """A 9 nm³ box (40 hexanes) fluctuates by 3 % per frame: a 4 % wander between quarters is
+    noise there and passes; the same wander of a 100 nm³ box, and a 15 % one of the small box,
+    fail. The tolerance is recorded."""
+    from cgforge.database.stages import check_equilibrated, natural_density_fluctuation
+
+    assert natural_density_fluctuation(9.0, 298.15) == pytest.approx(0.030, abs=0.002)
+    assert natural_density_fluctuation(100.0, 298.15) == pytest.approx(0.0091, abs=0.0005)
+    rng = np.random.default_rng(5)
+    wander = np.r_[np.full(100, 0.64), np.full(50, 0.64), np.full(50, 0.666)]
+    wander = wander + 0.001 * rng.standard_normal(200)  # +4 % from the third to the last quarter
+    small = check_equilibrated(_thermo_csv_with_volume(tmp_path / "s.csv", wander, 9.0))
+    assert small["density_drift"] == pytest.approx(0.04, abs=0.005)
+    assert small["density_drift_tolerance"] == pytest.approx(0.09, abs=0.007)
+    with pytest.raises(StageFailure, match=r"compacting.*tolerance 2\.[78]%"):
+        check_equilibrated(_thermo_csv_with_volume(tmp_path / "l.csv", wander, 100.0))
+    jump = np.r_[np.full(150, 0.60), np.full(50, 0.70)] + 0.001 * rng.standard_normal(200)
+    with pytest.raises(StageFailure, match="compacting"):
+        check_equilibrated(_thermo_csv_with_volume(tmp_path / "j.csv", jump, 9.0))
+    with pytest.raises(InputError, match="must be positive"):
+        natural_density_fluctuation(0.0, 298.15)
