@@ -266,14 +266,74 @@ def test_nvt_bussi_holds_the_temperature(table_model):
     assert np.allclose(result.thermo["temperature_K"], 2 * k / (md.n_dof * KB_KJ_MOL_K))
 
 
-def test_virial_pressure_of_an_ideal_gas_limit():
-    # a dilute LJ gas: P close to the kinetic term n k T with a small virial correction
+def lj_pair_force(r: np.ndarray) -> np.ndarray:
+    """−dU/dr of Lennard-Jones (kJ/mol/nm; positive = repulsive)."""
+    sr6 = (SIGMA / r) ** 6
+    return 24.0 * EPS * (2.0 * sr6 * sr6 - sr6) / r
+
+
+def test_virial_and_pressure_of_isolated_pairs_match_the_analytic_sum():
+    """27 dimers 3 nm apart in a 9 nm box (no pair between dimers within the cutoff); their
+    separations span the repulsive wall, the minimum and the attractive tail, and one dimer
+    straddles the periodic boundary. W = Σ r·F(r) (F = −dU/dr), P = (2K + W)/(3V): both are
+    known exactly, so a wrong sign, a missing pair or a lost minimum image shows."""
+    rng = np.random.default_rng(5)
+    edge = 9.0
+    sites = (np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * 3
+    sites[0] = [0.1, 4.5, 4.5]  # its partner lies across the x = 0 face
+    r = 0.30 + 0.52 * np.linspace(0.0, 1.0, 27) ** 1.5  # denser on the wall
+    direction = rng.normal(size=(27, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    direction[0] = [-1.0, 0.0, 0.0]
+    pos = np.concatenate([sites, (sites + r[:, None] * direction) % edge])
+    virial = float(np.sum(r * lj_pair_force(r)))
+    assert np.sum(r < 2 ** (1 / 6) * SIGMA) >= 5 and np.sum(r > 2 ** (1 / 6) * SIGMA) >= 5
+    vel = rng.normal(scale=0.2, size=pos.shape)
+    kinetic = 0.5 * MASS * float(np.sum(vel**2))
+    for model in (
+        build_model("lj", epsilon_kj_mol=EPS, sigma_nm=SIGMA, cutoff_nm=CUTOFF),
+        TabulatedPairModel.from_potential(
+            TabulatedPotential.lj(EPS, SIGMA, np.arange(0.2, CUTOFF + 1e-9, 0.0005))
+        ),
+    ):
+        md = TorchMD(
+            model,
+            pos,
+            edge,
+            MASS,
+            timestep_fs=5.0,
+            thermostat="none",
+            velocities_nm_ps=vel,
+            device="cpu",
+        )
+        tol = 1e-9 if isinstance(model, LennardJonesModel) else 2e-3  # table: spline of U
+        assert md.virial_kj_mol == pytest.approx(virial, rel=tol), type(model).__name__
+        pressure = (2.0 * kinetic + virial) / (3.0 * edge**3) * 16.6054  # bar per kJ/mol/nm³
+        assert md.kinetic_energy() == pytest.approx(kinetic, rel=1e-12)
+        assert md.pressure_bar() == pytest.approx(pressure, rel=max(tol, 1e-5))
+
+
+def test_engine_pressure_follows_the_volume_derivative_of_the_energy_during_a_run():
+    """After 30 steps of the 100-bead liquid, the engine's pressure equals 2K/(3V) − dU/dV with
+    dU/dV from a central finite difference of the energy under a uniform scaling of positions
+    and box: the virial is that of the current configuration, not of the start."""
     model = build_model("lj", epsilon_kj_mol=EPS, sigma_nm=SIGMA, cutoff_nm=CUTOFF)
-    pos = lattice_positions(27, 6.0, 0)
-    md = TorchMD(model, pos, 6.0, MASS, timestep_fs=5.0, temperature_K=T, device="cpu")
-    k = md.kinetic_energy()
-    p_ideal = 2 * k / (3 * 216.0) * 16.6054
-    assert md.pressure_bar(k) == pytest.approx(p_ideal, rel=1e-3)
+    md = engine(model)
+    start_virial = md.virial_kj_mol
+    md.run(30, sample_interval=10)
+    pos = md.positions_nm.clone()
+    box = md.box_nm.clone()
+    h = 1e-5
+
+    def energy(scale: float) -> float:
+        return float(model(pos * scale, box * scale))
+
+    volume = BOX**3
+    d_energy_d_volume = (energy(1 + h) - energy(1 - h)) / (volume * ((1 + h) ** 3 - (1 - h) ** 3))
+    assert abs(d_energy_d_volume) * volume > 30.0, "the test needs a configuration with a virial"
+    assert abs(md.virial_kj_mol - start_virial) > 1e-3 * abs(start_virial), "beads did not move"
+    expected = (2.0 * md.kinetic_energy() / (3.0 * volume) - d_energy_d_volume) * 16.6054
+    assert md.pressure_bar() == pytest.approx(expected, rel=1e-5)
 
 
 def test_blow_up_is_reported_with_the_step():
