@@ -3,7 +3,8 @@
 Each liquid runs :func:`cgforge.workflows.references.build_reference` in
 ``runs/references/<liquid>/`` (GROMACS on CPUs; resumes from its checkpoints when the same command
 is given again) and, once finished, is copied into ``src/cgforge/data/references/<liquid>/``
-(``summary.json``, ``rdf.csv``, ``msd.csv``, ``thermo_summary.json``; no trajectories). A liquid
+(``summary.json``, ``rdf.csv``, ``msd.csv``, ``thermo_summary.json``; no trajectories), with
+the Green–Kubo viscosity of a further NVT run and the Yeh–Hummer corrected D. A liquid
 whose run fails is reported with its reason and the others go on.
 
     python benchmarks/aa_references.py                       # all eight, one after the other
@@ -23,6 +24,7 @@ from cgforge.workflows.references import (
     LIQUIDS,
     ReferenceSettings,
     build_reference,
+    measure_viscosity,
     ship_reference,
     slug,
 )
@@ -40,6 +42,9 @@ def main() -> int:
     parser.add_argument("--molecules", type=int, default=ReferenceSettings.n_molecules)
     parser.add_argument("--production-ps", type=float, default=ReferenceSettings.production_ps)
     parser.add_argument("--no-ship", action="store_true", help="build only")
+    parser.add_argument(
+        "--viscosity-ps", type=float, default=200.0, help="Green-Kubo NVT run (0: none)"
+    )
     args = parser.parse_args()
     settings = ReferenceSettings(n_molecules=args.molecules, production_ps=args.production_ps)
     failed = 0
@@ -59,6 +64,21 @@ def main() -> int:
             f" m2/s, drift {check['density_drift']:+.2%} ({'ok' if check['converged'] else 'NOT converged'})",
             flush=True,
         )
+        viscosity = None
+        if args.viscosity_ps > 0:
+            try:
+                viscosity = measure_viscosity(
+                    run_dir, run_dir.parent / "viscosity", production_ps=args.viscosity_ps
+                )
+            except CGForgeError as exc:
+                print(f"   viscosity failed: {exc}", flush=True)
+            else:
+                print(
+                    f"   viscosity {viscosity['viscosity_Pa_s'] * 1e3:.3f} ± "
+                    f"{viscosity['viscosity_err_Pa_s'] * 1e3:.3f} mPa s, D (Yeh-Hummer) "
+                    f"{viscosity['diffusion_yeh_hummer_m2_s']:.3e} m2/s",
+                    flush=True,
+                )
         if not args.no_ship:
             command = "python benchmarks/aa_references.py " + shlex.quote(name)
             ship_reference(
@@ -68,6 +88,7 @@ def main() -> int:
                     "equilibration_check": check,
                     "settings": settings.__dict__,
                     "command": command,
+                    "viscosity": viscosity,
                 },
             )
     return 1 if failed else 0

@@ -49,6 +49,11 @@ def test_build_ship_and_use_a_reference_by_name(tmp_path, monkeypatch):
     )
     run_dir, summary = refs.build_reference("benzene", tmp_path / "runs", settings)
     assert summary["equilibration_check"]["equilibration_ps"] in (10, 20)
+    viscosity = refs.measure_viscosity(
+        run_dir, tmp_path / "visc", production_ps=60, discard_ps=4
+    )
+    assert viscosity["viscosity_Pa_s"] > 0
+    assert viscosity["diffusion_yeh_hummer_m2_s"] > summary["diffusion_m2_s"]
     root = tmp_path / "shipped"
     monkeypatch.setattr(refs, "shipped_root", lambda: root)
     dest = refs.ship_reference(run_dir, root / "benzene", extra={"command": "test"})

@@ -161,6 +161,112 @@ def build_reference(
         equilibration *= 2
 
 
+def measure_viscosity(
+    run_dir: str | Path,
+    workdir: str | Path,
+    *,
+    production_ps: float = 200.0,
+    discard_ps: float = 10.0,
+    threads: int | None = None,
+    seed: int = 2026,
+) -> dict[str, Any]:
+    """Shear viscosity of a finished GROMACS reference by Green–Kubo, and its Yeh–Hummer D.
+
+    An NVT (Nosé–Hoover) run of ``production_ps`` from the reference's production start
+    (``system.gro``, ``system.top``) writes the pressure tensor every 2 steps; the first
+    ``discard_ps`` are dropped and :func:`cgforge.observables.viscosity.green_kubo_viscosity`
+    integrates the rest. Returns ``viscosity_Pa_s`` (± err), the plateau window, and the
+    finite-size corrected ``diffusion_yeh_hummer_m2_s`` (± the propagated error) of the box
+    edge ``box_nm``. Resumes from its checkpoint; the result is kept in ``viscosity.json``.
+    """
+    from cgforge.engines.gromacs import default_threads, read_energy_file, run_gmx, write_mdp
+    from cgforge.engines.gromacs import mdp_settings as gromacs_mdp
+    from cgforge.engines.md import MDProtocol
+    from cgforge.observables.msd import yeh_hummer_correction
+    from cgforge.observables.viscosity import green_kubo_viscosity
+
+    run = Path(run_dir)
+    work = Path(workdir)
+    done = work / "viscosity.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    if summary.get("engine") != "gromacs" or not (run / "system.top").exists():
+        raise InputError(f"{run} is not a GROMACS reference (system.top is missing)")
+    work.mkdir(parents=True, exist_ok=True)
+    temperature = float(summary["temperature_K"])
+    protocol = MDProtocol(
+        temperature_K=temperature,
+        equilibration_ps=0.0,
+        production_ps=production_ps,
+        production_ensemble="nvt",
+        seed=seed,
+    )
+    settings = gromacs_mdp(
+        "production", protocol, float(summary["cutoff_nm"]), n_steps=protocol.steps(production_ps)
+    )
+    settings.update(
+        {
+            "gen-vel": "yes",
+            "gen-temp": temperature,
+            "gen-seed": seed,
+            "nstcalcenergy": 2,
+            "nstenergy": 2,
+            "nstxout": 0,
+            "nstvout": 0,
+            "nstfout": 0,
+        }
+    )
+    for name in ("system.top", "system.gro"):
+        shutil.copyfile(run / name, work / name)
+    if not (work / "visc.tpr").exists():
+        write_mdp(work / "visc.mdp", settings)
+        run_gmx(
+            ["grompp", "-f", "visc.mdp", "-c", "system.gro", "-p", "system.top", "-o",
+             ".visc.tpr", "-po", "visc-out.mdp", "-maxwarn", "0"],
+            work,
+            what="grompp (viscosity)",
+        )
+        (work / ".visc.tpr").replace(work / "visc.tpr")
+    run_gmx(
+        ["mdrun", "-deffnm", "visc", "-ntmpi", "1", "-ntomp", str(threads or default_threads()),
+         "-cpt", "5", "-cpi", "visc.cpt", "-cpo", "visc.cpt"],
+        work,
+        what="mdrun (viscosity)",
+        error=SimulationError,
+    )
+    data = read_energy_file(work / "visc.edr", ["Pres-XY", "Pres-XZ", "Pres-YZ"])
+    keep = data["Time"] >= discard_ps
+    box = [float(v) for v in (work / "system.gro").read_text().splitlines()[-1].split()[:3]]
+    result = green_kubo_viscosity(
+        data["Time"][keep],
+        np.array([data[k][keep] for k in ("Pres-XY", "Pres-XZ", "Pres-YZ")]),
+        float(np.prod(box)),
+        temperature,
+    )
+    d = float(summary["diffusion_m2_s"])
+    d_err = float(summary["diffusion_err_m2_s"])
+    eta, eta_err = result.viscosity_Pa_s, result.viscosity_err_Pa_s
+    d_yh = yeh_hummer_correction(d * 1e6, box, temperature, eta) * 1e-6
+    correction = d_yh - d
+    correction_err = correction * eta_err / eta  # the correction scales as 1/η
+    out = {
+        "viscosity_Pa_s": eta,
+        "viscosity_err_Pa_s": eta_err,
+        "method": "Green-Kubo, off-diagonal pressure tensor, NVT (Nose-Hoover)",
+        "run_ps": production_ps,
+        "discard_ps": discard_ps,
+        "plateau_ps": list(result.plateau_ps),
+        "n_blocks": result.n_blocks,
+        "box_nm": box,
+        "diffusion_m2_s": d,
+        "diffusion_yeh_hummer_m2_s": d_yh,
+        "diffusion_yeh_hummer_err_m2_s": float(np.hypot(d_err, correction_err)),
+    }
+    write_json(done, out)
+    return out
+
+
 def thermo_summary(thermo_csv: str | Path) -> dict[str, Any]:
     """Means and standard errors (block averages) of a run's production thermo columns."""
     from cgforge.observables.thermo import mean_with_error
