@@ -148,7 +148,7 @@ def test_gromacs_files(run_dir, tmp_path):
     assert "GROMACS 2020" in readme and "2019" in readme
 
 
-@pytest.mark.skipif(shutil.which("gmx") is None, reason="GROMACS (gmx) is not installed")
+@pytest.mark.gromacs  # skips without gmx, fails in CI (tests/conftest.py)
 def test_gromacs_files_in_gmx(run_dir, tmp_path):
     """The topology and coordinates pass grompp; the table mdp fails exactly as README says."""
     out = tmp_path / "gmx"

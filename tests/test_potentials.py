@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import openmm
 import pytest
 
 from cgforge.errors import InputError
@@ -271,7 +272,6 @@ def test_smoothed_reduces_noise_and_keeps_consistency() -> None:
 
 
 def test_openmm_function_reproduces_table_in_openmm(lj_table: TabulatedPotential) -> None:
-    openmm = pytest.importorskip("openmm")
     smooth = lj_table.smooth_cutoff(0.2)
     tab = smooth.openmm_function()
     assert tab.min_nm == 0.0 and tab.max_nm == pytest.approx(1.2) and tab.values[-1] == 0.0
