@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import protocol_from_options
+from cgforge.cli.options import cg_engine_option, protocol_from_options
 from cgforge.cli.progress import console, stage_progress
 from cgforge.units import parse_time_ps
 
@@ -49,6 +49,7 @@ def ibi(
     platform: str = typer.Option(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
+    engine: str = cg_engine_option(),
     seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
@@ -71,6 +72,7 @@ def ibi(
         sample_interval_ps=min(0.5, run_ps / 100.0),
         platform=platform,
         seed=seed,
+        engine=engine,
     )
     with stage_progress(not quiet) as progress:
         summary = run_ibi_from_reference(
@@ -118,11 +120,12 @@ def cg(
     platform: str = typer.Option(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
+    engine: str = cg_engine_option(),
     seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
-    """One-bead CG liquid with a tabulated pair potential: OpenMM MD → RDF, D, density."""
+    """One-bead CG liquid with a tabulated pair potential: CG MD → RDF, D, density."""
     from cgforge.workflows.cg import load_reference, run_cg
 
     ref = load_reference(reference) if reference is not None else None
@@ -141,6 +144,7 @@ def cg(
         save_particles=False,
         platform=platform,
         seed=seed,
+        engine=engine,
     )
     with stage_progress(not quiet) as progress:
         summary = run_cg(
@@ -181,6 +185,8 @@ def _print_summary(summary: dict, out: Path) -> None:
         ]
     if "ns_per_day" in summary:
         rows.append(("speed", f"{summary['ns_per_day']:.1f} ns/day on {summary['platform']}"))
+    for note in summary.get("notes") or []:
+        rows.append(("note", str(note)))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cgforge.cli.options import cg_engine_option
 from cgforge.cli.progress import console, stage_progress
 
 
@@ -37,6 +38,7 @@ def compare(
     platform: str = typer.Option(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
+    engine: str = cg_engine_option(),
     seed: int = typer.Option(0, "--seed", help="Seed of every CG run."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
@@ -54,6 +56,7 @@ def compare(
             seed=seed,
             platform=platform,
             progress=progress,
+            engine=engine,
         )
     table = Table(title=f"{result['molecule']}: CG methods → {out}", show_header=True)
     for column in ("method", "status", "D_CG/D_AA", "RDF R²", "RDF deviation", "density error"):

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import typer
+
 from cgforge.engines.md import MDProtocol
 from cgforge.units import parse_time_ps
+
+#: Help of every command's CG-engine option.
+CG_ENGINE_HELP = (
+    "CG MD engine: auto (LAMMPS where installed and no CUDA GPU, else OpenMM), lammps, openmm, "
+    "torch."
+)
+
+
+def cg_engine_option(flag: str = "--engine") -> Any:
+    """The ``--engine`` option (``flag``) of a command that runs CG MD."""
+    return typer.Option("auto", flag, help=CG_ENGINE_HELP)
 
 
 def protocol_from_options(

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cgforge.cli.options import cg_engine_option
 from cgforge.cli.progress import console, stage_progress
 
 
@@ -25,6 +26,7 @@ def run(
     platform: str = typer.Option(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
+    engine: str = cg_engine_option(),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo stages that already ran in --out."
@@ -45,6 +47,7 @@ def run(
             seed=seed,
             overwrite=overwrite,
             progress=progress,
+            cg_engine=engine,
         )
     table = Table(title=f"{summary['molecule']} ({summary['preset']}) → {out}", show_header=True)
     table.add_column("")

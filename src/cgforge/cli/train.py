@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cgforge.cli.options import cg_engine_option
 from cgforge.cli.progress import console, stage_progress
 from cgforge.errors import InputError
 from cgforge.units import parse_time_ps
@@ -238,6 +239,7 @@ def predict(
     platform: str = typer.Option(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
+    engine: str = cg_engine_option(),
     seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
     md: bool = typer.Option(True, "--md/--no-md", help="Run CG MD with the prediction."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CG run."),
@@ -260,6 +262,7 @@ def predict(
             run_md=md,
             overwrite=overwrite,
             progress=progress,
+            engine=engine,
         )
     for reason in summary["ood_reasons"]:
         console.print(f"[yellow]warning:[/] out of the training distribution: {reason}")

@@ -159,6 +159,9 @@ class LammpsRunner:
         tmp = self.workdir / f".{name}.tmp"
         self.lmp.command(f"write_restart {tmp}")
         os.replace(tmp, self.workdir / name)
+        # write_restart wraps atoms into the box and rebuilds the ghost atoms, which leaves the
+        # neighbour lists stale: the next run must set up afresh (pre yes)
+        self._fresh = True
         return name
 
     # ------------------------------------------------------------------ LAMMPS set-up

@@ -67,6 +67,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cgforge.engines.cg_engine import resolved_protocol
 from cgforge.engines.md import MDProtocol, ProgressCallback
 from cgforge.errors import InputError
 from cgforge.fileio import write_text
@@ -334,7 +335,7 @@ def fit_friction(
             "the friction fit needs the model's Newtonian D: give newtonian_diffusion_m2_s or a "
             "protocol with the nvt or nve production ensemble"
         )
-    base = replace(protocol, production_friction_per_ps=None)
+    base = resolved_protocol(replace(protocol, production_friction_per_ps=None))
     if base.production_ensemble == "langevin":
         base = replace(base, production_ensemble="nvt")
     run_settings = {

@@ -55,7 +55,8 @@ Convergence
     counts. Statistical noise in both g's puts a floor under ε (``rdf_noise`` in each
     iteration's record estimates it); a tolerance below that floor cannot be met.
 
-Each iteration is an NVT run of :class:`~cgforge.engines.md.MDRunner` (Nosé–Hoover dynamics
+Each iteration is an NVT run of the CG engine ``engine`` names (:mod:`cgforge.engines.cg_engine`:
+LAMMPS, OpenMM or torch; ``auto`` is LAMMPS on CPUs, OpenMM on CUDA) (Nosé–Hoover dynamics
 at fixed volume, no NPT stage; the first ``equilibration_ps`` are discarded, the rest is
 sampled). Iteration 0 starts from a minimised jittered lattice, later ones from the last frame
 of the previous iteration (not minimised, which would quench the liquid).
@@ -65,7 +66,7 @@ MD of an unfinished iteration resumes from its own checkpoints)::
 
     ibi.json              settings that fix the iteration (a different run is refused)
     iter_NNN/potential_raw.csv, potential.csv, update.json   written before the MD
-    iter_NNN/md/          MDRunner work directory (removed when the iteration is done)
+    iter_NNN/md/          the engine's work directory (removed when the iteration is done)
     iter_NNN/rdf.csv, final_positions.npy, result.json       result.json marks it finished
     history.csv           iteration,rdf_deviation,pressure_bar,pressure_err_bar,
                           density_g_cm3,diffusion_m2_s (rewritten atomically)
@@ -78,23 +79,17 @@ import hashlib
 import json
 import math
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openmm
 from numpy.typing import ArrayLike, NDArray
 from scipy.signal import savgol_filter
 
-from cgforge.engines.cg_system import (
-    box_edges,
-    cg_topology,
-    check_cutoff,
-    create_cg_system,
-    lattice_positions,
-)
-from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback
+from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
+from cgforge.engines.cg_system import box_edges, check_cutoff, lattice_positions
+from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_text
 from cgforge.observables import MSD, RDF, fit_diffusion, mean_with_error
@@ -142,6 +137,7 @@ class IBIConfig:
     MD of each iteration: ``timestep_fs``, ``equilibration_ps`` (discarded start of the NVT
     run), ``production_ps`` (sampled), ``sample_interval_ps`` (frames for RDF and MSD),
     ``thermo_interval_ps`` (pressure samples), ``checkpoint_interval_ps``, ``platform``,
+    ``engine`` (CG engine: auto, lammps, openmm, torch; :func:`run_ibi` resolves auto),
     ``seed`` (iteration i uses seed + i), ``keep_md`` (keep each iteration's MD directory).
     """
 
@@ -167,6 +163,7 @@ class IBIConfig:
     platform: str = "auto"
     seed: int = 0
     keep_md: bool = False
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         checks = {
@@ -202,8 +199,12 @@ class IBIConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for JSON provenance."""
-        return asdict(self)
+        """Plain-data form for JSON provenance; ``engine`` only when it is not OpenMM (or the
+        unresolved ``auto``), so that OpenMM runs keep the hashes they had before the field."""
+        out = asdict(self)
+        if out["engine"] in ("auto", "openmm"):
+            del out["engine"]
+        return out
 
     def protocol(self, temperature_K: float, iteration: int) -> MDProtocol:
         """The NVT :class:`MDProtocol` of one iteration (no NPT stage: volume stays fixed).
@@ -230,6 +231,7 @@ class IBIConfig:
             checkpoint_interval_ps=self.checkpoint_interval_ps,
             platform=self.platform,
             seed=self.seed + iteration,
+            engine=self.engine,
         )
 
 
@@ -804,22 +806,20 @@ class _IBIRun:
         return np.load(_iter_dir(self.workdir, i - 1) / "final_positions.npy")
 
     def _simulate(self, i: int, table: TabulatedPotential) -> MDResult:
-        n = self.s.n_beads
-        system = create_cg_system(table, n, self.s.box_nm, self.s.mass_amu)
-        runner = MDRunner(
-            system,
-            cg_topology(n, self.s.box_nm),
-            self._start_positions(i),
+        system = CGSystem(
+            table,
+            self.s.n_beads,
             self.s.box_nm,
-            np.arange(n),
+            self.s.mass_amu,
+            positions_nm=self._start_positions(i),
+            label=f"the potential of IBI iteration {i}",
+        )
+        return run_cg_md(
+            system,
             self.c.protocol(self.s.temperature_K, i),
             _iter_dir(self.workdir, i) / "md",
             progress=self.progress,
         )
-        try:
-            return runner.run()
-        except openmm.OpenMMException as exc:
-            raise SimulationError(f"OpenMM stopped IBI iteration {i}: {exc}") from exc
 
     def _measure(self, i: int, result: MDResult) -> tuple[IBIIteration, RDFResult]:
         c, s = self.c, self.s
@@ -997,7 +997,7 @@ def run_ibi(
         Standard error of the target pressure, bar (widens the pressure criterion).
     progress:
         Callback ``(stage, done, total, ns_per_day)``; MD stages come from
-        :class:`MDRunner`, and ``("ibi", iterations done, max_iterations, ns/day)`` after
+        :meth:`CGEngine.run`, and ``("ibi", iterations done, max_iterations, ns/day)`` after
         each finished iteration.
 
     Raises
@@ -1009,6 +1009,8 @@ def run_ibi(
         A CG run blew up or lost all overlap with the target.
     """
     config = IBIConfig() if config is None else config
+    if isinstance(config, IBIConfig):
+        config = replace(config, engine=resolve_engine_name(config.engine))
     setup = _setup(
         target_rdf,
         temperature_K,

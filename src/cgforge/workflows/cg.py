@@ -2,10 +2,11 @@
 
 ``run_cg``
     A tabulated potential (``r_nm,U_kJ_mol,F_kJ_mol_nm`` CSV, or any format of
-    :mod:`cgforge.potentials.io`) → N beads of one mass on a jittered lattice → OpenMM MD
-    (minimise, NPT equilibration, production at the NPT mean volume: the protocol of
-    :class:`~cgforge.engines.md.MDRunner`) → RDF, MSD/D, density, pressure, compared with an
-    all-atom reference directory when one is given.
+    :mod:`cgforge.potentials.io`) → N beads of one mass on a jittered lattice → CG MD on the
+    engine ``protocol.engine`` names (:mod:`cgforge.engines.cg_engine`: LAMMPS, OpenMM or
+    torch; ``auto`` = LAMMPS on CPUs, OpenMM on CUDA) (minimise, NPT equilibration, production
+    at the NPT mean volume: the protocol of :class:`~cgforge.engines.md.MDRunner`) → RDF,
+    MSD/D, density, pressure, compared with an all-atom reference directory when one is given.
 
 ``run_ibi_from_reference``
     An all-atom reference directory (``cgforge aa`` / ``cgforge analyze`` output) →
@@ -22,7 +23,12 @@ run directory a valid reference directory itself):
 * ``rdf_r2``: R² of g_CG against g_AA over the common range of both RDFs;
 * ``density_error``: (ρ_CG − ρ_AA) / ρ_AA, with ρ_CG the NPT density of the CG model at the
   reference's barostat pressure;
-* ``converged``, ``iterations`` (IBI only).
+* ``converged``, ``iterations`` (IBI only);
+* ``engine``: the CG engine that ran the production.
+
+``notes`` flags a measured production temperature off its target by more than its standard
+error plus :data:`TEMPERATURE_TOLERANCE` (a time step too long for the potential, or a
+thermostat that cannot hold it).
 
 Reference fields are ``None`` when no reference is given.
 """
@@ -32,21 +38,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openmm
 
-from cgforge.engines.cg_system import (
-    box_edges,
-    cg_topology,
-    create_cg_system,
-    lattice_positions,
+from cgforge.engines.cg_engine import (
+    CGSystem,
+    resolve_engine_name,
+    resolved_protocol,
+    run_cg_md,
 )
-from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback, write_thermo_csv
-from cgforge.errors import InputError, SimulationError
+from cgforge.engines.cg_system import box_edges
+from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
+from cgforge.errors import InputError
 from cgforge.methods.ibi import IBIConfig, IBIResult, rdf_deviation, rdf_r2, run_ibi
 from cgforge.observables import mean_with_error
 from cgforge.observables.rdf import RDFResult
@@ -76,6 +82,9 @@ DEFAULT_CG_TIMESTEP_FS = 5.0
 #: Default NPT equilibration and production of the CG run after IBI, ps.
 DEFAULT_IBI_EQUILIBRATION_PS = 50.0
 DEFAULT_IBI_PRODUCTION_PS = 500.0
+#: Relative deviation of the measured production temperature from its target (beyond the
+#: measurement's standard error) that ``notes`` reports.
+TEMPERATURE_TOLERANCE = 0.01
 
 
 # ====================================================================== the reference
@@ -250,25 +259,28 @@ def _simulate(
     protocol: MDProtocol,
     workdir: Path,
     progress: ProgressCallback | None,
+    label: str = "the CG potential",
 ) -> MDResult:
-    system = create_cg_system(potential, n_beads, box_nm, mass_amu)
-    runner = MDRunner(
-        system,
-        cg_topology(n_beads, box_nm),
-        lattice_positions(n_beads, box_nm, protocol.seed),
-        box_nm,
-        np.arange(n_beads),
-        protocol,
-        workdir,
-        progress=progress,
+    system = CGSystem(potential, n_beads, box_nm, mass_amu, label=label)
+    return run_cg_md(system, protocol, workdir, progress=progress)
+
+
+def temperature_note(
+    target_K: float, measured_K: float, measured_err_K: float, stage: str = "production"
+) -> str | None:
+    """A note when the measured temperature misses ``target_K`` by more than its standard
+    error plus :data:`TEMPERATURE_TOLERANCE` of the target (None when it does not)."""
+    if not (math.isfinite(measured_K) and target_K > 0):
+        return None
+    err = measured_err_K if math.isfinite(measured_err_K) else 0.0
+    bound = err + TEMPERATURE_TOLERANCE * target_K
+    if abs(measured_K - target_K) <= bound:
+        return None
+    return (
+        f"the {stage} ran at {measured_K:.1f} ± {err:.1f} K against a {target_K:g} K target "
+        f"(off by more than its error + {TEMPERATURE_TOLERANCE:.0%}): the time step is too long "
+        "for this potential or the thermostat cannot hold it; shorten --timestep"
     )
-    try:
-        return runner.run()
-    except openmm.OpenMMException as exc:
-        hint = ""
-        if "box" in str(exc).lower() and "cutoff" in str(exc).lower():
-            hint = " (the NPT box shrank below twice the cutoff: use more beads)"
-        raise SimulationError(f"OpenMM stopped the CG run: {exc}{hint}") from exc
 
 
 def _analyse(
@@ -348,13 +360,17 @@ def _produce(
     """CG production in ``rundir``, analysis, files and summary.json (written last)."""
     out = rundir.path
     write_csv(out / "potential.csv", potential, provenance=f"cgforge CG potential of {name}")
-    result = _simulate(potential, mass_amu, n_beads, box_nm, protocol, rundir.work / "md", progress)
+    result = _simulate(
+        potential, mass_amu, n_beads, box_nm, protocol, rundir.work / "md", progress, label=name
+    )
     traj, analysis, series = _analyse(result, reference)
     write_results(out, analysis, traj, title=f"{name}: one-bead CG model")
     write_thermo_csv(out / "thermo.csv", result.thermo)
     prod = result.thermo["stage"] == 1
     pressure, pressure_err = mean_with_error(result.thermo["pressure_bar"][prod])
     temperature, temperature_err = mean_with_error(result.thermo["temperature_K"][prod])
+    note = temperature_note(protocol.temperature_K, temperature, temperature_err)
+    notes = [*notes, note] if note is not None else list(notes)
     summary: dict[str, Any] = {
         "molecule": name,
         "source": "cgforge cg",
@@ -374,6 +390,7 @@ def _produce(
         "cutoff_nm": potential.cutoff_nm,
         "production_ensemble": protocol.production_ensemble,
         "production_ps": protocol.production_ps,
+        "engine": protocol.engine,
         "platform": result.platform,
         "ns_per_day": result.ns_per_day,
         "wall_s": result.wall_s,
@@ -422,8 +439,9 @@ def run_cg(
 
     ``mass_amu`` and ``n_beads`` default to the reference's bead mass and molecule count; the
     start box comes from ``density_g_cm3`` or ``box_nm`` (not both), else the reference's
-    density. ``protocol`` runs as in :class:`MDRunner` (NPT equilibration at
-    ``protocol.pressure_bar``, production at the NPT mean volume). Rerunning into the same
+    density. ``protocol`` runs on the CG engine it names (``auto`` resolved here and recorded
+    in the run's configuration) as in :class:`~cgforge.engines.md.MDRunner` (NPT
+    equilibration at ``protocol.pressure_bar``, production at the NPT mean volume). Rerunning into the same
     ``out`` resumes; a finished run returns its summary.
     """
     path = Path(potential_csv)
@@ -453,7 +471,8 @@ def run_cg(
         box = box_from_density(n, mass, reference.density_g_cm3)
     else:
         raise InputError("give the start density with --density (g/cm3) or --box (nm)")
-    create_cg_system(potential, n, box, mass)  # checks mass, beads and cutoff before any work
+    CGSystem(potential, n, box, mass)  # checks mass, beads and cutoff before any work
+    protocol = resolved_protocol(protocol)
     config = {
         "potential_file": str(path.resolve()),
         "potential_sha256": _sha256(path),
@@ -502,6 +521,7 @@ def ibi_production_protocol(
         platform=config.platform,
         seed=config.seed,
         save_particles=False,
+        engine=config.engine,
     )
 
 
@@ -530,6 +550,7 @@ def run_ibi_from_reference(
     config = IBIConfig() if config is None else config
     if not isinstance(config, IBIConfig):
         raise InputError(f"config must be an IBIConfig, got {type(config).__name__}")
+    config = replace(config, engine=resolve_engine_name(config.engine))
     n = reference.n_molecules if n_beads is None else _beads(n_beads)
     mass = reference.bead_mass_amu
     box = box_from_density(n, mass, reference.density_g_cm3)

@@ -413,13 +413,15 @@ def run_compare(
     seed: int = 0,
     platform: str = "auto",
     progress: ProgressCallback | None = None,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """Run the methods on one all-atom reference and write the comparison into ``out``.
 
     ``preset``: a name of :data:`COMPARE_PRESETS`, a :class:`CompareSettings` or a ``cgforge
     run`` :class:`~cgforge.workflows.run.Preset`; ``model_dir``: the trained mobility model
     (required for ``ml``); ``alpha_model``: a predicted acceleration factor for ``rescale``
-    (None: α measured on the IBI run); ``seed`` and ``platform`` apply to every CG run.
+    (None: α measured on the IBI run); ``seed``, ``platform`` and the CG ``engine`` (auto,
+    lammps, openmm, torch) apply to every CG run.
     Rerunning into the same ``out`` resumes every method where it stopped. Returns the
     comparison (also ``comparison.json``); a method that fails gets a ``failed`` row.
     """
@@ -436,7 +438,7 @@ def run_compare(
         if not Path(model_dir).exists():
             raise InputError(f"model directory {model_dir} not found")
     out.mkdir(parents=True, exist_ok=True)
-    ibi_config = replace(settings.ibi, platform=platform, seed=seed)
+    ibi_config = replace(settings.ibi, platform=platform, seed=seed, engine=engine)
     n_beads = reference.n_molecules if settings.n_beads is None else int(settings.n_beads)
     ctx = _Context(reference, out, settings, ibi_config, n_beads, progress)
     runners: dict[str, Callable[[], dict[str, Any]]] = {

@@ -72,6 +72,7 @@ _CG_KEYS = (
     "rdf_r2",
     "density_error",
     "ns_per_day",
+    "engine",
     "platform",
 )
 
@@ -166,6 +167,7 @@ def run_predict(
     platform: str = "auto",
     seed: int = 0,
     run_md: bool = True,
+    engine: str = "auto",
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
@@ -173,8 +175,8 @@ def run_predict(
     module docstring for the files). The CG run uses ``n_beads`` beads (default: the
     reference's molecules) of the reference's bead mass, starts at its density, equilibrates
     ``equilibration_ps`` under NPT at its barostat pressure and runs ``production_ps`` of
-    Nosé–Hoover NVT at its temperature. ``model_dir`` None takes the model shipped with
-    cgforge. Returns the summary (also ``OUT/summary.json``)."""
+    Nosé–Hoover NVT at its temperature, on the CG engine ``engine`` (auto, lammps, openmm,
+    torch). ``model_dir`` None takes the model shipped with cgforge. Returns the summary (also ``OUT/summary.json``)."""
     from cgforge.methods.mobility.model_io import resolve_model_dir
     from cgforge.workflows.aa import default_protocol
 
@@ -195,6 +197,7 @@ def run_predict(
             platform=platform,
             seed=seed,
             save_particles=False,
+            engine=engine,
         )
         if run_md
         else None

@@ -83,8 +83,11 @@ def run_pipeline(
     seed: int = 0,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    cg_engine: str = "auto",
 ) -> dict[str, Any]:
-    """Run the three stages into ``out`` and write ``report.html`` and ``summary.json``."""
+    """Run the three stages into ``out`` and write ``report.html`` and ``summary.json``.
+
+    ``cg_engine`` runs IBI and the CG production (auto, lammps, openmm, torch)."""
     settings = get_preset(preset) if isinstance(preset, str) else preset
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -99,7 +102,7 @@ def run_pipeline(
     )
     aa_config = AAConfig(molecule=molecule, n_molecules=settings.n_molecules, protocol=protocol)
     aa_summary = run_aa(aa_config, out / "aa", overwrite=overwrite, progress=progress)
-    ibi_config = replace(settings.ibi, platform=platform, seed=seed)
+    ibi_config = replace(settings.ibi, platform=platform, seed=seed, engine=cg_engine)
     cg_summary = run_ibi_from_reference(
         out / "aa",
         out / "cg",
