@@ -152,6 +152,7 @@ def _fake_predictor(monkeypatch, make_potential) -> None:
 
     module = types.ModuleType("cgforge.workflows.predict")
     module.predict_potential = predict_potential
+    module.load_mobility_model = lambda model_dir: None  # run_compare's check before any run
     monkeypatch.setitem(sys.modules, "cgforge.workflows.predict", module)
 
 

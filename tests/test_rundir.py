@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from cgforge.errors import InputError
@@ -21,7 +23,9 @@ def test_lifecycle_new_resume_complete(tmp_path):
 
 def test_other_configuration_is_refused_with_the_difference(tmp_path):
     out = tmp_path / "run"
-    RunDirectory(out, {"protocol": {"production_ps": 10.0}, "seed": 1}).prepare()
+    first = RunDirectory(out, {"protocol": {"production_ps": 10.0}, "seed": 1})
+    first.prepare()
+    (first.work / "production-0.chk").write_bytes(b"progress")
     with pytest.raises(InputError, match=r"differs in: protocol\.production_ps"):
         RunDirectory(out, {"protocol": {"production_ps": 20.0}, "seed": 1}).prepare()
     assert (
@@ -37,3 +41,26 @@ def test_foreign_directory_is_refused(tmp_path):
     with pytest.raises(InputError, match="not a cgforge run directory"):
         RunDirectory(tmp_path, {"x": 1}).prepare()
     assert (tmp_path / "notes.txt").exists()
+
+
+def test_a_run_that_wrote_only_its_configuration_gives_way_to_another(tmp_path):
+    """A run that failed on its input (an unknown molecule) left only its configuration: the
+    corrected command takes the directory; one with results or checkpoints is refused."""
+    out = tmp_path / "run"
+    RunDirectory(out, {"molecule": "unobtainium"}).prepare()
+    assert RunDirectory(out, {"molecule": "hexane"}).prepare() == "new"
+    assert "hexane" in (out / ".cgforge" / "config.json").read_text()
+    (out / "rdf.csv").write_text("r_nm,g\n")
+    with pytest.raises(InputError, match="another configuration"):
+        RunDirectory(out, {"molecule": "benzene"}).prepare()
+
+
+@pytest.mark.parametrize("parent_kind", ["file", "proc"])
+def test_an_out_that_cannot_be_created_is_one_input_error(tmp_path, parent_kind):
+    if parent_kind == "file":
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "run"
+    else:
+        out = Path("/proc/cgforge-run")
+    with pytest.raises(InputError, match=r"cannot create the run directory --out .*writable"):
+        RunDirectory(out, {"x": 1}).prepare()

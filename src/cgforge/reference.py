@@ -58,6 +58,7 @@ class ReferenceAnalysis:
             "diffusion_fit_window_ps": [d.fit_start_ps, d.fit_end_ps],
             "diffusion_method": d.method,
             "msd_loglog_slope": d.slope_loglog,
+            "diffusion_warning": d.warning or None,
             "rdf_r_max_nm": float(self.rdf.r_max_nm),
             "rdf_bin_width_nm": float(self.rdf.bin_width_nm),
             "n_frames": int(self.rdf.n_frames),

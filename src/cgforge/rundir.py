@@ -56,8 +56,8 @@ class RunDirectory:
                     f"--out {self.path} exists and is not a cgforge run directory; choose a new path"
                 )
             stored = json.loads(marker.read_text())
-            if self.overwrite:
-                shutil.rmtree(self.path)
+            if self.overwrite or (stored.get("hash") != self.hash and self._nothing_done()):
+                shutil.rmtree(self.path)  # nothing done: a run that failed before it began
             elif stored.get("hash") != self.hash:
                 changed = _differences(stored.get("config", {}), self.config)
                 raise InputError(
@@ -68,9 +68,22 @@ class RunDirectory:
                 return "complete"
             else:
                 return "resume"
-        self.work.mkdir(parents=True, exist_ok=True)
-        write_json(marker, {"hash": self.hash, "config": self.config})
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+            write_json(marker, {"hash": self.hash, "config": self.config})
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the run directory --out {self.path}: "
+                f"{exc.strerror or exc}; give a writable directory path"
+            ) from exc
         return "new"
+
+    def _nothing_done(self) -> bool:
+        """True when the directory holds only the configuration of a run that wrote nothing
+        else (one that failed on its input): a corrected command may take the directory."""
+        outside = {p.name for p in self.path.iterdir()}
+        inside = {p.name for p in self.work.iterdir()} if self.work.is_dir() else set()
+        return outside == {WORK} and inside == {"config.json"}
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.summary_path, summary)

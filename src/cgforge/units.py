@@ -53,17 +53,20 @@ _TIME_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zA
 def parse_time_ps(text: str | float | int, *, what: str = "time", allow_zero: bool = True) -> float:
     """Parse a time with its unit (``"2ns"``, ``"500 ps"``, ``"1fs"``) into ps.
 
-    A bare number is refused because its unit would be a guess.
+    A bare number is refused because its unit would be a guess; the hint suggests fs for a
+    time step (``what`` naming one) and ps otherwise.
     """
+    unit_hint = "fs" if "timestep" in what.replace(" ", "").replace("_", "").lower() else "ps"
     if isinstance(text, int | float):
         raise InputError(
-            f"{what} {text!r} has no unit; write it with one, e.g. '{text}ps' or '{text}ns'"
+            f"{what} {text!r} has no unit; write it with one, e.g. '{text}{unit_hint}'"
+            + ("" if unit_hint == "fs" else f" or '{text}ns'")
         )
     match = _TIME_RE.match(str(text))
     if match is None:
         if re.match(r"^\s*[-+]?[\d.]+(?:[eE][-+]?\d+)?\s*$", str(text)):
             raise InputError(
-                f"{what} '{text}' has no unit; write it with one, e.g. '{text.strip()}ps'"
+                f"{what} '{text}' has no unit; write it with one, e.g. '{text.strip()}{unit_hint}'"
             )
         raise InputError(
             f"cannot read {what} '{text}'; write a number with a unit, e.g. '2ns' or '500ps'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cgforge.cli.options import protocol_from_options
@@ -168,4 +169,4 @@ def _print_summary(summary: dict, out: Path) -> None:
         table.add_row(key, value)
     console.print(table)
     for note in summary.get("notes", []):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)

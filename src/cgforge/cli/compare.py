@@ -75,5 +75,13 @@ def compare(
     console.print(table)
     for row in result["rows"]:
         if row["status"] != "ok" and row.get("notes"):
-            console.print(f"{row['method']}: {row['notes']}", highlight=False)
+            console.print(f"{row['method']}: {row['notes']}", highlight=False, markup=False)
     console.print(f"table: {Path(out) / 'comparison.csv'}, figure: {Path(out) / 'comparison.png'}")
+    failed = [row["method"] for row in result["rows"] if row["status"] == "failed"]
+    if failed and len(failed) == len(result["rows"]):
+        from cgforge.errors import SimulationError
+
+        raise SimulationError(
+            f"every requested method failed ({', '.join(failed)}); see the reasons above and "
+            f"in {Path(out) / 'comparison.csv'}"
+        )

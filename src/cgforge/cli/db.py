@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from cgforge.cli.options import cg_engine_option
 from cgforge.cli.progress import console
 
 db_app = typer.Typer(
@@ -28,7 +29,13 @@ def init(
     """Create an empty database with the default learning grids (RDF and potential, nm)."""
     from cgforge.database.stages import database_grids
     from cgforge.database.store import Database
+    from cgforge.errors import InputError
 
+    if database.exists():
+        raise InputError(
+            f"database '{database}' already exists; generate into it as it is (cgforge db "
+            "generate), or give a new path"
+        )
     with Database.init(database, database_grids()) as db:
         sizes = ", ".join(f"{name} {len(g['values'])} points" for name, g in db.grids.items())
     console.print(f"created {database} (grids: {sizes})", highlight=False)
@@ -67,6 +74,7 @@ def status(
                 f"  {row['key'][:12]}  stage {row['stage']}  {row['molecule']}  "
                 f"(attempts {row['attempts']}): {row['error']}",
                 highlight=False,
+                markup=False,
                 soft_wrap=True,
             )
 
@@ -75,13 +83,21 @@ def status(
 def export(
     database: Path = typer.Argument(..., help="Database file."),
     fmt: str = typer.Option("npz", "--format", help="npz (arrays + CSV table) or parquet."),
-    out: Path = typer.Option(..., "--out", help="Output directory."),
+    out: Path = typer.Option(..., "--out", help="Output directory (new or empty)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Write into a non-empty --out (replaces files of same name)."
+    ),
 ) -> None:
     """Done records per stage: stacked arrays with grids (stage_<S>.npz) and a scalar table."""
     from cgforge.database.store import Database
+    from cgforge.errors import InputError
 
     with Database.open(database, readonly=True) as db:
-        result = db.export_npz(out, format=fmt)
+        try:
+            result = db.export_npz(out, format=fmt, overwrite=overwrite)
+        except InputError as exc:  # name the flags
+            message = str(exc).replace("export directory", "--out")
+            raise InputError(message.replace("pass overwrite", "add --overwrite")) from None
     for path in result["files"]:
         console.print(f"wrote {path}", highlight=False)
     if not result["files"]:
@@ -176,6 +192,7 @@ class _GenerateProgress:
                 self.progress.console.print(
                     f"stage {event.stage} {event.key[:12]} failed: {event.error}",
                     highlight=False,
+                    markup=False,
                     soft_wrap=True,
                 )
             return
@@ -186,7 +203,7 @@ class _GenerateProgress:
         if event.error:
             text += f": {event.error}"
         counts = f"done {event.done}, failed {event.failed}" + (f", {rate.strip()}" if rate else "")
-        console.print(f"{text}  ({counts})", highlight=False, soft_wrap=True)
+        console.print(f"{text}  ({counts})", highlight=False, soft_wrap=True, markup=False)
 
 
 @db_app.command("generate")
@@ -235,6 +252,7 @@ def generate(
     engine: str = typer.Option(
         "auto", "--engine", help="All-atom engine of stage A: auto, openmm, gromacs."
     ),
+    cg_engine: str = cg_engine_option("--cg-engine"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed records again."),
     connect_timeout: float = typer.Option(
         10.0, "--connect-timeout", help="Seconds to wait for a --scheduler address to answer."
@@ -266,6 +284,7 @@ def generate(
                 cluster_config=cluster_config,
                 platform=platform,
                 engine=engine,
+                cg_engine=cg_engine,
                 retry_failed=retry_failed,
                 progress=None if quiet else display,
                 connect_timeout_s=connect_timeout,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cgforge.cli.progress import console
 
@@ -56,7 +57,7 @@ def export(
         soft_wrap=True,
     )
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if result.format == "gromacs":
         console.print(
             "[yellow]note:[/] GROMACS 2020 and later cannot run user tables for non-bonded "

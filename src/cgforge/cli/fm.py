@@ -281,7 +281,7 @@ def study(
     run_dirs: list[Path] = typer.Argument(
         ..., help="All-atom run directories with mapped forces (cgforge aa ... --forces)."
     ),
-    grid: Path = typer.Option(..., "--grid", help="YAML grid: name: [values] (see docs)."),
+    grid: Path = typer.Option(..., "--grid", help="YAML grid: name: \\[values] (see docs)."),
     out: Path = typer.Option(..., "--out", help="Study directory."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing study."),

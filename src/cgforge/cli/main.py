@@ -6,6 +6,7 @@ import sys
 import warnings
 
 import typer
+from rich.markup import escape
 
 from cgforge import __version__
 from cgforge.cli import aa as aa_commands
@@ -47,27 +48,46 @@ def _root(
         raise typer.Exit()
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The parser's usage-error classes: typer's own where typer vendors click (click need not
+    be installed then), else click's (an older typer depends on click)."""
+    if hasattr(typer, "TyperException"):
+        return (typer.TyperException,)
+    import click  # an older typer: click is its dependency
+
+    return (click.ClickException,)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user-caused errors print one line and exit with status 2."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         result = app(args=argv, standalone_mode=False)
     except CGForgeError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted: rerun the same command to resume from the last checkpoint")
         return 130
+    except OSError as exc:  # the file system refused: a path the user gave, full disk, rights
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        reason = exc.strerror or str(exc)
+        console.print(
+            f"[bold red]error:[/] {escape(reason)}{escape(where)}; check the paths given and "
+            "that they are writable",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 2
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
         return 1
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors of the command line parser
+        if isinstance(exc, _usage_errors()) and hasattr(exc, "show"):
             exc.show()
-            return exc.exit_code
+            return int(getattr(exc, "exit_code", 2))
         raise
     if result == 130:  # typer's answer to Ctrl-C when it handles the interrupt itself
         console.print("interrupted: rerun the same command to resume from the last checkpoint")

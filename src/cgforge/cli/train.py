@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cgforge.cli.options import cg_engine_option
-from cgforge.cli.progress import console, stage_progress
+from cgforge.cli.progress import console, line_progress, stage_progress
 from cgforge.errors import InputError
 from cgforge.units import parse_time_ps
 
@@ -32,6 +33,14 @@ def _epoch_progress(enabled: bool) -> Iterator[Any]:
     """A callback ``(label, epoch, max_epochs)`` that drives one bar per network member."""
     if not enabled:
         yield None
+        return
+    if not console.is_terminal:  # a log: lines at the start and each quarter of a member
+        lines = line_progress(unit="epochs")
+
+        def line(label: str, done: int, total: int) -> None:
+            lines(label, done, total, 0.0)
+
+        yield line
         return
     progress = Progress(
         TextColumn("[bold]{task.description:<28}"),
@@ -231,7 +240,10 @@ def predict(
     ),
     out: Path = typer.Option(..., "--out", help="Output directory."),
     beads: int = typer.Option(
-        None, "--beads", help="CG beads (default: the reference's molecules)."
+        None,
+        "--beads",
+        help="CG beads (default: the reference's molecules, or more where the potential's "
+        "cutoff needs a larger box).",
     ),
     equilibrate: str = typer.Option("20ps", "--equilibrate", help="NPT equilibration of CG MD."),
     production: str = typer.Option("100ps", "--production", help="CG production, e.g. 500ps."),
@@ -265,9 +277,12 @@ def predict(
             engine=engine,
         )
     for reason in summary["ood_reasons"]:
-        console.print(f"[yellow]warning:[/] out of the training distribution: {reason}")
+        console.print(
+            f"[yellow]warning:[/] out of the training distribution: {escape(reason)}",
+            highlight=False,
+        )
     if summary["status"] == "failed":
-        console.print(f"[bold red]failed:[/] {summary['reason']}", highlight=False)
+        console.print(f"[bold red]failed:[/] {escape(summary['reason'])}", highlight=False)
         raise typer.Exit(1)
     table = Table(title=f"{summary['molecule']} → {out}", show_header=False)
     band = summary["prediction"]

@@ -447,6 +447,7 @@ def run_record(
     platform: str = "auto",
     engine: str = "openmm",
     threads: int = 1,
+    cg_engine: str = "auto",
 ) -> tuple[Any, ...]:
     """Simulate one record (a Dask task; also callable directly).
 
@@ -454,7 +455,8 @@ def run_record(
     spec (None for stage A); ``workdir``: the record's work directory (a rerun resumes from
     its checkpoints); ``grids``: :meth:`LearningGrids.to_dict` of the database; ``platform``:
     OpenMM platform; ``engine``: all-atom engine of stage A (``"openmm"`` or ``"gromacs"``);
-    ``threads``: CPU threads the simulation may use.
+    ``threads``: CPU threads the simulation may use; ``cg_engine``: CG MD engine of IBI and
+    stage B (:mod:`cgforge.engines.cg_engine`).
 
     Returns ``("done", scalars, arrays, provenance)`` or ``("failed", reason)``; never raises
     for a simulation problem. An unexpected error is returned as ``("failed", "internal error:
@@ -474,13 +476,13 @@ def run_record(
         stage = spec.get("stage")
         if stage == "A":
             scalars, arrays, provenance = run_stage_a(
-                spec, work, learning, platform=platform, engine=engine
+                spec, work, learning, platform=platform, engine=engine, cg_engine=cg_engine
             )
         elif stage == "B":
             if parent is None:
                 raise InputError("a stage-B record needs its parent record")
             scalars, arrays, provenance = run_stage_b(
-                spec, parent, work, learning, platform=platform
+                spec, parent, work, learning, platform=platform, cg_engine=cg_engine
             )
         else:
             raise InputError(f"unknown stage {stage!r} in a record specification")
@@ -571,6 +573,7 @@ class GenerateReport:
     requeued_running: int = 0
     requeued_failed: int = 0
     notes: list[str] = field(default_factory=list)
+    cg_engine: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready) including records/hour per stage."""
@@ -718,12 +721,14 @@ class _Runner:
         engine: str,
         threads: int,
         progress: ProgressCallback | None,
+        cg_engine: str = "auto",
     ) -> None:
         self.db = db
         self.executor = executor
         self.platform = platform
         self.engine = engine
         self.threads = threads
+        self.cg_engine = cg_engine
         self.progress = progress
         self.grids = learning_grids(db).to_dict()
         self.database = db.path.resolve()
@@ -783,6 +788,7 @@ class _Runner:
                         self.platform,
                         self.engine,
                         self.threads,
+                        self.cg_engine,
                         key=f"cgforge-{stage}-{key[:12]}-{uuid.uuid4().hex[:8]}",
                         pure=False,
                         resources=self.executor.resources,
@@ -890,6 +896,7 @@ def generate(
     engine: str = "auto",
     retry_failed: bool = False,
     progress: ProgressCallback | None = None,
+    cg_engine: str = "auto",
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
     allowed_failures: int = ALLOWED_FAILURES,
 ) -> GenerateReport:
@@ -904,7 +911,9 @@ def generate(
     (:mod:`cgforge.database.plan`). ``scheduler``, ``workers``, ``threads``,
     ``cluster_config``: see the module docstring; ``platform``: OpenMM platform (``auto``,
     ``cpu``, ``cuda``, ``reference``); ``engine``: all-atom engine of stage A (``auto``:
-    :func:`cgforge.workflows.aa.resolve_engine`); ``retry_failed``: put failed records back to
+    :func:`cgforge.workflows.aa.resolve_engine`); ``cg_engine``: CG MD engine of IBI and
+    stage B (``auto``: :func:`cgforge.engines.cg_engine.resolve_engine_name`, resolved here so
+    that every worker runs the same one); ``retry_failed``: put failed records back to
     pending first; ``progress``: called with a :class:`ProgressEvent` at each stage start and
     each finished record. ``allowed_failures``: worker deaths a task survives (clusters
     cgforge starts).
@@ -963,6 +972,9 @@ def generate(
         derived_seed(seed, PURPOSE_MASS, 0)  # checks the seed before anything starts
         plan_a = []
     aa_engine = resolve_engine(engine, platform)
+    from cgforge.engines.cg_engine import resolve_engine_name
+
+    cg_engine = resolve_engine_name(cg_engine)
     if kind == "slurm":  # a missing or bad cluster file fails before anything starts
         if cluster_config is None:
             raise InputError(
@@ -987,6 +999,7 @@ def generate(
         stages={"A": StageReport("A", planned=len(plan_a)), "B": StageReport("B")},
         counts={},
         wall_s=0.0,
+        cg_engine=cg_engine,
     )
     with contextlib.ExitStack() as stack:
         executor: _Executor | None = None
@@ -1017,7 +1030,7 @@ def generate(
             report.workers = executor.slots()
             runner = _Runner(
                 db, executor, platform=platform, engine=aa_engine, threads=threads,
-                progress=progress,
+                progress=progress, cg_engine=cg_engine,
             )  # fmt: skip
             runner.run("A", report.stages["A"])
             if mass_runs:

@@ -69,7 +69,7 @@ RDF_GRID = "rdf"
 POTENTIAL_GRID = "potential"
 
 #: IBIConfig fields that do not change the physics of a record and stay out of its spec.
-_RUNTIME_IBI_FIELDS = ("platform", "seed", "keep_md")
+_RUNTIME_IBI_FIELDS = ("platform", "seed", "keep_md", "engine")
 _SETTING_KEYS = (
     "name",
     "n_molecules",
@@ -352,9 +352,11 @@ def run_stage_a(
     *,
     platform: str = "auto",
     engine: str = "openmm",
+    cg_engine: str = "auto",
 ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
     """Simulate a stage-A record in ``workdir`` (resumable); returns ``(scalars, arrays,
-    provenance)`` for :meth:`Database.complete`.
+    provenance)`` for :meth:`Database.complete`. ``engine`` runs the all-atom MD, ``cg_engine``
+    the IBI iterations and the CG production (:mod:`cgforge.engines.cg_engine`).
 
     Raises :class:`StageFailure` when the AA or CG simulation fails or gives no usable result.
     """
@@ -386,7 +388,7 @@ def run_stage_a(
         engine=engine,
         randomize={"seed": int(spec["draw_seed"]), "ranges": ranges.to_dict()},
     )
-    ibi_config = IBIConfig(**settings["ibi"], platform=platform, seed=seed)
+    ibi_config = IBIConfig(**settings["ibi"], platform=platform, seed=seed, engine=cg_engine)
     molecule = load_molecule(spec["molecule"], seed=seed)
     names, features = parameter_vector(
         molecule, draw_parameters(molecule, ranges, int(spec["draw_seed"]))
@@ -475,9 +477,11 @@ def run_stage_b(
     grids: LearningGrids,
     *,
     platform: str = "auto",
+    cg_engine: str = "auto",
 ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
     """CG MD of the parent's potential at ``spec["mass_amu"]`` in ``workdir`` (resumable);
-    returns ``(scalars, arrays, provenance)`` for :meth:`Database.complete`.
+    returns ``(scalars, arrays, provenance)`` for :meth:`Database.complete`. ``cg_engine``
+    names the CG engine (:mod:`cgforge.engines.cg_engine`).
 
     The start box has the parent's number density (its AA density × m_B / m_A); NPT
     equilibration at the parent's pressure, then production. The time step is the IBI one,
@@ -517,6 +521,7 @@ def run_stage_b(
         platform=platform,
         seed=int(spec.get("seed", 0)),
         save_particles=False,
+        engine=cg_engine,
     )
     try:
         cg = run_cg(

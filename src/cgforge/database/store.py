@@ -259,9 +259,14 @@ class Database:
             return db
         if not target.parent.is_dir():
             raise InputError(f"directory '{target.parent}' does not exist; create it first")
-        conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
+            conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise InputError(
+                f"cannot create the database '{target}': {exc}; give a path in a writable directory"
+            ) from None
+        try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("BEGIN IMMEDIATE")
             for statement in SCHEMA.split(";"):
@@ -719,13 +724,17 @@ class Database:
                     )
         return stats
 
-    def export_npz(self, directory: str | Path, format: str = "npz") -> dict[str, Any]:
+    def export_npz(
+        self, directory: str | Path, format: str = "npz", *, overwrite: bool = False
+    ) -> dict[str, Any]:
         """Export done records for learning: per stage, ``stage_<S>.npz`` with every array that
         one shape, unit and grid in all records stacked as ``(n_records, ...)``, its unit as
         ``unit_<name>`` and grid name as ``grid_of_<name>``, the record ``key`` array and the
         grids (``grid_<g>``, ``unit_grid_<g>``); and a scalar table ``stage_<S>.csv`` (or ``.parquet`` with ``format="parquet"``, needs pyarrow).
 
-        Returns ``{"files": [paths], "skipped": {stage: [array names of varying shape]}}``.
+        A ``directory`` that exists and is not empty is refused unless ``overwrite`` (files of
+        the same name are replaced then). Returns ``{"files": [paths], "skipped": {stage: [array
+        names of varying shape]}}``.
         """
         if format not in ("npz", "parquet"):
             raise InputError(f"export format must be 'npz' or 'parquet', got {format!r}")
@@ -739,7 +748,20 @@ class Database:
                     "use --format npz"
                 ) from None
         out_dir = Path(directory)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"export directory '{out_dir}' is a file; give a directory path")
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+            raise InputError(
+                f"export directory '{out_dir}' is not empty; choose a new one, or pass overwrite "
+                "to replace files of the same name"
+            )
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the export directory '{out_dir}': {exc.strerror or exc}; give a "
+                "writable path"
+            ) from None
         files: list[Path] = []
         skipped: dict[str, list[str]] = {}
         for stage in STAGES:

@@ -1,6 +1,6 @@
 """All-atom molecules: built-in library, RDKit construction and OPLS-AA typing."""
 
-from cgforge.molecules.build import load_molecule, resolve_spec
+from cgforge.molecules.build import MAX_HEAVY_ATOMS, check_molecule, load_molecule, resolve_spec
 from cgforge.molecules.library import (
     BUILTIN_MOLECULES,
     BuiltinMolecule,
@@ -30,6 +30,7 @@ from cgforge.molecules.topology import (
 
 __all__ = [
     "BUILTIN_MOLECULES",
+    "MAX_HEAVY_ATOMS",
     "AngleParameter",
     "Atom",
     "BondParameter",
@@ -39,6 +40,7 @@ __all__ = [
     "MoleculeTopology",
     "ParameterRanges",
     "builtin_names",
+    "check_molecule",
     "default_bonded_parameters",
     "draw_parameters",
     "find_builtin",

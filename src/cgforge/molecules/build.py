@@ -11,6 +11,10 @@ from cgforge.molecules import library, opls
 from cgforge.molecules.topology import MoleculeTopology
 
 _MMFF_MAX_ITERS = 2000
+#: Largest molecule accepted, in heavy atoms: the built-in liquids have at most 9, and one bead
+#: per molecule suits small molecules; conformer generation and packing of much larger ones
+#: take minutes to hours.
+MAX_HEAVY_ATOMS = 30
 
 
 def _parse_smiles(smiles: str) -> Chem.Mol | None:
@@ -100,6 +104,24 @@ def embed_molecule(mol: Chem.Mol, *, seed: int = 0, name: str = "molecule") -> C
     return mol_h
 
 
+def check_molecule(spec: str) -> tuple[str, str]:
+    """``(name, canonical SMILES)`` of a molecule cgforge can build, checked without building it
+    (milliseconds): a built-in name or SMILES of one neutral, closed-shell hydrocarbon of at most
+    :data:`MAX_HEAVY_ATOMS` heavy atoms whose atoms OPLS-AA types. Raises :class:`InputError`.
+    """
+    name, smiles, mol = _resolve(spec)
+    _check_single_neutral(mol, spec)
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy > MAX_HEAVY_ATOMS:
+        shown = spec if len(spec) <= 40 else spec[:37] + "..."
+        raise InputError(
+            f"molecule '{shown}' has {heavy} heavy atoms; cgforge builds molecules of at most "
+            f"{MAX_HEAVY_ATOMS} (one bead per molecule suits small molecules): give a smaller one"
+        )
+    opls.assign_atom_types(Chem.AddHs(mol))
+    return name, smiles
+
+
 def load_molecule(spec: str, *, seed: int = 0) -> MoleculeTopology:
     """A typed OPLS-AA molecule from a built-in name (or alias) or a SMILES string.
 
@@ -107,11 +129,11 @@ def load_molecule(spec: str, *, seed: int = 0) -> MoleculeTopology:
     nm. Heavy atoms keep the order of the SMILES (the built-in's SMILES for names), hydrogens
     follow; atom indices in error messages refer to that order. Built-in names are case-insensitive (see :mod:`cgforge.molecules.library`). Raises
     :class:`InputError` for unknown names that are not SMILES, for charged, radical or
-    multi-fragment molecules, and for atoms outside the OPLS-AA hydrocarbon set.
+    multi-fragment molecules, for molecules beyond :data:`MAX_HEAVY_ATOMS` and for atoms outside
+    the OPLS-AA hydrocarbon set (:func:`check_molecule`).
     """
-    name, smiles, mol = _resolve(spec)
-    _check_single_neutral(mol, spec)
-    # type before embedding: a clear typing error is cheaper than a failed embedding
-    opls.assign_atom_types(Chem.AddHs(mol))
+    # check (and type) before embedding: a clear error is cheaper than a failed embedding
+    name, smiles = check_molecule(spec)
+    _, _, mol = _resolve(spec)
     mol_h = embed_molecule(mol, seed=seed, name=name)
     return opls.type_molecule(mol_h, name, smiles)

@@ -75,6 +75,10 @@ class AAConfig:
             )
         if self.molecule is not None and self.n_molecules < 2:
             raise InputError(f"--molecules must be at least 2, got {self.n_molecules}")
+        if self.molecule is not None:
+            from cgforge.molecules.build import check_molecule
+
+            check_molecule(self.molecule)  # unknown or oversized molecules: before any work
         if not 0.2 <= self.cutoff_nm <= 3.0:
             raise InputError(f"--cutoff {self.cutoff_nm} nm is outside 0.2-3.0 nm")
         if self.randomize is not None:

@@ -13,6 +13,9 @@ from cgforge.reference import RDF_BIN_NM, analyze, write_results
 from cgforge.rundir import RunDirectory
 from cgforge.trajectory import read_trajectory
 
+#: Fewest frames accepted: the MSD needs lags beyond the ballistic regime for a diffusive fit.
+MIN_FRAMES = 10
+
 
 @dataclass(frozen=True)
 class AnalyzeConfig:
@@ -47,6 +50,12 @@ def run_analyze(
     traj = read_trajectory(
         config.topology, trajectory, start=config.start, stop=config.stop, step=config.step
     )
+    if traj.n_frames < MIN_FRAMES:
+        raise InputError(
+            f"the trajectory holds {traj.n_frames} frames (after --start/--stop/--step); a "
+            f"diffusion fit needs at least {MIN_FRAMES}: give a longer trajectory or a smaller "
+            "--step"
+        )
     analysis = analyze(
         traj,
         rdf_bin_nm=config.rdf_bin_nm,
@@ -61,6 +70,7 @@ def run_analyze(
         "temperature_K": config.temperature_K,
         **analysis.summary_fields(),
         "density_source": "trajectory boxes",
+        "notes": [f"diffusion: {analysis.diffusion.warning}"] if analysis.diffusion.warning else [],
         "has_forces": traj.forces_kj_mol_nm is not None,
         "files": {
             "rdf": "rdf.csv",

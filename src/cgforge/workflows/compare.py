@@ -53,7 +53,7 @@ import numpy as np
 
 from cgforge.engines.md import MDProtocol, ProgressCallback
 from cgforge.errors import CGForgeError, InputError
-from cgforge.fileio import atomic_path, write_json, write_text
+from cgforge.fileio import atomic_path, check_creatable_dir, write_json, write_text
 from cgforge.methods.friction import FrictionConfig, fit_friction
 from cgforge.methods.ibi import IBIConfig
 from cgforge.methods.rescale import TimeRescaling, acceleration_factor
@@ -338,6 +338,25 @@ def _method_friction(ctx: _Context) -> dict[str, Any]:
     return row
 
 
+def _check_model(model_dir: Path) -> None:
+    """Load the mobility model of ``ml`` once, so that a model without weights, of other grids
+    or without torch installed is refused before any method runs."""
+    try:
+        from cgforge.workflows.predict import load_mobility_model
+    except ImportError as exc:
+        raise InputError(
+            f"--methods ml needs the ML extra, which is not installed ({exc}); install it with "
+            "pip install 'cgforge[ml]' or leave ml out of --methods"
+        ) from None
+    try:
+        load_mobility_model(model_dir)
+    except ImportError as exc:
+        raise InputError(
+            f"--methods ml needs torch, which is not installed ({exc}); install it with "
+            "pip install 'cgforge[ml]' or leave ml out of --methods"
+        ) from None
+
+
 def _predicted_alpha(alpha_model: AlphaModel, reference: AAReference) -> tuple[float, float]:
     value = alpha_model(reference) if callable(alpha_model) else alpha_model
     if isinstance(value, tuple | list):
@@ -437,6 +456,14 @@ def run_compare(
         model_dir = resolve_model_dir(model_dir)  # None: the shipped model
         if not Path(model_dir).exists():
             raise InputError(f"model directory {model_dir} not found")
+        _check_model(Path(model_dir))  # before any run: a broken model fails at once
+    if alpha_model is not None and not callable(alpha_model):
+        alpha, alpha_err = _predicted_alpha(alpha_model, reference)
+        if not (math.isfinite(alpha) and alpha > 0):
+            raise InputError(f"--alpha must be a positive acceleration factor, got {alpha:g}")
+        if not (math.isfinite(alpha_err) and alpha_err >= 0):
+            raise InputError(f"--alpha-err must be a non-negative error, got {alpha_err:g}")
+    check_creatable_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     ibi_config = replace(settings.ibi, platform=platform, seed=seed, engine=engine)
     n_beads = reference.n_molecules if settings.n_beads is None else int(settings.n_beads)

@@ -64,7 +64,7 @@ from cgforge.engines.cg_system import (
     lattice_positions,
 )
 from cgforge.errors import InputError
-from cgforge.fileio import atomic_path, write_json, write_text
+from cgforge.fileio import atomic_path, check_creatable_dir, write_json, write_text
 from cgforge.potentials.io import (
     lammps_pair_commands,
     read_lammps,
@@ -579,6 +579,7 @@ def _check_out(out: Path, overwrite: bool) -> None:
             f"--out {out} is not empty; choose a new directory or add --overwrite (files of "
             "the same names are replaced)"
         )
+    check_creatable_dir(out)
 
 
 def _sha256(path: Path) -> str:

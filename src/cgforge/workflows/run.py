@@ -20,7 +20,7 @@ from typing import Any
 
 from cgforge.engines.md import ProgressCallback
 from cgforge.errors import InputError
-from cgforge.fileio import write_json
+from cgforge.fileio import check_creatable_dir, write_json
 from cgforge.methods.ibi import IBIConfig
 from cgforge.provenance import collect
 from cgforge.workflows.aa import AAConfig, default_protocol, run_aa
@@ -92,6 +92,7 @@ def run_pipeline(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a directory path")
+    check_creatable_dir(out)
     protocol = default_protocol(
         settings.aa_equilibration_ps,
         settings.aa_production_ps,

@@ -43,7 +43,7 @@ import numpy as np
 import cgforge
 from cgforge.database.grids import LearningGrids
 from cgforge.errors import InputError
-from cgforge.fileio import write_json, write_npz
+from cgforge.fileio import check_creatable_dir, write_json, write_npz
 
 __all__ = [
     "ARRAYS",
@@ -130,6 +130,7 @@ def check_output_dir(out: str | Path, *, overwrite: bool = False) -> Path:
                     f"--out {target} is not a cgforge model directory (no {MANIFEST}); refusing "
                     "to replace it, choose a new path"
                 )
+    check_creatable_dir(target, "--out")  # its staging folder goes beside it
     return target
 
 
