@@ -54,12 +54,13 @@ __all__ = [
     "STAGE_PRESETS",
     "StageFailure",
     "check_equilibrated",
-    "natural_density_fluctuation",
     "database_grids",
     "learning_grids",
+    "natural_density_fluctuation",
     "run_stage_a",
     "run_stage_b",
     "stage_a_spec",
+    "stage_b_beads",
     "stage_b_spec",
     "stage_settings",
 ]
@@ -470,6 +471,19 @@ def parent_potential(parent: Record, grids: LearningGrids) -> TabulatedPotential
     return table.extend_repulsive(0.0, match_at_nm=float(table.r_nm[int(repulsive[0])]))
 
 
+def stage_b_beads(settings: Mapping[str, Any], cutoff_nm: float, molecules_per_amu: float) -> int:
+    """Beads of a stage-B run: the settings' ``cg_beads``, or the fewest that keep the parent's
+    ``cutoff_nm`` within :data:`~cgforge.engines.cg_system.CUTOFF_BOX_FRACTION` of the box edge
+    at the parent's number density (``molecules_per_amu`` = its density in g/cm³ over its
+    molecular mass in amu), whichever is larger: more beads cost little, a box too small for
+    the cutoff fails."""
+    from cgforge.engines.cg_system import beads_for_cutoff
+    from cgforge.units import AMU_NM3_TO_G_CM3
+
+    number_density = molecules_per_amu / AMU_NM3_TO_G_CM3  # beads per nm³
+    return max(int(settings["cg_beads"]), beads_for_cutoff(cutoff_nm, number_density))
+
+
 def run_stage_b(
     spec: Mapping[str, Any],
     parent_record: Record,
@@ -483,9 +497,11 @@ def run_stage_b(
     returns ``(scalars, arrays, provenance)`` for :meth:`Database.complete`. ``cg_engine``
     names the CG engine (:mod:`cgforge.engines.cg_engine`).
 
-    The start box has the parent's number density (its AA density × m_B / m_A); NPT
-    equilibration at the parent's pressure, then production. The time step is the IBI one,
-    scaled by √(m_B / m_A) for lighter beads (same stability in reduced units).
+    The start box has the parent's number density (its AA density × m_B / m_A) and the
+    settings' ``cg_beads``, or more where the parent's cutoff needs a larger box
+    (:func:`~cgforge.engines.cg_system.beads_for_cutoff`); NPT equilibration at the parent's
+    pressure, then production. The time step is the IBI one, scaled by √(m_B / m_A) for
+    lighter beads (same stability in reduced units).
     """
     from cgforge.potentials.io import write_csv
     from cgforge.workflows.aa import default_protocol
@@ -505,6 +521,7 @@ def run_stage_b(
     parent_mass = float(parent_record.scalars["mass_amu"])
     parent_density = float(parent_record.scalars["density_g_cm3"])
     potential = parent_potential(parent_record, grids)
+    n_beads = stage_b_beads(settings, potential.cutoff_nm, parent_density / parent_mass)
     table_path = write_csv(
         work / "parent_potential.csv",
         potential,
@@ -527,7 +544,7 @@ def run_stage_b(
         cg = run_cg(
             table_path,
             mass_amu=mass,
-            n_beads=settings["cg_beads"],
+            n_beads=n_beads,
             protocol=protocol,
             out=work / "cg",
             density_g_cm3=parent_density * mass / parent_mass,
@@ -544,6 +561,7 @@ def run_stage_b(
         "pressure_bar": cg.get("pressure_bar"),
         "timestep_fs": timestep,
         "cutoff_nm": float(potential.cutoff_nm),
+        "n_beads": n_beads,
     }
     g = resample_rdf(g_cg, grids)
     arrays = {

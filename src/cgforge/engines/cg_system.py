@@ -64,6 +64,25 @@ def check_cutoff(cutoff_nm: float, box_nm: float | ArrayLike) -> None:
         )
 
 
+#: Largest cutoff relative to the smallest box edge that default bead counts allow: NPT box
+#: fluctuations keep the cutoff below half the box (as for the all-atom runs).
+CUTOFF_BOX_FRACTION = 0.45
+
+
+def beads_for_cutoff(
+    cutoff_nm: float, number_density_nm3: float, fraction: float = CUTOFF_BOX_FRACTION
+) -> int:
+    """Fewest beads of a cubic box at ``number_density_nm3`` (beads/nm³) whose edge is at least
+    ``cutoff_nm / fraction`` (nm), so that the cutoff stays below half the box under NPT."""
+    if not (math.isfinite(cutoff_nm) and cutoff_nm > 0):
+        raise InputError(f"cutoff must be a positive length (nm), got {cutoff_nm!r}")
+    if not (math.isfinite(number_density_nm3) and number_density_nm3 > 0):
+        raise InputError(f"number density must be positive (1/nm3), got {number_density_nm3!r}")
+    if not 0.0 < fraction <= 0.5:
+        raise InputError(f"fraction must lie in (0, 0.5], got {fraction!r}")
+    return max(2, math.ceil(number_density_nm3 * (cutoff_nm / fraction) ** 3 - 1e-9))
+
+
 def create_cg_system(
     potential: TabulatedPotential,
     n_beads: int,

@@ -50,10 +50,17 @@ from cgforge.engines.cg_engine import (
     resolved_protocol,
     run_cg_md,
 )
-from cgforge.engines.cg_system import box_edges
+from cgforge.engines.cg_system import beads_for_cutoff, box_edges
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError
-from cgforge.methods.ibi import IBIConfig, IBIResult, rdf_deviation, rdf_r2, run_ibi
+from cgforge.methods.ibi import (
+    DEFAULT_CUTOFF_NM,
+    IBIConfig,
+    IBIResult,
+    rdf_deviation,
+    rdf_r2,
+    run_ibi,
+)
 from cgforge.observables import mean_with_error
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.io import read_potential, write_csv
@@ -242,6 +249,14 @@ def _positive(value: float, what: str) -> float:
     if not (math.isfinite(number) and number > 0):
         raise InputError(f"{what} must be positive, got {value!r}")
     return number
+
+
+def beads_for_reference(reference: AAReference, cutoff_nm: float) -> int:
+    """Default CG bead count for ``reference``: its molecule count, or more where a box at its
+    density must be larger for ``cutoff_nm`` to stay legal under NPT
+    (:func:`~cgforge.engines.cg_system.beads_for_cutoff`). More beads cost little."""
+    number_density = reference.density_g_cm3 / (reference.bead_mass_amu * AMU_NM3_TO_G_CM3)
+    return max(reference.n_molecules, beads_for_cutoff(cutoff_nm, number_density))
 
 
 def _beads(value: int) -> int:
@@ -539,7 +554,8 @@ def run_ibi_from_reference(
     """IBI against an all-atom reference directory, then a CG production; return the summary.
 
     IBI runs at the reference's temperature and number density (``n_beads``, default the
-    reference's molecule count, in a cubic box) with the reference's bead mass, and corrects
+    reference's molecule count or more where the cutoff needs a larger box:
+    :func:`beads_for_reference`, in a cubic box) with the reference's bead mass, and corrects
     the pressure toward the reference's measured mean pressure (its standard error widens the
     criterion). Its work directory is ``out/ibi`` (iterations, history.csv, convergence.png).
     The production (NPT equilibration at the reference's barostat pressure, then NVT) writes
@@ -551,7 +567,13 @@ def run_ibi_from_reference(
     if not isinstance(config, IBIConfig):
         raise InputError(f"config must be an IBIConfig, got {type(config).__name__}")
     config = replace(config, engine=resolve_engine_name(config.engine))
-    n = reference.n_molecules if n_beads is None else _beads(n_beads)
+    if n_beads is None:  # a box in which the cutoff stays below half the edge under NPT
+        cutoff = config.cutoff_nm
+        if cutoff is None:
+            cutoff = min(DEFAULT_CUTOFF_NM, float(reference.rdf.r_nm[-1]))
+        n = beads_for_reference(reference, cutoff)
+    else:
+        n = _beads(n_beads)
     mass = reference.bead_mass_amu
     box = box_from_density(n, mass, reference.density_g_cm3)
     protocol = ibi_production_protocol(

@@ -37,13 +37,20 @@ import numpy as np
 
 from cgforge.engines.md import ProgressCallback
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import atomic_path, write_json
+from cgforge.fileio import atomic_path, check_creatable_dir, write_json
 from cgforge.methods.mobility.mobility import MobilityModel
 from cgforge.methods.mobility.model_io import MANIFEST
 from cgforge.methods.mobility.prediction import Prediction
 from cgforge.observables.rdf import RDFResult
 from cgforge.provenance import collect
-from cgforge.workflows.cg import DEFAULT_CG_TIMESTEP_FS, AAReference, load_reference, run_cg
+from cgforge.workflows.cg import (
+    DEFAULT_CG_TIMESTEP_FS,
+    AAReference,
+    beads_for_reference,
+    box_from_density,
+    load_reference,
+    run_cg,
+)
 
 __all__ = [
     "DEFAULT_EQUILIBRATION_PS",
@@ -119,6 +126,23 @@ def predict_potential(
     )
 
 
+def _cg_beads(reference: AAReference, cutoff_nm: float, n_beads: int | None) -> int:
+    """The CG run's beads: ``n_beads``, checked against the potential's cutoff, or by default
+    the reference's molecules, or more where the cutoff needs a larger box."""
+    needed = beads_for_reference(reference, cutoff_nm)
+    if n_beads is None:
+        return needed
+    box = box_from_density(int(n_beads), reference.bead_mass_amu, reference.density_g_cm3)
+    edge = float(box[0])
+    if cutoff_nm > 0.5 * edge:
+        raise InputError(
+            f"--beads {n_beads} gives a box of {edge:.3g} nm, less than twice the predicted "
+            f"potential's cutoff {cutoff_nm:.4g} nm; use --beads {needed} or more (or leave "
+            "--beads out)"
+        )
+    return int(n_beads)
+
+
 def _check_reference(reference: AAReference) -> None:
     d = reference.diffusion_m2_s
     if not (math.isfinite(d) and d > 0):
@@ -187,6 +211,11 @@ def run_predict(
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"--out {folder} is a file; give a directory path")
+    if n_beads is not None and (
+        isinstance(n_beads, bool) or int(n_beads) != n_beads or int(n_beads) < 2
+    ):
+        raise InputError(f"--beads must be an integer >= 2, got {n_beads!r}")
+    check_creatable_dir(folder)
     protocol = (
         default_protocol(
             equilibration_ps,
@@ -209,6 +238,8 @@ def run_predict(
         rdf=reference.rdf,
         temperature_K=reference.temperature_K,
     )
+    if protocol is not None:  # a box in which the cutoff stays legal, before any file
+        n_beads = _cg_beads(reference, prediction.potential.cutoff_nm, n_beads)
     folder.mkdir(parents=True, exist_ok=True)
     stale = folder / "rejected_potential.csv"
     if stale.exists():
