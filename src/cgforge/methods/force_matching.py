@@ -174,8 +174,13 @@ class BSplineBasis:
 
     @property
     def knot_vector_nm(self) -> NDArray[np.float64]:
-        """Extended knot vector ``(n_basis + 4,)`` nm, as used by ``scipy.interpolate.BSpline``."""
-        return self.r_min_nm + self.spacing_nm * np.arange(-3, self.n_knots + 3, dtype=np.float64)
+        """Extended knot vector ``(n_basis + 4,)`` nm, as used by ``scipy.interpolate.BSpline``.
+
+        The breakpoints are :attr:`knots_nm`, so r_min and r_max are exact: the spline, which
+        is NaN outside them, is defined at the cutoff itself whatever the rounding of h."""
+        t = self.r_min_nm + self.spacing_nm * np.arange(-3, self.n_knots + 3, dtype=np.float64)
+        t[3 : 3 + self.n_knots] = self.knots_nm
+        return t
 
     def values(self, r_nm: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """``(first, B)``: index of the first non-zero function ``(P,)`` and the four values

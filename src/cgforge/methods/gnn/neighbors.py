@@ -73,7 +73,8 @@ def _check(positions_nm: Tensor, box_nm: Tensor, cutoff_nm: float, method: str) 
     shortest = float(box.min())
     if cutoff > 0.5 * shortest * (1.0 + 1.0e-12):
         raise InputError(
-            f"cutoff {cutoff:.4g} nm exceeds half the shortest box edge ({shortest:.4g} nm); "
+            f"cutoff {cutoff:.4g} nm exceeds half the shortest box edge ({0.5 * shortest:.4g} "
+            f"nm of {shortest:.4g} nm); "
             f"use a box with all edges >= {2.0 * cutoff:.4g} nm (more beads) or a shorter cutoff"
         )
 

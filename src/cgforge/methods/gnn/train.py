@@ -519,11 +519,13 @@ def train_model(
         raise InputError(f"unknown training option: {exc}") from exc
     dev = resolve_device(device)
     half_box = min(0.5 * float(np.min(ds.box_nm)) for ds in sets)
-    cutoff = float(config.hyperparameters.get("cutoff_nm", min(1.0, half_box)))
+    # default: 1 nm, or just inside half the box (to 0.01 nm below; float32 boxes round)
+    default_cutoff = math.floor(min(1.0, 0.98 * half_box) / 0.01 + 1e-9) * 0.01
+    cutoff = float(config.hyperparameters.get("cutoff_nm", default_cutoff))
     if not 0 < cutoff <= half_box * (1 + 1e-12):
         raise InputError(
-            f"cutoff {cutoff:g} nm must be positive and at most half the smallest box edge "
-            f"({half_box:.4g} nm); use a shorter cutoff"
+            f"--cutoff {cutoff:g} nm must be positive and at most half the smallest box edge "
+            f"of the runs ({half_box:.4g} nm); use --cutoff {default_cutoff:.2f} or shorter"
         )
     run_config = {
         "method": "GNN force matching",
