@@ -34,6 +34,74 @@ WORKDIR = ROOT / "runs" / "references"
 SHIPPED = ROOT / "src" / "cgforge" / "data" / "references"
 
 
+#: Measured self-diffusion coefficients (m²/s) at 298.15 K, with their sources.
+EXPERIMENTAL_D: dict[str, tuple[float, str]] = {
+    "benzene": (
+        2.207e-9,
+        "M. Holz, S. R. Heil, A. Sacco, Phys. Chem. Chem. Phys. 2, 4740 (2000), PFG NMR",
+    ),
+}
+
+
+def _fmt(value: float | None, scale: float, spec: str) -> str:
+    return "–" if value is None else format(value * scale, spec)
+
+
+def write_report(path: Path) -> None:
+    """The shipped references against experiment, as the data folder's README."""
+    from cgforge.molecules.library import get_builtin
+    from cgforge.workflows.references import shipped_references
+
+    lines = [
+        "# Shipped all-atom references",
+        "",
+        "OPLS-AA liquids at 298.15 K (neopentane at its saturation pressure, 1.7 bar), built and",
+        "shipped by `python benchmarks/aa_references.py` (GROMACS, 2 fs, PME, h-bond",
+        "constraints; NPT equilibration judged by the density-drift criterion of",
+        "`cgforge.workflows.references.equilibration_drift`, then Nosé–Hoover NVT production at",
+        "the mean NPT volume; D from the centre-of-mass MSD). Each folder holds `summary.json`",
+        "(settings, provenance, the exact command, the equilibration check, the viscosity run),",
+        "`rdf.csv`, `msd.csv` and `thermo_summary.json`; trajectories are not shipped.",
+        "",
+        "D_PBC is measured in the periodic box of edge L; D_YH adds the Yeh–Hummer correction",
+        "ξ k_B T / (6π η L) with the model's own Green–Kubo viscosity η (NVT run from the",
+        "production start). CG models are compared with D_PBC at the same bead count, so the",
+        "finite-size effect cancels in D_CG/D_AA.",
+        "",
+        "| liquid | N | L nm | ρ g/cm³ | ρ exp. | Δρ | D_PBC 1e-9 m²/s | η mPa·s | D_YH 1e-9 m²/s "
+        "| D exp. | drift |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in shipped_references():
+        exp = get_builtin(s["molecule"]).density_g_cm3
+        ref = s.get("reference", {})
+        visc = ref.get("viscosity") or {}
+        check = ref.get("equilibration_check", {})
+        d_exp = EXPERIMENTAL_D.get(s["molecule"])
+        eta = visc.get("viscosity_Pa_s")
+        eta_err = visc.get("viscosity_err_Pa_s")
+        lines.append(
+            f"| {s['molecule']} | {s['n_molecules']} | {s['box_nm'][0]:.3f} "
+            f"| {s['density_g_cm3']:.4f} ± {s['density_err_g_cm3']:.4f} | {exp:.4f} "
+            f"| {s['density_g_cm3'] / exp - 1:+.1%} "
+            f"| {s['diffusion_m2_s'] * 1e9:.3f} ± {s['diffusion_err_m2_s'] * 1e9:.3f} "
+            f"| {_fmt(eta, 1e3, '.3f')} ± {_fmt(eta_err, 1e3, '.3f')} "
+            f"| {_fmt(visc.get('diffusion_yeh_hummer_m2_s'), 1e9, '.3f')} ± "
+            f"{_fmt(visc.get('diffusion_yeh_hummer_err_m2_s'), 1e9, '.3f')} "
+            f"| {_fmt(d_exp[0] if d_exp else None, 1e9, '.3f')} "
+            f"| {check.get('density_drift', float('nan')):+.2%} after "
+            f"{check.get('equilibration_ps', float('nan')):g} ps |"
+        )
+    lines += ["", "Experimental sources:", ""]
+    lines += [
+        "- densities: `cgforge.molecules.library` (TRC Thermodynamic Tables – Hydrocarbons, "
+        "API RP 44, 298.15 K; neopentane saturated liquid)",
+        *[f"- D of {name}: {src}" for name, (_, src) in EXPERIMENTAL_D.items()],
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("liquids", nargs="*", default=[n for n, _ in LIQUIDS])
@@ -43,9 +111,15 @@ def main() -> int:
     parser.add_argument("--production-ps", type=float, default=ReferenceSettings.production_ps)
     parser.add_argument("--no-ship", action="store_true", help="build only")
     parser.add_argument(
+        "--report", action="store_true", help="only rewrite the shipped references' README"
+    )
+    parser.add_argument(
         "--viscosity-ps", type=float, default=200.0, help="Green-Kubo NVT run (0: none)"
     )
     args = parser.parse_args()
+    if args.report:
+        write_report(SHIPPED / "README.md")
+        return 0
     settings = ReferenceSettings(n_molecules=args.molecules, production_ps=args.production_ps)
     failed = 0
     for name in args.liquids:
@@ -91,6 +165,8 @@ def main() -> int:
                     "viscosity": viscosity,
                 },
             )
+    if not args.no_ship:
+        write_report(SHIPPED / "README.md")
     return 1 if failed else 0
 
 

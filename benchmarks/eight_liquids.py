@@ -1,47 +1,42 @@
 """Eight hydrocarbon liquids: IBI, ML-predicted, friction and time-rescaled CG models against
 their all-atom references.
 
-The liquids of the mobility-preserving CG study: 2,3,4-trimethylpentane, 3-ethylhexane,
-3-methylpentane, benzene, ethylbenzene, neopentane, mesitylene and 2,3-dimethylbutane, all
-built-in molecules of :mod:`cgforge.molecules.library` (OPLS-AA), at 298.15 K. The pressure is
-1 bar except for neopentane, which boils at 282.6 K at 1 atm: at 298.15 and 1 bar it is a gas,
-so its reference is the liquid at its saturation pressure, 1.7 bar (the state of the library's
-experimental density, the saturated liquid). The density of a liquid barely depends on the
-pressure near 1 bar (compressibility ~2·10⁻⁴ bar⁻¹ for neopentane: 0.014 % from 1 to 1.7 bar);
-the choice only keeps a small NPT box from being driven toward the vapour.
+The liquids of the mobility-preserving CG study (:data:`cgforge.workflows.references.LIQUIDS`)
+at 298.15 K. By default each liquid's all-atom reference is the one shipped with cgforge
+(``cgforge references``; built by ``benchmarks/aa_references.py``: 216 molecules, GROMACS,
+drift-checked NPT equilibration, 500 ps Nosé–Hoover production); ``--references DIR`` takes
+``DIR/<liquid>`` run directories instead. A liquid without a reference is recorded with the
+reason and the others go on.
 
-For each liquid: the all-atom reference (:func:`cgforge.workflows.aa.run_aa`; NPT then
-Nosé–Hoover production; engine ``auto``: OpenMM on CUDA, else GROMACS) in ``WORKDIR/<liquid>/aa``,
-then :func:`cgforge.workflows.compare.run_compare` in ``WORKDIR/<liquid>/compare`` (IBI, ML when
-``--model`` is given, friction fitted to D_AA, time rescaling with α measured on the IBI run).
-Every stage resumes: a rerun skips finished liquids and methods. A liquid whose reference fails
-is recorded with its reason and the others go on.
+For each liquid :func:`cgforge.workflows.compare.run_compare` runs in
+``WORKDIR/<liquid>/compare`` (every stage resumes; a rerun skips finished methods):
 
-Settings:
+* ``ibi``: IBI to its 1 % RDF criterion with the pressure ramp (at most 50 iterations of
+  100 ps), then 50 ps NPT + 500 ps Nosé–Hoover NVT;
+* ``ml``: the shipped mobility model (or ``--model``), its out-of-distribution flags in the notes;
+* ``friction``: the IBI potential under Langevin dynamics with γ fitted to D_AA;
+* ``rescale``: the IBI run's time axis stretched by the α measured on it (a calibration).
 
-* default (a GPU or a cluster node): the ``standard`` presets, 500 molecules, 0.5 ns NPT +
-  2 ns all-atom production, 1,000 CG beads, IBI up to 50 × 200 ps, 0.1 + 1 ns CG runs;
-* ``--quick`` (a check on a desktop CPU, minutes per liquid): 64 molecules, 10 + 20 ps
-  all-atom, the ``tiny`` compare preset (216 beads, 3 short IBI iterations, 5 + 20 ps CG
-  runs). Its numbers are noisy: it shows that everything runs, not how the methods compare.
+CG runs use as many beads as the reference has molecules, so finite-size effects cancel in
+D_CG/D_AA, on the CG engine ``--engine`` (default ``auto``: LAMMPS on CPUs).
+``--quick`` is a check that everything runs (the ``tiny`` compare preset), not a measurement.
 
-Prints one table (D_CG/D_AA, RDF R², density error per method and liquid), writes it as
-``benchmarks/results/eight_liquids.csv`` and everything (settings, machine, per-liquid rows)
-as ``benchmarks/results/eight_liquids.json`` (``--out``; ``--quick`` writes
-``eight_liquids_quick.*``).
+Writes ``benchmarks/results/eight_liquids.{json,csv,png}`` (``--quick``:
+``eight_liquids_quick.*``): one row per liquid and method with D_CG/D_AA ± error, RDF R² and
+integrated deviation, density error under NPT, pressure, IBI iterations and wall time.
 
-    python benchmarks/eight_liquids.py --model models/mobility          # GPU / cluster
-    python benchmarks/eight_liquids.py --quick --liquids 3-methylpentane  # CPU check
+    python benchmarks/eight_liquids.py                                  # all eight, shipped refs
+    python benchmarks/eight_liquids.py --liquids benzene --methods ibi,friction
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,103 +44,93 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
 from cgforge.errors import CGForgeError
 from cgforge.fileio import write_json, write_text
+from cgforge.methods.friction import FrictionConfig
 from cgforge.methods.ibi import IBIConfig
-from cgforge.molecules.library import get_builtin
-from cgforge.workflows.aa import AAConfig, default_protocol, run_aa
-from cgforge.workflows.compare import get_settings, run_compare
-from cgforge.workflows.run import PRESETS, Preset
+from cgforge.workflows.compare import CompareSettings, get_settings, run_compare
+from cgforge.workflows.references import LIQUIDS, resolve_reference, slug
 
 RESULTS = Path(__file__).parent / "results"
 WORKDIR = Path(__file__).resolve().parent.parent / "runs" / "eight_liquids"
-TEMPERATURE_K = 298.15
-#: (built-in name, pressure in bar) of the eight liquids.
-LIQUIDS: tuple[tuple[str, float], ...] = (
-    ("2,3,4-trimethylpentane", 1.0),
-    ("3-ethylhexane", 1.0),
-    ("3-methylpentane", 1.0),
-    ("benzene", 1.0),
-    ("ethylbenzene", 1.0),
-    ("neopentane", 1.7),  # saturation pressure at 298.15 K; a gas at 1 bar
-    ("mesitylene", 1.0),
-    ("2,3-dimethylbutane", 1.0),
+#: The CPU benchmark's CG settings (LAMMPS makes them affordable on two cores).
+BENCHMARK = CompareSettings(
+    name="benchmark",
+    n_beads=None,  # as many beads as the reference has molecules
+    ibi=IBIConfig(max_iterations=50, equilibration_ps=10.0, production_ps=100.0),
+    cg_equilibration_ps=50.0,
+    cg_production_ps=500.0,
+    friction=FrictionConfig(),
 )
-#: The all-atom part of ``--quick``: a check, not a measurement.
-QUICK_AA = Preset(
-    name="quick-check",
-    n_molecules=64,
-    aa_equilibration_ps=10.0,
-    aa_production_ps=20.0,
-    cg_beads=216,
-    ibi=IBIConfig(),
-    cg_equilibration_ps=5.0,
-    cg_production_ps=20.0,
+TABLE_KEYS = (
+    "acceleration_factor",
+    "acceleration_factor_err",
+    "rdf_r2",
+    "rdf_deviation",
+    "density_error",
+    "pressure_bar",
+    "pressure_err_bar",
+    "friction_per_ps",
+    "alpha",
 )
-TABLE_KEYS = ("acceleration_factor", "acceleration_factor_err", "rdf_r2", "density_error")
-
-
-def slug(name: str) -> str:
-    """Directory name of a liquid."""
-    return name.replace(",", "").replace(" ", "-")
 
 
 def run_liquid(
     name: str,
-    pressure_bar: float,
+    references: Path | None,
     workdir: Path,
-    aa_preset: Preset,
-    compare_preset: str,
+    settings: CompareSettings,
     methods: list[str],
     model: Path | None,
-    platform: str,
     engine: str,
     seed: int,
 ) -> dict[str, Any]:
-    """Reference and comparison of one liquid; the record of the JSON file."""
-    get_builtin(name)  # an unknown name stops here, before any work
+    """Comparison of one liquid on its reference; the record of the JSON file."""
     root = workdir / slug(name)
+    record: dict[str, Any] = {"liquid": name, "dir": str(root)}
     tic = time.perf_counter()
-    protocol = default_protocol(
-        aa_preset.aa_equilibration_ps,
-        aa_preset.aa_production_ps,
-        temperature_K=TEMPERATURE_K,
-        pressure_bar=pressure_bar,
-        platform=platform,
-        seed=seed,
-    )
-    record: dict[str, Any] = {"liquid": name, "pressure_bar": pressure_bar, "dir": str(root)}
     try:
-        aa = run_aa(
-            AAConfig(
-                molecule=name, n_molecules=aa_preset.n_molecules, protocol=protocol, engine=engine
-            ),
-            root / "aa",
-        )
+        reference = resolve_reference(name if references is None else references / slug(name))
     except CGForgeError as exc:
         record.update(status="failed", reason=f"all-atom reference: {exc}")
         return record
+    aa = json.loads((reference / "summary.json").read_text())
+    record["reference"] = str(reference)
     record["aa"] = {
         k: aa.get(k)
         for k in (
             "n_molecules",
+            "box_nm",
             "density_g_cm3",
             "density_err_g_cm3",
             "diffusion_m2_s",
             "diffusion_err_m2_s",
             "pressure_bar",
+            "pressure_target_bar",
             "engine",
-            "platform",
         )
     }
-    result = run_compare(
-        root / "aa",
-        root / "compare",
-        methods=methods,
-        preset=compare_preset,
-        model_dir=model,
-        seed=seed,
-        platform=platform,
+    try:
+        result = run_compare(
+            reference,
+            root / "compare",
+            methods=methods,
+            preset=settings,
+            model_dir=model,
+            seed=seed,
+            engine=engine,
+        )
+    except CGForgeError as exc:
+        record.update(status="failed", reason=str(exc))
+        return record
+    ibi = root / "compare" / "ibi" / "summary.json"
+    ibi_summary = json.loads(ibi.read_text()) if ibi.exists() else {}
+    record.update(
+        status="done",
+        rows=result["rows"],
+        ibi_iterations=ibi_summary.get("iterations"),
+        ibi_converged=ibi_summary.get("converged"),
+        cg_engine=ibi_summary.get("engine"),
+        wall_s=time.perf_counter() - tic,
     )
-    record.update(status="done", rows=result["rows"], wall_s=time.perf_counter() - tic)
     return record
 
 
@@ -160,7 +145,14 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for record in records:
         if record.get("status") != "done":
-            rows.append({"liquid": record["liquid"], "method": "-", "status": "failed"})
+            rows.append(
+                {
+                    "liquid": record["liquid"],
+                    "method": "-",
+                    "status": "failed",
+                    "notes": record.get("reason", ""),
+                }
+            )
             continue
         for row in record["rows"]:
             rows.append(
@@ -169,6 +161,10 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "method": row["method"],
                     "status": row["status"],
                     **{k: row.get(k) for k in TABLE_KEYS},
+                    "ibi_iterations": record.get("ibi_iterations"),
+                    "ibi_converged": record.get("ibi_converged"),
+                    "liquid_wall_s": record.get("wall_s"),
+                    "notes": row.get("notes", ""),
                 }
             )
     return rows
@@ -176,19 +172,21 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'liquid':<24} {'method':<9} {'status':<14} {'D_CG/D_AA':>16} {'RDF R2':>8} "
-        f"{'density err':>11}"
+        f"\n{'liquid':<24} {'method':<9} {'status':<7} {'D_CG/D_AA':>16} {'RDF R2':>8} "
+        f"{'RDF dev':>8} {'density err':>11} {'P bar':>8} {'IBI it':>6}"
     )
     for row in rows:
         factor = row.get("acceleration_factor")
         d = (
             "-"
             if factor is None
-            else f"{factor:.3g} ± {_fmt(row['acceleration_factor_err'], '.2g')}"
+            else f"{factor:.3g} ± {_fmt(row.get('acceleration_factor_err'), '.2g')}"
         )
         print(
-            f"{row['liquid']:<24} {row['method']:<9} {row['status']:<14} {d:>16} "
-            f"{_fmt(row.get('rdf_r2'), '.4f'):>8} {_fmt(row.get('density_error'), '+.2%'):>11}"
+            f"{row['liquid']:<24} {row['method']:<9} {row['status']:<7} {d:>16} "
+            f"{_fmt(row.get('rdf_r2'), '.4f'):>8} {_fmt(row.get('rdf_deviation'), '.2%'):>8} "
+            f"{_fmt(row.get('density_error'), '+.2%'):>11} "
+            f"{_fmt(row.get('pressure_bar'), '.0f'):>8} {_fmt(row.get('ibi_iterations'), 'd'):>6}"
         )
 
 
@@ -197,84 +195,124 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    text = str(value)
-    return f'"{text}"' if "," in text else text
+    text = str(value).replace('"', "'")
+    return f'"{text}"' if ("," in text or ";" in text) else text
+
+
+COLUMNS = (
+    "liquid",
+    "method",
+    "status",
+    *TABLE_KEYS,
+    "ibi_iterations",
+    "ibi_converged",
+    "liquid_wall_s",
+    "notes",
+)
 
 
 def write_table(path: Path, rows: list[dict[str, Any]]) -> None:
-    """The table as CSV: liquid,method,status,acceleration_factor,..., density_error."""
-    columns = ("liquid", "method", "status", *TABLE_KEYS)
-    lines = [",".join(columns)]
-    lines += [",".join(_cell(row.get(c)) for c in columns) for row in rows]
+    """The table as CSV (columns :data:`COLUMNS`; pressure in bar, wall time in s)."""
+    lines = [",".join(COLUMNS)]
+    lines += [",".join(_cell(row.get(c)) for c in COLUMNS) for row in rows]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def plot(path: Path, rows: list[dict[str, Any]]) -> None:
+    """D_CG/D_AA per liquid, one marker per method, the all-atom line at 1, error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    liquids = list(dict.fromkeys(r["liquid"] for r in rows))
+    methods = [m for m in ("ibi", "ml", "friction", "rescale") if any(r["method"] == m for r in rows)]
+    markers = {"ibi": "o", "ml": "s", "friction": "^", "rescale": "D"}
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for k, method in enumerate(methods):
+        xs, ys, es = [], [], []
+        for i, liquid in enumerate(liquids):
+            row = next((r for r in rows if r["liquid"] == liquid and r["method"] == method), None)
+            if row and row.get("acceleration_factor") is not None and row["status"] == "ok":
+                xs.append(i + (k - (len(methods) - 1) / 2) * 0.12)
+                ys.append(row["acceleration_factor"])
+                es.append(row.get("acceleration_factor_err") or 0.0)
+        ax.errorbar(xs, ys, yerr=es, fmt=markers[method], capsize=3, label=method)
+    ax.axhline(1.0, color="k", lw=1, ls="--", label="all-atom (D_CG = D_AA)")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(liquids)), liquids, rotation=30, ha="right")
+    ax.set_ylabel("D_CG / D_AA")
+    ax.set_title("One-bead CG models of eight liquids against their all-atom references")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny settings for a CPU check")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: a check, no result")
     parser.add_argument(
         "--liquids", nargs="+", default=[n for n, _ in LIQUIDS], help="built-in names"
     )
-    parser.add_argument("--model", type=Path, default=None, help="mobility model (adds ml)")
-    parser.add_argument("--methods", default=None, help="default: ibi,friction,rescale (+ml)")
+    parser.add_argument(
+        "--references", type=Path, default=None, help="DIR/<liquid> references (default: shipped)"
+    )
+    parser.add_argument("--model", type=Path, default=None, help="mobility model (default: shipped)")
+    parser.add_argument("--methods", default="ibi,ml,friction,rescale")
     parser.add_argument("--workdir", type=Path, default=WORKDIR, help="run directories")
-    parser.add_argument("--platform", default="auto", help="OpenMM platform")
-    parser.add_argument("--engine", default="auto", help="all-atom engine: auto, openmm, gromacs")
+    parser.add_argument("--engine", default="auto", help="CG engine: auto, lammps, openmm, torch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="result JSON (CSV beside it)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (CSV, PNG beside it)")
     args = parser.parse_args()
 
-    pressures = dict(LIQUIDS)
-    unknown = [n for n in args.liquids if n not in pressures]
+    known = [n for n, _ in LIQUIDS]
+    unknown = [n for n in args.liquids if n not in known]
     if unknown:
-        parser.error(f"not one of the eight liquids: {', '.join(unknown)}")
-    methods = (args.methods or "ibi,friction,rescale" + (",ml" if args.model else "")).split(",")
-    aa_preset = QUICK_AA if args.quick else PRESETS["standard"]
-    compare_preset = "tiny" if args.quick else "standard"
+        parser.error(f"not one of the eight liquids: {', '.join(unknown)}; use {', '.join(known)}")
+    methods = args.methods.split(",")
+    settings = get_settings("tiny") if args.quick else BENCHMARK
     out = args.out or RESULTS / ("eight_liquids_quick.json" if args.quick else "eight_liquids.json")
     load_before = os.getloadavg()
     records = []
     for name in args.liquids:
-        print(f"== {name} ({pressures[name]} bar)", flush=True)
+        print(f"== {name}", flush=True)
         records.append(
             run_liquid(
                 name,
-                pressures[name],
+                args.references,
                 args.workdir,
-                aa_preset,
-                compare_preset,
+                settings,
                 methods,
                 args.model,
-                args.platform,
                 args.engine,
                 args.seed,
             )
         )
+        if records[-1]["status"] != "done":
+            print(f"   failed: {records[-1].get('reason')}", flush=True)
     load_after = os.getloadavg()
     rows = table_rows(records)
     print_table(rows)
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
-    aa_settings = asdict(replace(aa_preset, ibi=IBIConfig()))
-    del aa_settings["ibi"], aa_settings["cg_beads"]
-    del aa_settings["cg_equilibration_ps"], aa_settings["cg_production_ps"]
     result = {
         "benchmark": "eight_liquids",
-        "mode": "quick" if args.quick else "standard",
+        "mode": "quick" if args.quick else "benchmark",
+        "command": "python benchmarks/eight_liquids.py " + " ".join(sys.argv[1:]),
         "machine": describe_machine(),
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),
-        "temperature_K": TEMPERATURE_K,
-        "pressures_bar": {n: pressures[n] for n in args.liquids},
         "methods": methods,
-        "aa_settings": aa_settings,
-        "compare_settings": get_settings(compare_preset).to_dict(),
+        "engine": args.engine,
+        "compare_settings": settings.to_dict(),
         "model": None if args.model is None else str(args.model),
         "table": rows,
         "liquids": records,
     }
     write_json(out, result)
     write_table(out.with_suffix(".csv"), rows)
-    print(f"written {out} and {out.with_suffix('.csv')}")
+    plot(out.with_suffix(".png"), rows)
+    print(f"written {out}, {out.with_suffix('.csv')} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
