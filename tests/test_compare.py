@@ -206,6 +206,9 @@ def test_compare_writes_a_row_per_method(comparison, reference):
     assert rescale["d_cg_m2_s"] == pytest.approx(ref["diffusion_m2_s"])
     assert rescale["rdf_r2"] == ibi["rdf_r2"]
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()
+    assert all(f"<tr><th>{m}</th>" in page for m in rows)
+    assert page.count("<tr><th>") == len(rows) + 1 and "data:image/png;base64," in page
     stored = json.loads((out / "comparison.json").read_text())
     assert [r["method"] for r in stored["rows"]] == list(rows)
     # a second call finds every method finished and gives the same table

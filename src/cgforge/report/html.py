@@ -204,3 +204,66 @@ created {html.escape(str(prov.get("created_utc", "")))}. Full provenance in the 
 </body></html>
 """
     write_text(path, page)
+
+
+#: How the comparison page introduces each method of ``cgforge compare``.
+_COMPARE_TEXT = {
+    "ibi": "keeps the structure: g(r) by iterative Boltzmann inversion; its dynamics run fast "
+    "(D_CG/D_AA &gt; 1).",
+    "ml": "the mobility network's potential from (bead mass, g, D): trades structure for mobility.",
+    "friction": "keeps structure and mobility: the IBI potential under Langevin dynamics with the "
+    "friction fitted so that D_CG = D_AA.",
+    "rescale": "the IBI run on a stretched clock (time × α): D matches by construction when α is "
+    "measured on the same run.",
+}
+
+
+def write_comparison_report(path: Path, comparison: dict[str, Any], figure: Path) -> None:
+    """``report.html`` of ``cgforge compare``: every method's structure, thermodynamics and
+    dynamics beside the all-atom reference, and the comparison figure."""
+    uri = "data:image/png;base64," + base64.b64encode(Path(figure).read_bytes()).decode()
+    rows = []
+    for row in comparison["rows"]:
+        method = str(row["method"])
+        ok = row.get("status") == "ok"
+        rows.append(
+            "<tr>"
+            f"<th>{html.escape(method)}</th>"
+            f"<td>{html.escape(str(row.get('status')))}</td>"
+            f"<td>{_pm(row.get('acceleration_factor'), row.get('acceleration_factor_err'), '.3g') if ok else '–'}</td>"
+            f"<td>{_fmt(row.get('rdf_r2'), '.4f') if ok else '–'}</td>"
+            f"<td>{_fmt(row.get('rdf_deviation'), '.2%') if ok else '–'}</td>"
+            f"<td>{_fmt(row.get('density_error'), '+.2%') if ok else '–'}</td>"
+            f"<td>{_pm(row.get('pressure_bar'), row.get('pressure_err_bar'), '.3g') if ok else '–'}</td>"
+            f"<td>{_COMPARE_TEXT.get(method, '')}"
+            f"<br><span class='small'>{html.escape(str(row.get('notes') or ''))}</span></td>"
+            "</tr>"
+        )
+    title = f"{comparison['molecule']}: CG models that keep structure and mobility"
+    d_aa, d_err = comparison["reference_diffusion_m2_s"], comparison["reference_diffusion_err_m2_s"]
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; vertical-align: top; }}
+th {{ background: #f4f4f4; font-weight: normal; }}
+img {{ max-width: 100%; }} .small {{ color: #666; font-size: 0.85em; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>All-atom reference <code>{html.escape(str(comparison["reference_dir"]))}</code>:
+{comparison["temperature_K"]:.2f} K, density {comparison["reference_density_g_cm3"]:.4f} g/cm³,
+D_AA = {_pm(d_aa, d_err, ".3e")} m²/s; {comparison["n_beads"]} beads in every CG run.
+By Henderson's theorem no pair potential with the true bead mass matches both g(r) and D
+where IBI runs fast: read the RDF columns and the D_CG/D_AA column together.</p>
+<table><tr><th>method</th><th>status</th><th>D_CG/D_AA</th><th>RDF R²</th>
+<th>RDF deviation</th><th>density error (NPT)</th><th>pressure / bar</th><th>what it is</th></tr>
+{"".join(rows)}
+</table>
+<figure><img src="{uri}" alt="comparison"><figcaption>RDFs, MSDs and D_CG/D_AA of every
+method against the all-atom reference</figcaption></figure>
+<p class="small">Numbers and settings: comparison.json and comparison.csv beside this page; each
+method's run directory holds its own summary.json with provenance.</p>
+</body></html>
+"""
+    write_text(path, page)

@@ -31,6 +31,7 @@ Written into ``out``:
   (empty cells for what a method does not have; a failed method has ``status`` ``failed`` and
   its reason in ``notes`` instead of stopping the comparison);
 * ``comparison.json``: the same rows with the settings and the reference;
+* ``report.html``: one page with the table and the figure, each method explained;
 * ``comparison.png``: RDFs of all methods over the all-atom one, MSDs (rescale on the
   all-atom-equivalent time axis) and D_CG/D_AA with error bars.
 
@@ -61,6 +62,7 @@ from cgforge.observables.msd import MSDResult
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.io import write_csv
 from cgforge.provenance import collect
+from cgforge.report.html import write_comparison_report
 from cgforge.workflows.cg import (
     AAReference,
     ibi_production_protocol,
@@ -494,7 +496,7 @@ def run_compare(
         "n_beads": n_beads,
         "settings": settings.to_dict(),
         "rows": rows,
-        "files": {"table": "comparison.csv", "plot": "comparison.png"},
+        "files": {"table": "comparison.csv", "plot": "comparison.png", "report": "report.html"},
         "provenance": collect(
             {
                 "reference_dir": str(reference.path),
@@ -509,6 +511,7 @@ def run_compare(
         ),
     }
     write_json(out / "comparison.json", result)
+    write_comparison_report(out / "report.html", result, out / "comparison.png")
     return result
 
 
