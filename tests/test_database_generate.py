@@ -33,6 +33,7 @@ from cgforge.database.generate import (
     parse_molecules,
     slurm_cluster_kwargs,
 )
+from cgforge.database.grids import LearningGrids
 from cgforge.database.lock import DatabaseLocked, WriterLock, lock_holder, lock_path
 from cgforge.database.plan import plan_stage_a, record_workdir
 from cgforge.database.stages import (
@@ -41,6 +42,7 @@ from cgforge.database.stages import (
     database_grids,
     learning_grids,
     resample_potential,
+    run_stage_a,
     stage_b_spec,
 )
 from cgforge.database.store import Database, spec_key
@@ -228,6 +230,23 @@ def test_kill_and_resume_equal_an_uninterrupted_generation(stage_a_db, tmp_path,
     with Database.open(resumed, readonly=True) as db:
         attempts = [r.attempts for r in db.iter_done("B")]
     assert max(attempts) >= 2  # a record claimed again after a stop
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("platform", "engine"), [("reference", "openmm"), ("auto", "gromacs")])
+def test_the_fixture_record_is_made_on_other_platforms(tmp_path, platform, engine):
+    """The stage-A record of the fixture (CPU platform) also passes the equilibration gate on
+    OpenMM's Reference platform and on GROMACS: the 40-molecule box's density drift (a few %,
+    either sign, by platform) lies well inside its tolerance (3 natural fluctuations, ~9 %).
+    Reference: about 4 min on a free core."""
+    if engine == "gromacs" and shutil.which("gmx") is None:
+        pytest.skip("GROMACS (gmx) is not installed")
+    (spec,) = plan_stage_a([MOLECULE], 1, seed=SEED, ranges=RANGES, preset="tiny")
+    scalars, _, _ = run_stage_a(
+        spec, tmp_path / "a", LearningGrids(), platform=platform, engine=engine
+    )
+    assert scalars["density_drift_tolerance"] > 0.08
+    assert abs(scalars["density_drift"]) < 0.5 * scalars["density_drift_tolerance"]
 
 
 @pytest.mark.slow
