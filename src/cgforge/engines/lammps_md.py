@@ -220,8 +220,10 @@ class LammpsRunner:
         self._fixes = ()
         self._thermo_vars = False
 
-    def _set_fixes(self, stage: str, phase: str) -> None:
-        """Define the integrator fixes of ``phase`` (IDs are stable so restarts restore state)."""
+    def _set_fixes(self, stage: str, phase: str, step: int) -> None:
+        """Define the integrator fixes of ``phase`` at ``step`` (IDs are stable so restarts
+        restore the thermostat and barostat state; Langevin seeds include the step, so a resumed
+        run draws new random forces)."""
         p = self.protocol
         T = p.temperature_K
         for fix in self._fixes:
@@ -231,7 +233,7 @@ class LammpsRunner:
             lines = [
                 "fix cg_int all nve",
                 f"fix cg_bath all langevin {T} {T} {MELT_DAMP_PS * 1000.0:.10g} "
-                f"{_lammps_seed(p.seed, 1)} zero yes",
+                f"{_lammps_seed(p.seed, 1 + 2 * step)} zero yes",
             ]
         elif phase == "npt":
             p_atm = p.pressure_bar / ATM_TO_BAR
@@ -249,7 +251,7 @@ class LammpsRunner:
             damp_fs = 1000.0 / p.production_friction_per_ps
             lines = [
                 "fix cg_int all nve",
-                f"fix cg_bath all langevin {T} {T} {damp_fs:.10g} {_lammps_seed(p.seed, 5)} "
+                f"fix cg_bath all langevin {T} {T} {damp_fs:.10g} {_lammps_seed(p.seed, 5 + 2 * step)} "
                 "zero yes",
             ]
         self.lmp.commands(lines)
@@ -452,7 +454,7 @@ class LammpsRunner:
             while done < end:
                 phase, phase_end = self._phase_of(stage, done, n_steps)
                 if self._phase != (stage, phase):
-                    self._set_fixes(stage, phase)
+                    self._set_fixes(stage, phase, done)
                     self._fresh = True
                 next_stop = min(end, phase_end, (done // chunk + 1) * chunk)
                 self._define_thermo_fix(thermo_stride)
