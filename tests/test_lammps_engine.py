@@ -342,20 +342,27 @@ def test_diffusion_scales_as_inverse_square_root_of_mass(tmp_path):
 
 @pytest.mark.slow
 def test_npt_density_agrees_with_openmm(tmp_path):
+    # LAMMPS: Langevin start, then the MTK barostat; OpenMM: Langevin + Monte Carlo barostat.
+    # Both sample the NPT ensemble of the same table, so their mean densities agree. The density
+    # of 100 beads wanders slowly (one run's block error is ~5x too small: two 200 ps OpenMM
+    # runs gave 0.615 ± 0.004 and 0.590 ± 0.003 g/cm³), so the error comes from the scatter of
+    # independent runs.
     system = CGSystem(lj_table(cutoff=1.1), 100, (100 / DENSITY_NM3) ** (1 / 3), MASS)
-    p = protocol(equilibration_ps=60.0, production_ps=1.0, thermo_interval_ps=0.1)
-    rho = {}
+    seeds = (21, 22, 23, 24)
+    rho: dict[str, list[float]] = {}
     for engine in ("lammps", "openmm"):
-        result = (
-            run_cg_md(system, p, tmp_path / engine, progress=None)
-            if engine == "lammps"
-            else (resolve_cg_engine("openmm").run(system, p, tmp_path / engine))
-        )
-        th = result.thermo
-        eq = th["density_g_cm3"][th["stage"] == 0]
-        rho[engine] = mean_with_error(eq[len(eq) // 2 :])
-    (a, ea), (b, eb) = rho["lammps"], rho["openmm"]
-    assert abs(a - b) < 4.0 * math.hypot(ea, eb), rho
+        for seed in seeds:
+            p = protocol(
+                equilibration_ps=60.0, production_ps=1.0, thermo_interval_ps=0.1, seed=seed
+            )
+            result = resolve_cg_engine(engine).run(system, p, tmp_path / f"{engine}{seed}")
+            th = result.thermo
+            eq = th["density_g_cm3"][th["stage"] == 0]
+            rho.setdefault(engine, []).append(float(np.mean(eq[len(eq) // 2 :])))
+    a, b = np.array(rho["lammps"]), np.array(rho["openmm"])
+    err = math.hypot(a.std(ddof=1), b.std(ddof=1)) / math.sqrt(len(seeds))
+    assert abs(a.mean() - b.mean()) < 5.0 * err, rho
+    assert err < 0.02 * a.mean(), rho  # the comparison resolves 2 % of the density
 
 
 def test_killed_run_resumes_where_it_stopped(tmp_path):
