@@ -409,3 +409,56 @@ def test_every_engine_returns_one_thermo_schema(tmp_path):
         assert result.bead_positions_nm.shape == (2, 100, 3), name
         prod = result.thermo["stage"] == 1
         assert np.allclose(result.thermo["t_ps"][prod], np.arange(1, 11) * 0.1), name
+
+
+# ---------------------------------------------------------------------------- workflow
+def _write_gro(path, xyz_nm: np.ndarray, box_nm: float) -> None:
+    lines = ["CG start", f"{len(xyz_nm)}"]
+    for k, (x, y, z) in enumerate(xyz_nm, start=1):
+        lines.append(f"{k % 100000:5d}CG      CG{k % 100000:5d}{x:8.3f}{y:8.3f}{z:8.3f}")
+    lines.append(f"{box_nm:10.5f}{box_nm:10.5f}{box_nm:10.5f}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_cg_run_starts_from_a_given_configuration(tmp_path):
+    from cgforge.potentials.io import write_csv
+    from cgforge.workflows.cg import run_cg
+
+    n, box = 150, (150 / DENSITY_NM3) ** (1 / 3)
+    xyz = lattice_positions(n, box, seed=5)
+    _write_gro(tmp_path / "start.gro", xyz, box)
+    table = write_csv(tmp_path / "lj.csv", lj_table())
+    p = protocol(equilibration_ps=1.0, production_ps=3.0, sample_interval_ps=0.1)
+    summary = run_cg(
+        table,
+        mass_amu=MASS,
+        n_beads=None,
+        protocol=p,
+        out=tmp_path / "run",
+        start_file=tmp_path / "start.gro",
+    )
+    assert summary["n_beads"] == n
+    assert summary["engine"] == "lammps"
+    assert summary["start_configuration"].endswith("start.gro")
+    with pytest.raises(InputError, match="disagrees"):
+        run_cg(
+            table,
+            mass_amu=MASS,
+            n_beads=n + 1,
+            protocol=p,
+            out=tmp_path / "other",
+            start_file=tmp_path / "start.gro",
+        )
+    with pytest.raises(InputError, match="not found"):
+        run_cg(
+            table, mass_amu=MASS, n_beads=None, protocol=p, out=tmp_path / "x", start_file="no.gro"
+        )
+
+
+def test_temperature_off_target_is_noted():
+    from cgforge.workflows.cg import temperature_note
+
+    assert temperature_note(298.15, 300.0, 0.5) is None  # within error + 1 %
+    note = temperature_note(298.15, 309.0, 0.8)  # the 5 fs 3-methylpentane run of issue 11
+    assert note is not None and "309.0" in note and "timestep" in note
+    assert temperature_note(298.15, 290.0, 6.0) is None  # off, but within its error + 1 %

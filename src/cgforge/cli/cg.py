@@ -97,6 +97,12 @@ def cg(
     beads: int = typer.Option(None, "--beads", help="Number of beads (default: the reference's)."),
     density: float = typer.Option(None, "--density", help="Start density, g/cm3."),
     box: float = typer.Option(None, "--box", help="Start box edge (cubic), nm."),
+    start: Path = typer.Option(
+        None,
+        "--start",
+        help="Start configuration (GRO, PDB, LAMMPS data; one bead per particle): sets the "
+        "beads and the start box.",
+    ),
     reference: Path = typer.Option(
         None, "--reference", help="All-atom reference directory to compare with."
     ),
@@ -158,6 +164,7 @@ def cg(
             reference_dir=reference,
             overwrite=overwrite,
             progress=progress,
+            start_file=start,
         )
     _print_summary(summary, out)
 

@@ -50,6 +50,7 @@ from cgforge.engines.cg_engine import (
     resolved_protocol,
     run_cg_md,
 )
+from cgforge.engines.cg_start import read_start_configuration
 from cgforge.engines.cg_system import beads_for_cutoff, box_edges
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError
@@ -275,8 +276,9 @@ def _simulate(
     workdir: Path,
     progress: ProgressCallback | None,
     label: str = "the CG potential",
+    positions_nm: np.ndarray | None = None,
 ) -> MDResult:
-    system = CGSystem(potential, n_beads, box_nm, mass_amu, label=label)
+    system = CGSystem(potential, n_beads, box_nm, mass_amu, positions_nm=positions_nm, label=label)
     return run_cg_md(system, protocol, workdir, progress=progress)
 
 
@@ -371,12 +373,21 @@ def _produce(
     notes: list[str],
     config: dict[str, Any],
     progress: ProgressCallback | None,
+    positions_nm: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """CG production in ``rundir``, analysis, files and summary.json (written last)."""
     out = rundir.path
     write_csv(out / "potential.csv", potential, provenance=f"cgforge CG potential of {name}")
     result = _simulate(
-        potential, mass_amu, n_beads, box_nm, protocol, rundir.work / "md", progress, label=name
+        potential,
+        mass_amu,
+        n_beads,
+        box_nm,
+        protocol,
+        rundir.work / "md",
+        progress,
+        label=name,
+        positions_nm=positions_nm,
     )
     traj, analysis, series = _analyse(result, reference)
     write_results(out, analysis, traj, title=f"{name}: one-bead CG model")
@@ -449,15 +460,18 @@ def run_cg(
     reference_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    start_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Simulate a one-bead CG liquid with a tabulated potential; return the summary.
 
     ``mass_amu`` and ``n_beads`` default to the reference's bead mass and molecule count; the
     start box comes from ``density_g_cm3`` or ``box_nm`` (not both), else the reference's
-    density. ``protocol`` runs on the CG engine it names (``auto`` resolved here and recorded
-    in the run's configuration) as in :class:`~cgforge.engines.md.MDRunner` (NPT
-    equilibration at ``protocol.pressure_bar``, production at the NPT mean volume). Rerunning into the same
-    ``out`` resumes; a finished run returns its summary.
+    density. ``start_file`` (GRO, PDB, LAMMPS data: one bead per particle, with its box) gives
+    the start configuration instead of a jittered lattice, and with it the number of beads and
+    the start box. ``protocol`` runs on the CG engine it names (``auto`` resolved here and
+    recorded in the run's configuration) as in :class:`~cgforge.engines.md.MDRunner` (NPT
+    equilibration at ``protocol.pressure_bar``, production at the NPT mean volume).
+    Rerunning into the same ``out`` resumes; a finished run returns its summary.
     """
     path = Path(potential_csv)
     if not path.is_file():
@@ -471,6 +485,18 @@ def run_cg(
             )
         mass_amu = reference.bead_mass_amu
     mass = _positive(mass_amu, "--mass (amu)")
+    start = None
+    if start_file is not None:
+        start = read_start_configuration(start_file)
+        if density_g_cm3 is not None or box_nm is not None:
+            raise InputError("--start sets the box; give --density or --box only without it")
+        if n_beads is not None and _beads(n_beads) != start.n_beads:
+            raise InputError(
+                f"--beads {n_beads} disagrees with the {start.n_beads} particles of {start.path}; "
+                "leave --beads out"
+            )
+        n_beads = start.n_beads
+        box_nm = start.box_nm.tolist()
     if n_beads is None:
         if reference is None:
             raise InputError("give the number of beads with --beads or a --reference")
@@ -498,6 +524,9 @@ def run_cg(
         "reference_dir": None if reference is None else str(reference.path),
         "reference_sha256": None if reference is None else reference.fingerprint(),
     }
+    if start is not None:  # only then, so runs from a lattice keep their hashes
+        config["start_file"] = str(start.path)
+        config["start_sha256"] = _sha256(start.path)
     rundir = RunDirectory(out, config, overwrite=overwrite)
     if rundir.prepare() == "complete":
         return json.loads(rundir.summary_path.read_text())
@@ -511,10 +540,15 @@ def run_cg(
         box_nm=box,
         protocol=protocol,
         reference=reference,
-        extra={"n_beads": n, "potential_source": str(path.resolve())},
+        extra={
+            "n_beads": n,
+            "potential_source": str(path.resolve()),
+            "start_configuration": None if start is None else str(start.path),
+        },
         notes=_reference_notes(reference, protocol),
         config=config,
         progress=progress,
+        positions_nm=None if start is None else start.positions_nm,
     )
 
 
