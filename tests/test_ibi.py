@@ -30,7 +30,7 @@ from cgforge.methods.ibi import (
 )
 from cgforge.observables import RDF
 from cgforge.observables.rdf import RDFResult
-from cgforge.potentials import TabulatedPotential, write_csv
+from cgforge.potentials import TabulatedPotential, read_csv, write_csv
 from cgforge.trajectory import CGTrajectory
 from cgforge.units import AMU_NM3_TO_G_CM3, KJ_MOL_NM3_TO_BAR, kT
 from cgforge.workflows.aa import default_protocol
@@ -287,6 +287,25 @@ def test_ibi_stops_as_soon_as_both_criteria_hold(reference, tmp_path):
     assert result.converged and result.iterations == 1
     assert result.reason.startswith("converged at iteration 0")
     assert not (tmp_path / "w" / "iter_001").exists()
+
+
+def test_ibi_stops_when_the_deviation_stalls_and_keeps_its_best_iteration(reference, tmp_path):
+    """With a negligible update the deviation only fluctuates: patience 1 stops at the first
+    iteration that is not a new best (all 8 improving in a row has odds 1/8!), and the kept
+    potential is the one of the lowest deviation, not the last one."""
+    config = fast_config(max_iterations=8, damping=1e-4, patience=1)
+    result = run_ibi(
+        load_reference(reference).rdf, config=config, workdir=tmp_path / "w",
+        **ibi_inputs(reference),
+    )
+    eps = [h.rdf_deviation for h in result.history]
+    assert 2 <= result.iterations < 8 and "patience" in result.reason
+    assert eps[-1] >= min(eps) and result.best_iteration == int(np.argmin(eps))
+    kept = read_csv(tmp_path / "w" / f"iter_{result.best_iteration:03d}" / "potential.csv")
+    assert np.array_equal(result.potential.energy(kept.r_nm), kept.energy(kept.r_nm))
+    assert f"iteration {result.best_iteration} is kept" in result.reason
+    with pytest.raises(InputError, match="patience"):
+        fast_config(patience=0)
 
 
 def test_ibi_workflow_from_reference(reference, tmp_path):

@@ -138,7 +138,9 @@ class IBIConfig:
     run), ``production_ps`` (sampled), ``sample_interval_ps`` (frames for RDF and MSD),
     ``thermo_interval_ps`` (pressure samples), ``checkpoint_interval_ps``, ``platform``,
     ``engine`` (CG engine: auto, lammps, openmm, torch; :func:`run_ibi` resolves auto),
-    ``seed`` (iteration i uses seed + i), ``keep_md`` (keep each iteration's MD directory).
+    ``seed`` (iteration i uses seed + i), ``keep_md`` (keep each iteration's MD directory),
+    ``patience`` (stop after this many iterations without a lower RDF deviation and keep the
+    best one).
     """
 
     max_iterations: int = 30
@@ -164,6 +166,7 @@ class IBIConfig:
     seed: int = 0
     keep_md: bool = False
     engine: str = "auto"
+    patience: int = 10
 
     def __post_init__(self) -> None:
         checks = {
@@ -186,6 +189,7 @@ class IBIConfig:
             "sample_interval_ps": self.sample_interval_ps > 0.0,
             "thermo_interval_ps": self.thermo_interval_ps > 0.0,
             "checkpoint_interval_ps": self.checkpoint_interval_ps > 0.0,
+            "patience": isinstance(self.patience, int) and self.patience >= 1,
         }
         for name, ok in checks.items():
             value = getattr(self, name)
@@ -200,10 +204,13 @@ class IBIConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON provenance; ``engine`` only when it is not OpenMM (or the
-        unresolved ``auto``), so that OpenMM runs keep the hashes they had before the field."""
+        unresolved ``auto``), and ``patience`` only when it is not the default 10, so that runs
+        keep the hashes they had before these fields."""
         out = asdict(self)
         if out["engine"] in ("auto", "openmm"):
             del out["engine"]
+        if out["patience"] == 10:
+            del out["patience"]  # the default; runs of the same settings keep their hashes
         return out
 
     def protocol(self, temperature_K: float, iteration: int) -> MDProtocol:
@@ -271,8 +278,9 @@ class IBIIteration:
 class IBIResult:
     """Outcome of :func:`run_ibi`.
 
-    ``potential``: the table simulated in the last iteration (the converged one when
-    ``converged``), starting at r = 0 and ending at the cutoff; ``rdf``: its CG RDF;
+    ``potential``: the table simulated in the converged iteration, else in the iteration of
+    lowest RDF deviation (``best_iteration``), starting at r = 0 and ending at the cutoff;
+    ``rdf``: its CG RDF;
     ``target``: the target RDF on the IBI bins; ``history``: one :class:`IBIIteration` per
     iteration; ``iterations``: how many ran; ``reason``: why the run stopped.
     """
@@ -285,6 +293,7 @@ class IBIResult:
     iterations: int
     reason: str
     workdir: Path
+    best_iteration: int = -1
 
 
 # ====================================================================== RDF helpers
@@ -904,7 +913,7 @@ class _IBIRun:
         records = self.finished_records()
         if records:
             _write_history(self.workdir, records)  # repairs a history cut short by a kill
-        while not (records and records[-1].converged) and len(records) < self.c.max_iterations:
+        while self._stop_reason(records) is None:
             i = len(records)
             _, table = self._ensure_potential(i)
             result = self._simulate(i, table)
@@ -916,9 +925,30 @@ class _IBIRun:
                 self.progress("ibi", i + 1, self.c.max_iterations, result.ns_per_day)
         return self._final(records)
 
+    def _stop_reason(self, records: list[IBIIteration]) -> str | None:
+        """Why the iterations stop now (None: go on): converged, the iteration cap, or
+        ``patience`` iterations without a new lowest RDF deviation (the deviation has reached
+        its noise floor, or the potential drifts away from the target)."""
+        if not records:
+            return None
+        if records[-1].converged:
+            return "converged"
+        if len(records) >= self.c.max_iterations:
+            return f"not converged after {len(records)} iterations (max_iterations)"
+        best = min(records, key=lambda r: r.rdf_deviation)
+        if records[-1].iteration - best.iteration >= self.c.patience:
+            return (
+                f"stopped after {len(records)} iterations: no lower RDF deviation in the last "
+                f"{self.c.patience} (patience)"
+            )
+        return None
+
     def _final(self, records: list[IBIIteration]) -> IBIResult:
+        """The result: the converged iteration, else the iteration of lowest RDF deviation."""
         last = records[-1]
-        d = _iter_dir(self.workdir, last.iteration)
+        stop = self._stop_reason(records) or "interrupted"
+        pick = last if last.converged else min(records, key=lambda r: r.rdf_deviation)
+        d = _iter_dir(self.workdir, pick.iteration)
         table = read_csv(d / "potential.csv")
         rdf = RDFResult.from_csv(d / "rdf.csv")
         initial = read_csv(_iter_dir(self.workdir, 0) / "potential.csv")
@@ -930,9 +960,9 @@ class _IBIRun:
             )
         else:
             reason = (
-                f"not converged after {len(records)} iterations (max_iterations): RDF deviation "
-                f"{last.rdf_deviation:.3%} (tolerance {self.c.rdf_tolerance:.3%}, noise floor "
-                f"~{last.rdf_noise:.3%})" + self._pressure_note(last)
+                f"{stop}; the potential of iteration {pick.iteration} is kept, the lowest RDF "
+                f"deviation: {pick.rdf_deviation:.3%} (tolerance {self.c.rdf_tolerance:.3%}, noise "
+                f"floor ~{pick.rdf_noise:.3%})" + self._pressure_note(pick)
             )
         write_csv(self.workdir / "potential.csv", table, provenance=f"cgforge IBI, {reason}")
         _write_rdf(self.workdir / "rdf.csv", rdf)
@@ -948,6 +978,7 @@ class _IBIRun:
             iterations=len(records),
             reason=reason,
             workdir=self.workdir,
+            best_iteration=pick.iteration,
         )
 
     def _pressure_note(self, rec: IBIIteration) -> str:

@@ -635,11 +635,12 @@ def run_ibi_from_reference(
         workdir=rundir.path / "ibi",
         progress=progress,
     )
-    last = ibi.history[-1]
+    last = next(r for r in ibi.history if r.iteration == ibi.best_iteration)
     extra = {
         "n_beads": n,
         "converged": ibi.converged,
         "iterations": ibi.iterations,
+        "ibi_iteration_kept": ibi.best_iteration,
         "ibi_reason": ibi.reason,
         "ibi_rdf_deviation": last.rdf_deviation,
         "ibi_pressure_bar": last.pressure_bar,
