@@ -12,7 +12,7 @@ For each liquid :func:`cgforge.workflows.compare.run_compare` runs in
 ``WORKDIR/<liquid>/compare`` (every stage resumes; a rerun skips finished methods):
 
 * ``ibi``: IBI to its 1 % RDF criterion with the pressure ramp (at most 50 iterations of
-  100 ps), then 50 ps NPT + 500 ps Nosé–Hoover NVT;
+  300 ps, stopped after 10 without improvement, the best kept), then 50 ps NPT + 500 ps Nosé–Hoover NVT;
 * ``ml``: the shipped mobility model (or ``--model``), its out-of-distribution flags in the notes;
 * ``friction``: the IBI potential under Langevin dynamics with γ fitted to D_AA;
 * ``rescale``: the IBI run's time axis stretched by the α measured on it (a calibration).
@@ -55,7 +55,7 @@ WORKDIR = Path(__file__).resolve().parent.parent / "runs" / "eight_liquids"
 BENCHMARK = CompareSettings(
     name="benchmark",
     n_beads=None,  # as many beads as the reference has molecules
-    ibi=IBIConfig(max_iterations=50, equilibration_ps=10.0, production_ps=100.0),
+    ibi=IBIConfig(max_iterations=50, equilibration_ps=10.0, production_ps=300.0),
     cg_equilibration_ps=50.0,
     cg_production_ps=500.0,
     friction=FrictionConfig(),
