@@ -20,7 +20,7 @@ statistical noise floor, pressure, wall time). IBI stops at its own convergence,
 ``--max-iterations`` or when ``--budget-min`` of wall time is used up (checked between
 iterations). Writes ``benchmarks/results/ibi.json`` with the machine's load average.
 
-    python benchmarks/ibi.py                                  # about 10 min on 2 busy cores
+    python benchmarks/ibi.py                                  # ~20 s (LAMMPS), ~10 min (OpenMM)
     python benchmarks/ibi.py --beads 300 --iteration-ps 200 --budget-min 30
 """
 
@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
+from cgforge.engines.cg_engine import resolve_engine_name
 from cgforge.fileio import write_json
 from cgforge.methods.ibi import IBIConfig, run_ibi
 from cgforge.potentials import TabulatedPotential, write_csv
@@ -65,7 +66,12 @@ def true_potential() -> TabulatedPotential:
 
 
 def make_target(
-    root: Path, beads: int, equilibration_ps: float, production_ps: float, sample_ps: float
+    root: Path,
+    beads: int,
+    equilibration_ps: float,
+    production_ps: float,
+    sample_ps: float,
+    engine: str = "auto",
 ) -> Path:
     """Simulate the true potential; the run directory is a valid reference directory."""
     pot = root / "lj.csv"
@@ -80,6 +86,7 @@ def make_target(
         seed=1,
         save_particles=False,
         sample_interval_ps=sample_ps,
+        engine=engine,
     )
     density = NUMBER_DENSITY_NM3 * MASS_AMU * AMU_NM3_TO_G_CM3
     out = root / "target"
@@ -116,8 +123,12 @@ def main() -> None:
         "--budget-min", type=float, default=9.5, help="stop IBI after this wall time, min"
     )
     parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here")
+    parser.add_argument(
+        "--engine", default="auto", help="CG engine: auto, lammps, openmm, torch (recorded)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.engine = resolve_engine_name(args.engine)
 
     load_before = os.getloadavg()
     root = (
@@ -128,7 +139,12 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     target_dir = make_target(
-        root, args.beads, args.target_equilibration_ps, args.target_ps, args.sample_ps
+        root,
+        args.beads,
+        args.target_equilibration_ps,
+        args.target_ps,
+        args.sample_ps,
+        engine=args.engine,
     )
     target_s = time.perf_counter() - start
     reference = load_reference(target_dir)
@@ -148,6 +164,7 @@ def main() -> None:
         sample_interval_ps=args.sample_ps,
         platform="cpu",
         seed=3,
+        engine=args.engine,
     )
     inputs = dict(
         temperature_K=reference.temperature_K,
@@ -246,7 +263,7 @@ def main() -> None:
             },
             "ibi_config": {**config.to_dict(), "max_iterations": args.max_iterations},
             "ibi_config_note": "IBIConfig defaults except cutoff_nm, timestep_fs, "
-            "equilibration_ps, production_ps, sample_interval_ps, platform, seed",
+            "equilibration_ps, production_ps, sample_interval_ps, platform, seed, engine",
             "summary": summary,
             "history": history,
         },
