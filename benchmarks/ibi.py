@@ -32,7 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +182,7 @@ def main() -> None:
     stop = "max_iterations"
     for k in range(1, args.max_iterations + 1):
         tic = time.perf_counter()
-        config = IBIConfig(**{**config.to_dict(), "max_iterations": k})
+        config = replace(config, max_iterations=k)
         result = run_ibi(reference.rdf, config=config, workdir=root / "ibi", **inputs)
         rec = result.history[-1]
         entry = asdict(rec)
