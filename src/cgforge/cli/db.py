@@ -254,6 +254,12 @@ def generate(
     ),
     cg_engine: str = cg_engine_option("--cg-engine"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed records again."),
+    stop_after_failures: int = typer.Option(
+        5,
+        "--stop-after-failures",
+        help="Stop when the first N stage-A records all fail, with their reasons counted "
+        "(0: never stop).",
+    ),
     connect_timeout: float = typer.Option(
         10.0, "--connect-timeout", help="Seconds to wait for a --scheduler address to answer."
     ),
@@ -286,6 +292,7 @@ def generate(
                 engine=engine,
                 cg_engine=cg_engine,
                 retry_failed=retry_failed,
+                stop_after_failures=stop_after_failures,
                 progress=None if quiet else display,
                 connect_timeout_s=connect_timeout,
             )

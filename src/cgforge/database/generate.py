@@ -44,6 +44,13 @@ A worker that dies
     ``task_starts.jsonl`` in its work directory, and the provenance of a done record lists them
     (``provenance["executor"]["starts"]``), so a retry is visible.
 
+Ranges that make every draw fail
+    When the first ``stop_after_failures`` stage-A records that finish in a generation have
+    all failed (and none is done), the generation stops (:class:`StageAFailing`): the tasks in
+    flight are cancelled and go back to pending with the records not yet started, and the
+    error counts the failure reasons, so a hopeless parameter range costs a few records, not
+    hours. Narrow the ranges, or set ``stop_after_failures`` to 0 to run every record anyway.
+
 Stopping
     Ctrl-C (or SIGTERM, as Slurm sends at the end of a job) stops submitting, cancels the
     tasks in flight and puts their records back to ``pending``; a ``kill -9`` leaves them
@@ -64,6 +71,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +79,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,12 +111,15 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "CRASH_ONCE_ENV",
     "PLATFORMS",
+    "STOP_AFTER_FAILURES",
     "TASKS_PER_SLOT",
     "GenerateReport",
     "GenerationInterrupted",
     "ProgressEvent",
+    "StageAFailing",
     "StageReport",
     "default_workers",
+    "failure_kind",
     "generate",
     "load_cluster_config",
     "load_ranges",
@@ -122,6 +134,8 @@ __all__ = [
 ALLOWED_FAILURES = 3
 #: Seconds to wait for an external scheduler to answer.
 CONNECT_TIMEOUT_S = 10.0
+#: A generation stops when this many of its first stage-A results are all failures.
+STOP_AFTER_FAILURES = 5
 #: Tasks kept submitted per worker slot (one running, one queued behind it).
 TASKS_PER_SLOT = 2
 #: Test hook: path of a marker file; see the module docstring.
@@ -522,6 +536,36 @@ class GenerationInterrupted(KeyboardInterrupt):
         self.report = report
 
 
+class StageAFailing(InputError):
+    """The first stage-A records of a generation all failed: ``reasons`` counts their causes
+    (:func:`failure_kind`); the records not finished stay pending."""
+
+    def __init__(self, failed: int, reasons: Counter[str], requeued: int) -> None:
+        counted = ", ".join(f"{n}x {reason}" for reason, n in reasons.most_common())
+        super().__init__(
+            f"the first {failed} stage-A records of this generation all failed ({counted}); "
+            "narrow the bonded-parameter ranges (--ranges FILE), or pass "
+            "--stop-after-failures 0 to run them all anyway"
+        )
+        self.failed = failed
+        self.reasons = reasons
+        self.requeued = requeued
+
+
+def failure_kind(reason: str) -> str:
+    """The cause of a failure reason without its numbers, for counting: the text before the
+    first ``:`` (or ``;``), with the next part kept after an error type such as
+    ``SimulationError:``, and digits replaced by ``#``."""
+    parts = [p.strip() for p in re.split(r"[:;]", str(reason)) if p.strip()]
+    if not parts:
+        return "no reason given"
+    kind = parts[0]
+    if re.fullmatch(r"[A-Za-z]+(Error|Exception|Failure|Worker)", kind) and len(parts) > 1:
+        kind = f"{kind}: {parts[1]}"
+    kind = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", kind)
+    return kind[:120]
+
+
 @dataclass(frozen=True)
 class ProgressEvent:
     """What a generation reports to its progress callback: a stage started (``key`` None) or
@@ -722,8 +766,10 @@ class _Runner:
         threads: int,
         progress: ProgressCallback | None,
         cg_engine: str = "auto",
+        stop_after_failures: int = 0,
     ) -> None:
         self.db = db
+        self.stop_after_failures = stop_after_failures
         self.executor = executor
         self.platform = platform
         self.engine = engine
@@ -756,6 +802,7 @@ class _Runner:
         _emit(self.progress, event())
         pending = as_completed(loop=self.executor.client.loop)
         exhausted = total == 0
+        reasons: Counter[str] = Counter()
         try:
             while True:
                 limit = TASKS_PER_SLOT * self.executor.slots()
@@ -816,6 +863,10 @@ class _Runner:
                     self.db.fail(key, error)
                     failed += 1
                     _emit(self.progress, event(key=key, state="failed", error=error))
+                    reasons[failure_kind(error)] += 1
+                    limit_failures = self.stop_after_failures
+                    if stage == "A" and limit_failures and done == 0 and failed >= limit_failures:
+                        raise StageAFailing(failed, reasons, self.abandon())
         finally:
             report.ran += done + failed
             report.done += done
@@ -899,6 +950,7 @@ def generate(
     cg_engine: str = "auto",
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
     allowed_failures: int = ALLOWED_FAILURES,
+    stop_after_failures: int = STOP_AFTER_FAILURES,
 ) -> GenerateReport:
     """Plan and run a generation into the database ``db_path`` (created if absent).
 
@@ -916,7 +968,9 @@ def generate(
     that every worker runs the same one); ``retry_failed``: put failed records back to
     pending first; ``progress``: called with a :class:`ProgressEvent` at each stage start and
     each finished record. ``allowed_failures``: worker deaths a task survives (clusters
-    cgforge starts).
+    cgforge starts). ``stop_after_failures``: stop when this many stage-A records are the
+    first to finish and all failed (0: never), raising :class:`StageAFailing` with the
+    failure reasons counted.
 
     Every argument is checked, and an external scheduler must answer, before anything is
     written. Raises :class:`~cgforge.database.lock.DatabaseLocked` when another generation
@@ -933,6 +987,7 @@ def generate(
     if threads < 1:
         raise InputError("--threads must be at least 1")
     allowed_failures = _count_arg(allowed_failures, "allowed_failures")
+    stop_after_failures = _count_arg(stop_after_failures, "--stop-after-failures")
     if workers is not None and (_count_arg(workers, "--workers") < 1):
         raise InputError("--workers must be at least 1")
     if not (isinstance(connect_timeout_s, int | float) and connect_timeout_s > 0):
@@ -1031,6 +1086,7 @@ def generate(
             runner = _Runner(
                 db, executor, platform=platform, engine=aa_engine, threads=threads,
                 progress=progress, cg_engine=cg_engine,
+                stop_after_failures=stop_after_failures,
             )  # fmt: skip
             runner.run("A", report.stages["A"])
             if mass_runs:

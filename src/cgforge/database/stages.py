@@ -27,12 +27,26 @@ raises :class:`StageFailure`, whose reason the caller records with
 :meth:`cgforge.database.store.Database.fail`. Stage A also refuses an all-atom system whose NPT
 density still drifts at the end of equilibration (:func:`check_equilibrated`): a liquid still
 compacting or evaporating has no equilibrium g(r) or D to learn from, so IBI is not attempted.
+
+Stage-A equilibration (the spec's ``equilibration`` entry, :data:`STAGE_A_EQUILIBRATION`)
+    Randomised bonded parameters can put a molecule far from its OPLS-AA conformer and
+    density. A record whose spec has ``"prerelax": true`` relaxes one molecule in vacuum with
+    its drawn parameters and packs the liquid from the relaxed conformer at the density its
+    relaxed volume suggests (:mod:`cgforge.molecules.prerelax`); its NPT equilibration starts
+    at the preset's ``aa_equilibration_ps`` and doubles until the density stops drifting
+    (:func:`density_drift_check`), up to ``max_equilibration_factor`` times that length
+    (:func:`equilibrate_aa`). Each try is a fresh run from the packed box in
+    ``aa_eq<ps>ps``; the record keeps the accepted length (``aa_equilibration_ps``), the
+    number of tries (``equilibration_attempts``) and the drift. Specs without the entry
+    (records made before it existed) run one equilibration from the unrelaxed conformer in
+    ``aa``, as they were made, so their keys and results stay valid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -51,10 +65,13 @@ __all__ = [
     "MAX_DENSITY_DRIFT",
     "POTENTIAL_GRID",
     "RDF_GRID",
+    "STAGE_A_EQUILIBRATION",
     "STAGE_PRESETS",
     "StageFailure",
     "check_equilibrated",
     "database_grids",
+    "density_drift_check",
+    "equilibrate_aa",
     "learning_grids",
     "natural_density_fluctuation",
     "run_stage_a",
@@ -93,6 +110,10 @@ LIQUID_COMPRESSIBILITY_PER_PA = 2.0e-9
 #: 40 molecules (about 9 nm³) one frame's density fluctuates by 3 %, so 2 % says nothing there.
 DRIFT_FLUCTUATIONS = 3.0
 _KB_J_K = 1.380649e-23
+#: Equilibration of new stage-A records (their spec's ``equilibration`` entry): vacuum
+#: pre-relaxation, and NPT equilibration doubled until the density stops drifting, up to
+#: ``max_equilibration_factor`` × the preset's ``aa_equilibration_ps``.
+STAGE_A_EQUILIBRATION: Mapping[str, Any] = {"prerelax": True, "max_equilibration_factor": 8.0}
 
 
 def natural_density_fluctuation(volume_nm3: float, temperature_K: float) -> float:
@@ -194,6 +215,29 @@ def _settings(value: str | Mapping[str, Any] | Any) -> dict[str, Any]:
 
 
 # ====================================================================== specifications
+def _equilibration(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The checked ``equilibration`` entry of a stage-A spec (None: the original protocol)."""
+    if value is None:
+        return None
+    data = dict(value)
+    unknown = sorted(set(data) - set(STAGE_A_EQUILIBRATION))
+    if unknown:
+        raise InputError(
+            f"unknown stage-A equilibration setting(s) {', '.join(unknown)}; known: "
+            f"{', '.join(STAGE_A_EQUILIBRATION)}"
+        )
+    data = {**STAGE_A_EQUILIBRATION, **data}
+    factor = data["max_equilibration_factor"]
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor >= 1:
+        raise InputError(
+            f"max_equilibration_factor must be a number >= 1, got {factor!r}; 1 allows no "
+            "extension of the equilibration"
+        )
+    if not isinstance(data["prerelax"], bool):
+        raise InputError(f"prerelax must be true or false, got {data['prerelax']!r}")
+    return {"prerelax": data["prerelax"], "max_equilibration_factor": float(factor)}
+
+
 def stage_a_spec(
     molecule: str,
     draw_seed: int,
@@ -203,12 +247,16 @@ def stage_a_spec(
     temperature_K: float = 298.15,
     pressure_bar: float = 1.0,
     seed: int = 0,
+    equilibration: Mapping[str, Any] | None = STAGE_A_EQUILIBRATION,
 ) -> dict[str, Any]:
     """Specification of a stage-A record (its key is :func:`cgforge.database.store.spec_key`).
 
     ``draw_seed`` draws the bonded parameters from ``ranges`` (default ranges if None);
     ``seed`` seeds conformer, packing and velocities; ``preset_settings`` is a name of
     :data:`STAGE_PRESETS`, a preset or a settings dict. Temperature in K, pressure in bar.
+    ``equilibration``: pre-relaxation and the cap of the equilibration (keys of
+    :data:`STAGE_A_EQUILIBRATION`); None gives the original protocol (one equilibration of
+    the preset's length from the unrelaxed conformer) and the specs of records made with it.
     """
     if ranges is None:
         ranges = ParameterRanges()
@@ -219,7 +267,7 @@ def stage_a_spec(
             raise InputError(f"{name} must be a non-negative integer, got {value!r}")
     if not (math.isfinite(temperature_K) and temperature_K > 0):
         raise InputError(f"temperature must be positive (K), got {temperature_K!r}")
-    return {
+    spec = {
         "stage": "A",
         "molecule": str(molecule),
         "parent_key": None,
@@ -230,6 +278,10 @@ def stage_a_spec(
         "seed": seed,
         "settings": _settings(preset_settings),
     }
+    checked = _equilibration(equilibration)
+    if checked is not None:
+        spec["equilibration"] = checked
+    return spec
 
 
 def stage_b_spec(
@@ -278,7 +330,22 @@ def check_equilibrated(
     max_relative_drift: float = MAX_DENSITY_DRIFT,
     temperature_K: float | None = None,
 ) -> dict[str, float]:
-    """Refuse (:class:`StageFailure`) an all-atom run whose NPT density still drifts.
+    """Refuse (:class:`StageFailure`) an all-atom run whose NPT density still drifts
+    (:func:`density_drift_check`); returns the drift numbers of an accepted run."""
+    check = density_drift_check(thermo_csv, max_relative_drift, temperature_K)
+    if not check.pop("converged"):
+        raise StageFailure(
+            str(check["problem"]) + "; lengthen aa_equilibration_ps or narrow the ranges"
+        )
+    return check
+
+
+def density_drift_check(
+    thermo_csv: str | Path,
+    max_relative_drift: float = MAX_DENSITY_DRIFT,
+    temperature_K: float | None = None,
+) -> dict[str, Any]:
+    """Whether the NPT density of an all-atom run's equilibration has stopped drifting.
 
     The density series of the ``equilibration`` stage of ``thermo_csv`` is split into quarters;
     the change from the third to the fourth quarter must be within 3 of its standard errors, or
@@ -288,7 +355,9 @@ def check_equilibrated(
     volume column, ``max_relative_drift``). A small box's density wanders by more than 2 % on
     its own, so its drift is judged against what it can resolve. Returns ``{"density_drift":
     relative change, "density_drift_err": its error, "density_drift_tolerance": the
-    tolerance}`` for the record.
+    tolerance, "converged": bool}`` and, when not converged, ``"problem"`` (one line); a series
+    too short to judge (under 8 samples) gives ``{"converged": True}``. An unreadable file
+    raises :class:`StageFailure`.
     """
     from cgforge.observables.thermo import drift
 
@@ -310,7 +379,7 @@ def check_equilibrated(
     except (OSError, ValueError, IndexError) as exc:
         raise StageFailure(f"cannot read the NPT density of {path}: {exc}") from exc
     if rho.size < 8:
-        return {}  # too short to judge (e.g. a run without NPT)
+        return {"converged": True}  # too short to judge (e.g. a run without NPT)
     change, err = drift(rho)
     mean = float(rho[rho.size // 2 :].mean())
     relative, relative_err = change / mean, err / mean
@@ -320,19 +389,76 @@ def check_equilibrated(
             float(volume[volume.size // 2 :].mean()), temperature_K
         )
         tolerance = max(tolerance, DRIFT_FLUCTUATIONS * fluctuation)
-    if abs(relative) > tolerance and abs(change) > 3.0 * err:
-        trend = "compacting" if change > 0 else "expanding (evaporating)"
-        raise StageFailure(
-            f"all-atom NPT density still {trend}: {relative:+.1%} ± {relative_err:.1%} "
-            f"between the last two quarters of equilibration (around {mean:.3f} g/cm3, "
-            f"tolerance {tolerance:.1%}); not an equilibrated liquid: lengthen "
-            "aa_equilibration_ps or narrow the ranges"
-        )
-    return {
+    out: dict[str, Any] = {
         "density_drift": relative,
         "density_drift_err": relative_err,
         "density_drift_tolerance": tolerance,
+        "converged": True,
     }
+    if abs(relative) > tolerance and abs(change) > 3.0 * err:
+        trend = "compacting" if change > 0 else "expanding (evaporating)"
+        out["converged"] = False
+        out["problem"] = (
+            f"all-atom NPT density still {trend}: {relative:+.1%} ± {relative_err:.1%} "
+            f"between the last two quarters of equilibration (around {mean:.3f} g/cm3, "
+            f"tolerance {tolerance:.1%}); not an equilibrated liquid"
+        )
+    return out
+
+
+def equilibrate_aa(
+    make_config: Callable[[float], Any],
+    workdir: str | Path,
+    equilibration_ps: float,
+    max_equilibration_ps: float,
+    *,
+    temperature_K: float,
+    max_relative_drift: float = MAX_DENSITY_DRIFT,
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """All-atom MD whose NPT equilibration doubles until the density stops drifting.
+
+    ``make_config(ps)`` gives the :class:`~cgforge.workflows.aa.AAConfig` of a run with ``ps``
+    of equilibration; each try runs (or resumes) in ``workdir/aa_eq<ps>ps`` from the packed
+    box, starting at ``equilibration_ps`` and doubling while :func:`density_drift_check`
+    finds a drift and the doubled length stays within ``max_equilibration_ps``. Returns the
+    accepted run's folder, its summary and ``{"aa_equilibration_ps", "equilibration_attempts",
+    "density_drift", "density_drift_err", "density_drift_tolerance"}``. Raises
+    :class:`StageFailure` when the density still drifts at the cap, and lets the run's own
+    :class:`SimulationError` / :class:`InputError` through.
+    """
+    from cgforge.workflows.aa import run_aa
+
+    if not 0 < equilibration_ps <= max_equilibration_ps:
+        raise InputError(
+            f"equilibration ({equilibration_ps} ps) must be positive and within its cap "
+            f"({max_equilibration_ps} ps)"
+        )
+    work = Path(workdir)
+    length, attempts = float(equilibration_ps), 0
+    while True:
+        out = work / f"aa_eq{length:g}ps"
+        summary = run_aa(make_config(length), out)
+        attempts += 1
+        check = density_drift_check(out / "thermo.csv", max_relative_drift, temperature_K)
+        converged = bool(check.pop("converged"))
+        problem = check.pop("problem", None)
+        if converged:
+            return (
+                out,
+                summary,
+                {
+                    "aa_equilibration_ps": length,
+                    "equilibration_attempts": attempts,
+                    **check,
+                },
+            )
+        if 2.0 * length > max_equilibration_ps * (1.0 + 1e-9):
+            raise StageFailure(
+                f"{problem} after {length:g} ps of NPT ({attempts} tries, cap "
+                f"{max_equilibration_ps:g} ps); raise max_equilibration_factor or narrow the "
+                "ranges"
+            )
+        length *= 2.0
 
 
 def _finite_positive(summary: Mapping[str, Any], key: str, what: str) -> float:
@@ -389,25 +515,52 @@ def run_stage_a(
         engine=engine,
         randomize={"seed": int(spec["draw_seed"]), "ranges": ranges.to_dict()},
     )
+    equilibrate = _equilibration(spec.get("equilibration"))
+
+    def config_with(equilibration_ps: float) -> AAConfig:
+        eq_protocol = default_protocol(
+            equilibration_ps,
+            settings["aa_production_ps"],
+            temperature_K=float(spec["temperature_K"]),
+            pressure_bar=float(spec.get("pressure_bar", 1.0)),
+            platform=platform,
+            seed=seed,
+            save_particles=False,
+        )
+        return dataclasses.replace(
+            aa_config, protocol=eq_protocol, prerelax=bool(equilibrate["prerelax"])
+        )
+
     ibi_config = IBIConfig(**settings["ibi"], platform=platform, seed=seed, engine=cg_engine)
     molecule = load_molecule(spec["molecule"], seed=seed)
     names, features = parameter_vector(
         molecule, draw_parameters(molecule, ranges, int(spec["draw_seed"]))
     )
     try:
-        aa = run_aa(aa_config, work / "aa")
-        equilibration = check_equilibrated(
-            work / "aa" / "thermo.csv", temperature_K=float(spec["temperature_K"])
-        )
+        if equilibrate is None:  # records made before the equilibration entry existed
+            aa_dir = work / "aa"
+            aa = run_aa(aa_config, aa_dir)
+            equilibration = check_equilibrated(
+                aa_dir / "thermo.csv", temperature_K=float(spec["temperature_K"])
+            )
+        else:
+            start = float(settings["aa_equilibration_ps"])
+            aa_dir, aa, equilibration = equilibrate_aa(
+                config_with,
+                work,
+                start,
+                start * equilibrate["max_equilibration_factor"],
+                temperature_K=float(spec["temperature_K"]),
+            )
         cg = run_ibi_from_reference(
-            work / "aa",
+            aa_dir,
             work / "cg",
             ibi_config,
             n_beads=settings["cg_beads"],
             equilibration_ps=settings["cg_equilibration_ps"],
             production_ps=settings["cg_production_ps"],
         )
-        reference = load_reference(work / "aa")
+        reference = load_reference(aa_dir)
         g_cg = RDFResult.from_csv(work / "cg" / "rdf.csv")
         from cgforge.potentials.io import read_potential
 
@@ -446,6 +599,7 @@ def run_stage_a(
         "cg": cg.get("provenance"),
         "platform": aa.get("platform"),
         "engine": aa.get("engine"),
+        "prerelax": aa.get("prerelax"),
         "rdf_beyond_data": {"g_aa": g_aa.extended, "g_cg": g_cg_grid.extended},
         "workdir": str(work.resolve()),
     }

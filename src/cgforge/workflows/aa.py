@@ -22,7 +22,7 @@ import numpy as np
 import openmm
 import openmm.app as app
 
-from cgforge.builder import pack_liquid
+from cgforge.builder import MAX_PACKING_DENSITY_G_CM3, pack_liquid
 from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_text
@@ -61,6 +61,9 @@ class AAConfig:
     # cgforge.molecules.randomize.ParameterRanges (literature units, see there)}; None keeps
     # OPLS-AA.
     randomize: dict[str, Any] | None = None
+    # Relax one molecule in vacuum before packing and pack at the density its relaxed volume
+    # suggests (cgforge.molecules.prerelax); for randomised bonded parameters.
+    prerelax: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -83,6 +86,8 @@ class AAConfig:
             raise InputError(f"--cutoff {self.cutoff_nm} nm is outside 0.2-3.0 nm")
         if self.randomize is not None:
             self.parameter_ranges()  # checks the seed and ranges before any work
+        if self.prerelax and self.molecule is None:
+            raise InputError("pre-relaxation needs a built-in molecule or SMILES, not --topology")
 
     def parameter_ranges(self) -> tuple[Any, int] | None:
         """``(ParameterRanges, seed)`` of :attr:`randomize`, or None without randomisation."""
@@ -112,6 +117,8 @@ class AAConfig:
         out["protocol"] = self.protocol.to_dict()  # the protocol's own (hash-stable) form
         if out["randomize"] is None:
             del out["randomize"]  # run directories of OPLS-AA runs keep their configuration
+        if not out["prerelax"]:
+            del out["prerelax"]  # and so do runs without pre-relaxation
         return out
 
 
@@ -149,6 +156,7 @@ class PreparedSystem:
     notes: list[str]
     engine: str = "openmm"
     gromacs: Any = None  # cgforge.engines.gromacs.GromacsSystem for engine == "gromacs"
+    prerelax: dict[str, Any] | None = None  # what the vacuum pre-relaxation found
 
 
 def resolve_engine(requested: str, platform: str = "auto") -> str:
@@ -205,15 +213,26 @@ def prepare_builtin(
     from cgforge.molecules.library import reference_density
 
     molecule = load_molecule(config.molecule, seed=config.protocol.seed)
+    unperturbed = molecule
     randomization = config.parameter_ranges()
     if randomization is not None:
         from cgforge.molecules.randomize import randomize_molecule
 
         molecule = randomize_molecule(molecule, *randomization)
+    ref = reference_density(molecule.name)
+    prerelax_info: dict[str, Any] | None = None
+    if config.prerelax:
+        molecule, prerelax_info = _prerelax(
+            molecule, unperturbed, ref, config.protocol.temperature_K, config.protocol.seed
+        )
     density = config.packing_density_g_cm3
     if density is None:
-        ref = reference_density(molecule.name)
+        if prerelax_info is not None and "density_estimate_g_cm3" in prerelax_info:
+            ref = prerelax_info["density_estimate_g_cm3"]
         density = PACKING_FRACTION * ref if ref else DEFAULT_PACKING_DENSITY_G_CM3
+        density = min(density, PACKING_FRACTION * MAX_PACKING_DENSITY_G_CM3)
+    if prerelax_info is not None:
+        prerelax_info["packing_density_g_cm3"] = density
     packed = pack_liquid(molecule, config.n_molecules, density, seed=config.protocol.seed)
     box = np.full(3, packed.box_nm)
     notes: list[str] = []
@@ -237,9 +256,42 @@ def prepare_builtin(
             notes,
             engine="gromacs",
             gromacs=gromacs,
+            prerelax=prerelax_info,
         )
     system = create_aa_system(molecule, config.n_molecules, box, cutoff_nm=cutoff)
-    return PreparedSystem(molecule.name, system, topology, positions, box, groups, cutoff, notes)
+    return PreparedSystem(
+        molecule.name,
+        system,
+        topology,
+        positions,
+        box,
+        groups,
+        cutoff,
+        notes,
+        prerelax=prerelax_info,
+    )
+
+
+def _prerelax(
+    molecule: Any,
+    unperturbed: Any,
+    reference_density_g_cm3: float | None,
+    temperature_K: float,
+    seed: int,
+) -> tuple[Any, dict[str, Any]]:
+    """The molecule relaxed in vacuum (:func:`cgforge.molecules.prerelax.prerelax_molecule`)
+    and what was found: energies, volumes and, with a reference density, the density estimate
+    of :func:`~cgforge.molecules.prerelax.estimate_density`."""
+    from cgforge.molecules.prerelax import estimate_density, prerelax_molecule
+
+    relaxed = prerelax_molecule(molecule, temperature_K=temperature_K, seed=seed)
+    info = relaxed.to_dict()
+    if reference_density_g_cm3:
+        _, volumes = estimate_density(
+            relaxed.molecule, unperturbed, reference_density_g_cm3, seed=seed
+        )
+        info.update(volumes)
+    return relaxed.molecule, info
 
 
 def prepare_gromacs(config: AAConfig, engine: str = "openmm") -> PreparedSystem:
@@ -452,6 +504,7 @@ def finish_aa(
         "ns_per_day": result.ns_per_day,
         "wall_s": result.wall_s,
         "notes": prepared.notes,
+        **({"prerelax": prepared.prerelax} if prepared.prerelax is not None else {}),
         "files": {
             "rdf": "rdf.csv",
             "msd": "msd.csv",
