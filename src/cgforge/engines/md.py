@@ -134,7 +134,8 @@ class MDProtocol:
         ``engine`` only when it names an engine other than OpenMM, so that protocols without
         Langevin production run on OpenMM (and all-atom protocols, which leave ``engine`` at
         ``"auto"``) keep the run-directory hashes they had before these fields existed. CG
-        workflows resolve ``"auto"`` to an engine before they hash a protocol."""
+        workflows resolve ``"auto"`` to an engine before they hash a protocol. Not a round trip
+        for ``engine="openmm"``: copy protocols with ``dataclasses.replace``."""
         out = asdict(self)
         if out["production_friction_per_ps"] is None:
             del out["production_friction_per_ps"]

@@ -205,7 +205,8 @@ class IBIConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON provenance; ``engine`` only when it is not OpenMM (or the
         unresolved ``auto``), and ``patience`` only when it is not the default 10, so that runs
-        keep the hashes they had before these fields."""
+        keep the hashes they had before these fields. Not a round trip for ``engine="openmm"``:
+        copy settings with ``dataclasses.replace``."""
         out = asdict(self)
         if out["engine"] in ("auto", "openmm"):
             del out["engine"]
