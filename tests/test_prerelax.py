@@ -31,7 +31,12 @@ from cgforge.engines.openmm_system import group_energies
 from cgforge.errors import InputError
 from cgforge.molecules import load_molecule
 from cgforge.molecules.library import reference_density
-from cgforge.molecules.prerelax import estimate_density, prerelax_molecule, vdw_volume_nm3
+from cgforge.molecules.prerelax import (
+    estimate_density,
+    hull_volume_nm3,
+    prerelax_molecule,
+    vdw_volume_nm3,
+)
 from cgforge.molecules.randomize import ParameterRanges, randomize_molecule
 
 MOLECULE = "3-methylpentane"
@@ -66,14 +71,16 @@ def test_prerelaxation_lowers_the_energy_and_moves_the_density_the_right_way(pla
     relaxed = prerelax_molecule(molecule, md_ps=1.0, seed=1)
     assert relaxed.energy_relaxed_kj_mol < 0.2 * relaxed.energy_start_kj_mol
     assert relaxed.energy_relaxed_kj_mol <= relaxed.energy_minimized_kj_mol + 1.0
-    assert relaxed.volume_start_nm3 == pytest.approx(vdw_volume_nm3(plain), rel=1e-9)
+    assert relaxed.volume_start_nm3 == pytest.approx(hull_volume_nm3(plain), rel=1e-9)
     ref = reference_density(MOLECULE)
     density, info = estimate_density(relaxed.molecule, plain, ref)
     ratio = relaxed.volume_relaxed_nm3 / relaxed.volume_start_nm3
+    vdw_ratio = info["vdw_volume_relaxed_nm3"] / info["vdw_volume_reference_nm3"]
     if denser:
-        assert ratio < 0.9 and density > 1.1 * ref
-    else:
-        assert ratio > 1.2 and density < ref / 1.2
+        assert ratio < 0.9 and density > 1.1 * ref and vdw_ratio < 0.9
+    else:  # stretched: the hull also counts the gaps between atoms, the vdW volume does not
+        assert ratio > 1.2 and density < ref / 1.2 and ratio > vdw_ratio > 1.1
+    assert vdw_volume_nm3(relaxed.molecule) == pytest.approx(info["vdw_volume_relaxed_nm3"])
     assert info["density_estimate_g_cm3"] == density
     # the relaxed bonds sit at their drawn lengths (C–C 1.0 or 2.5 Å)
     xyz = relaxed.molecule.positions_nm
