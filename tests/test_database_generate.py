@@ -257,7 +257,10 @@ def test_stage_a_killed_mid_md_resumes_to_the_same_record(stage_a_db, tmp_path):
     ranges_file = tmp_path / "ranges.yaml"
     ranges_file.write_text(yaml.safe_dump(RANGES.to_dict()))
     (spec,) = plan_stage_a([MOLECULE], 1, seed=SEED, ranges=RANGES, preset="tiny")
-    checkpoint = record_workdir(resumed, spec_key(spec)) / "aa" / ".cgforge" / "production-0.chk"
+    first_try = f"aa_eq{STAGE_PRESETS['tiny']['aa_equilibration_ps']:g}ps"  # equilibrate_aa
+    checkpoint = (
+        record_workdir(resumed, spec_key(spec)) / first_try / ".cgforge" / "production-0.chk"
+    )
     command = [sys.executable, "-m", "cgforge.cli.main", *cli_command(resumed, ranges_file, 0)]
     with open(tmp_path / "generate.log", "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
