@@ -98,6 +98,11 @@ def test_references_command_lists_what_is_shipped(tmp_path, monkeypatch):
 
 
 SHIPPED = refs.shipped_references()
+#: Relative density deviations from experiment that OPLS-AA itself makes, larger than the 5 %
+#: of the other liquids: neopentane at 298.15 K is 15.5 K above its normal boiling point, a
+#: highly compressible saturated liquid, and OPLS-AA gives it +8 % (see
+#: src/cgforge/data/references/README.md). The bound still fails a run or typing regression.
+KNOWN_DENSITY_DEVIATION = {"neopentane": 0.10}
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no shipped references in this checkout")
@@ -106,7 +111,8 @@ def test_shipped_reference_matches_experimental_density(summary):
     """OPLS-AA hydrocarbon densities are within a few percent of experiment; the shipped runs
     are converged (drift criterion) and precise (density ±0.5 %, D ±10 %)."""
     experiment = get_builtin(summary["molecule"]).density_g_cm3
-    assert summary["density_g_cm3"] == pytest.approx(experiment, rel=0.05)
+    tolerance = KNOWN_DENSITY_DEVIATION.get(summary["molecule"], 0.05)
+    assert summary["density_g_cm3"] == pytest.approx(experiment, rel=tolerance)
     assert summary["density_err_g_cm3"] < 0.005 * summary["density_g_cm3"]
     assert summary["diffusion_err_m2_s"] < 0.10 * summary["diffusion_m2_s"]
     assert 1e-10 < summary["diffusion_m2_s"] < 1e-8
