@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cgforge.engines.cg_system import STEPS_PER_PERIOD, timestep_limit_fs
 from cgforge.errors import InputError
 from cgforge.methods.ibi import (
     IBIConfig,
@@ -23,9 +24,11 @@ from cgforge.methods.ibi import (
     pressure_ramp,
     ramp_pressure_response,
     rdf_deviation,
+    rdf_noise,
     rdf_r2,
     rebin_rdf,
     run_ibi,
+    target_noise_floor,
     update_potential,
 )
 from cgforge.observables import RDF
@@ -295,7 +298,9 @@ def test_ibi_stops_when_the_deviation_stalls_and_keeps_its_best_iteration(refere
     potential is the one of the lowest deviation, not the last one."""
     config = fast_config(max_iterations=8, damping=1e-4, patience=1)
     result = run_ibi(
-        load_reference(reference).rdf, config=config, workdir=tmp_path / "w",
+        load_reference(reference).rdf,
+        config=config,
+        workdir=tmp_path / "w",
         **ibi_inputs(reference),
     )
     eps = [h.rdf_deviation for h in result.history]
@@ -394,3 +399,66 @@ def test_ibi_recovers_the_lennard_jones_potential(tmp_path):
     late = np.mean([h.pressure_bar for h in result.history[-6:]])
     assert abs(late - inputs["pressure_target_bar"]) < 40.0
     assert result.history[-1].rdf_deviation < 2.0 * result.history[-1].rdf_noise
+
+
+# ---------------------------------------------------------------------- noise floor, time step
+def _ideal_gas_rdf(seed: int, width: float, frames: int = 40) -> RDFResult:
+    """An ideal gas of 100 beads in a 3 nm box, independent frames: g = 1 plus counting noise."""
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0.0, 3.0, size=(frames, 100, 3))
+    traj = CGTrajectory(pos, np.full(3, 3.0), np.arange(float(frames)), np.full(100, MASS))
+    return RDF(r_max_nm=1.44, bin_width_nm=width).compute(traj)
+
+
+@pytest.mark.parametrize("width", [0.006, 0.024])
+def test_rdf_noise_is_the_deviation_of_two_independent_samples(width):
+    """Ten pairs of independent samples of one g(r): their mean ε equals the mean estimate
+    within 12 % (sampling spread of the ten-pair mean: ~2 %), so an estimate 1.4× too high (or
+    one without the √(2/π)) fails."""
+    eps, noise = [], []
+    for k in range(10):
+        a, b = _ideal_gas_rdf(2 * k, width), _ideal_gas_rdf(2 * k + 1, width)
+        eps.append(rdf_deviation(a, b, 1.4))
+        noise.append(rdf_noise(a, b, 1.4))
+    ratio = float(np.mean(noise) / np.mean(eps))
+    assert 0.88 < ratio < 1.12, ratio
+
+
+def test_target_noise_floor_is_the_targets_share_and_falls_with_wider_bins():
+    fine = _ideal_gas_rdf(0, 0.006, frames=20)
+    exact = RDFResult(fine.r_nm, fine.g, np.zeros_like(fine.g), 0, fine.r_max_nm, 0.006)
+    floor = target_noise_floor(fine, 1.4)
+    assert floor == pytest.approx(rdf_noise(exact, fine, 1.4), rel=1e-12)
+    assert rdf_noise(fine, fine, 1.4) == pytest.approx(math.sqrt(2.0) * floor, rel=1e-12)
+    coarse = target_noise_floor(rebin_rdf(fine, 0.024), 1.4)
+    assert 0.4 < coarse / floor < 0.65, coarse / floor  # 1/√4 = 0.5 for counting noise
+
+
+def test_timestep_limit_resolves_the_stiffest_accessible_vibration():
+    """A harmonic well U = ½k(r − r0)²: the limit is 2π/√(k/μ)/10 with μ = m/2 (constant
+    curvature); a jagged table of the same well has a much shorter limit; the LJ liquid of
+    these tests allows its 10 fs."""
+    k, r0, mass = 500.0, 0.5, 40.0
+    r = np.arange(0.3, 0.7 + 1e-9, 0.002)
+    well = TabulatedPotential(r, 0.5 * k * (r - r0) ** 2, cutoff_nm=0.7)
+    expected = 2.0 * math.pi / math.sqrt(k / (0.5 * mass)) / STEPS_PER_PERIOD * 1e3
+    assert timestep_limit_fs(well, mass, T) == pytest.approx(expected, rel=0.02)
+    rng = np.random.default_rng(0)
+    noisy = TabulatedPotential(
+        r, 0.5 * k * (r - r0) ** 2 + rng.normal(0.0, 0.05, r.size), cutoff_nm=0.7
+    )
+    assert timestep_limit_fs(noisy, mass, T) < 0.5 * expected
+    assert 20.0 < timestep_limit_fs(lj_table(), MASS, T) < 25.0
+    with pytest.raises(InputError, match="mass"):
+        timestep_limit_fs(well, 0.0, T)
+
+
+def test_ibi_records_the_time_step_limit_and_the_temperature_error(ibi_run):
+    result, workdir = ibi_run
+    for i in range(3):
+        update = json.loads((workdir / f"iter_{i:03d}" / "update.json").read_text())
+        assert update["timestep_limit_fs"] > fast_config().timestep_fs
+        record = json.loads((workdir / f"iter_{i:03d}" / "result.json").read_text())
+        assert 0.0 < record["temperature_err_K"] < 0.02 * T
+    assert "ran at" not in result.reason and "exceeds" not in result.reason
+    assert "the target's own" in result.reason
