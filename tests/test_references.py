@@ -118,3 +118,26 @@ def test_shipped_reference_matches_experimental_density(summary):
     assert 1e-10 < summary["diffusion_m2_s"] < 1e-8
     assert summary["reference"]["equilibration_check"]["converged"]
     assert summary["n_molecules"] >= 216
+
+
+@pytest.mark.skipif(
+    not any(s["molecule"] == "benzene" for s in SHIPPED), reason="benzene is not shipped"
+)
+def test_a_short_ibi_and_friction_run_from_the_shipped_benzene_reproduces_its_row(tmp_path):
+    """From the shipped reference alone: the IBI model keeps the structure and runs fast
+    (benchmark row: R² 0.9989, D_CG/D_AA 3.15 ± 0.22), and the fitted friction brings D back
+    to D_AA (row: 1.03 ± 0.08)."""
+    from cgforge.workflows.compare import run_compare
+
+    result = run_compare(
+        "benzene", tmp_path / "cmp", methods="ibi,friction", preset="tiny", seed=1
+    )
+    rows = {r["method"]: r for r in result["rows"]}
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    ibi, friction = rows["ibi"], rows["friction"]
+    assert ibi["rdf_r2"] > 0.98
+    assert 1.8 < ibi["acceleration_factor"] < 5.0
+    assert friction["rdf_r2"] > 0.98
+    assert abs(friction["acceleration_factor"] - 1.0) < 0.1 + 3 * friction[
+        "acceleration_factor_err"
+    ]
