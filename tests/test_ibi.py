@@ -18,7 +18,9 @@ import pytest
 from cgforge.engines.cg_system import STEPS_PER_PERIOD, timestep_limit_fs
 from cgforge.errors import InputError
 from cgforge.methods.ibi import (
+    MAX_AUTO_BIN_NM,
     IBIConfig,
+    auto_bin_width,
     initial_potential,
     md_table,
     pressure_ramp,
@@ -462,3 +464,31 @@ def test_ibi_records_the_time_step_limit_and_the_temperature_error(ibi_run):
         assert 0.0 < record["temperature_err_K"] < 0.02 * T
     assert "ran at" not in result.reason and "exceeds" not in result.reason
     assert "the target's own" in result.reason
+
+
+def test_auto_bin_width_widens_the_bins_of_a_noisy_target_only():
+    """A long sample keeps the default bins; a short one of the same g gets the widest bins
+    whose noise floor meets the bound, or MAX_AUTO_BIN_NM when none does."""
+    long_run = _ideal_gas_rdf(1, 0.002, frames=400)
+    short_run = _ideal_gas_rdf(2, 0.002, frames=10)
+    floor_at = {w: target_noise_floor(rebin_rdf(short_run, w), 1.4) for w in (0.006, 0.024)}
+    assert auto_bin_width(long_run, target_noise_floor(rebin_rdf(long_run, 0.006), 1.4), 1.4) == (
+        pytest.approx(0.006)
+    )
+    w = auto_bin_width(short_run, 0.5 * (floor_at[0.006] + floor_at[0.024]), 1.4)
+    assert 0.006 < w < 0.024 and math.isclose(w / 0.002, round(w / 0.002))
+    assert target_noise_floor(rebin_rdf(short_run, w), 1.4) <= 0.5 * (
+        floor_at[0.006] + floor_at[0.024]
+    )
+    assert auto_bin_width(short_run, 1e-6, 1.4) == pytest.approx(MAX_AUTO_BIN_NM)
+
+
+def test_new_ibi_settings_keep_old_hashes_and_smoothing_keeps_its_length():
+    assert "bin_noise_fraction" not in IBIConfig().to_dict()
+    assert "smoothing_nm" not in IBIConfig().to_dict()
+    assert IBIConfig(bin_noise_fraction=0.5).to_dict()["bin_noise_fraction"] == 0.5
+    config = IBIConfig(smoothing_nm=0.03)
+    assert [config.window_for(w) for w in (0.002, 0.006, 0.01, 0.024)] == [15, 5, 3, 0]
+    assert IBIConfig(smoothing_window=7).window_for(0.024) == 7
+    with pytest.raises(InputError, match="bin_noise_fraction"):
+        IBIConfig(bin_noise_fraction=0.0)
