@@ -36,7 +36,10 @@ Written into ``out``:
   all-atom-equivalent time axis) and D_CG/D_AA with error bars.
 
 Presets (:data:`COMPARE_PRESETS`): ``tiny`` (a check that everything runs, minutes on a
-laptop CPU), ``quick`` and ``standard`` (the CG settings of the ``cgforge run`` presets of
+laptop CPU), ``quick`` (300 beads, up to 10 IBI iterations of 5 + 30 ps: the settings of
+the README's ``cgforge compare benzene``, about a minute on two cores; ``cgforge run``'s
+quick IBI, 600 beads, 50 ps, up to 25 iterations, is tuned for a 100-molecule target of its
+own) and ``standard`` (the CG settings of ``cgforge run``'s standard preset of
 :mod:`cgforge.workflows.run`).
 """
 
@@ -146,9 +149,18 @@ TINY = CompareSettings(
     cg_production_ps=20.0,
     friction=FrictionConfig(max_evaluations=4, tolerance=0.1),
 )
+#: ``quick``: 300 beads, up to 10 IBI iterations of 5 + 30 ps, 20 + 100 ps CG runs.
+QUICK = CompareSettings(
+    name="quick",
+    n_beads=300,
+    ibi=IBIConfig(max_iterations=10, equilibration_ps=5.0, production_ps=30.0),
+    cg_equilibration_ps=20.0,
+    cg_production_ps=100.0,
+)
 COMPARE_PRESETS: dict[str, CompareSettings] = {
     "tiny": TINY,
     **{name: CompareSettings.from_preset(preset) for name, preset in PRESETS.items()},
+    "quick": QUICK,
 }
 
 
