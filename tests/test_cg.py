@@ -372,3 +372,19 @@ def test_reference_directory_checks(tmp_path, reference_dir):
     (broken / "rdf.csv").write_text("r_nm,g,g_err\n" + rows + "\n")
     with pytest.raises(InputError, match="empty RDF"):
         load_reference(broken)
+
+
+def test_summary_notes_a_time_step_beyond_the_potentials_limit(tmp_path, lj_csv, reference_dir):
+    """The LJ reference (40 amu, 10 fs; limit 22 fs) has no such note; the same table with
+    8 amu beads (limit 22·√(8/40) = 9.9 fs) at 10 fs has one."""
+    notes = json.loads((reference_dir / "summary.json").read_text())["notes"]
+    assert not any("exceeds" in note for note in notes)
+    light = run_cg(
+        lj_csv,
+        mass_amu=8.0,
+        n_beads=N,
+        protocol=protocol(equilibration_ps=2.0, production_ps=4.0),
+        out=tmp_path / "light",
+        density_g_cm3=DENSITY / 5.0,
+    )
+    assert any("timestep_limit_fs" in note for note in light["notes"]), light["notes"]

@@ -28,7 +28,9 @@ run directory a valid reference directory itself):
 
 ``notes`` flags a measured production temperature off its target by more than its standard
 error plus :data:`TEMPERATURE_TOLERANCE` (a time step too long for the potential, or a
-thermostat that cannot hold it).
+thermostat that cannot hold it), and a time step beyond the potential's
+:func:`~cgforge.engines.cg_system.timestep_limit_fs` (ten steps per period of its stiffest
+pair vibration within 4 kT of its minimum).
 
 Reference fields are ``None`` when no reference is given.
 """
@@ -51,7 +53,7 @@ from cgforge.engines.cg_engine import (
     run_cg_md,
 )
 from cgforge.engines.cg_start import read_start_configuration
-from cgforge.engines.cg_system import beads_for_cutoff, box_edges
+from cgforge.engines.cg_system import beads_for_cutoff, box_edges, timestep_limit_fs
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError
 from cgforge.methods.ibi import (
@@ -397,6 +399,13 @@ def _produce(
     temperature, temperature_err = mean_with_error(result.thermo["temperature_K"][prod])
     note = temperature_note(protocol.temperature_K, temperature, temperature_err)
     notes = [*notes, note] if note is not None else list(notes)
+    limit = timestep_limit_fs(potential, mass_amu, protocol.temperature_K)
+    if protocol.timestep_fs > limit:
+        notes.append(
+            f"the time step {protocol.timestep_fs:g} fs exceeds the {limit:.1f} fs that the "
+            "potential's stiffest accessible curvature allows (timestep_limit_fs): a jagged "
+            "table; shorten --timestep or smooth the potential"
+        )
     summary: dict[str, Any] = {
         "molecule": name,
         "source": "cgforge cg",
