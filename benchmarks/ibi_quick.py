@@ -1,8 +1,8 @@
 """The quick preset's IBI on its own target: before and after, and a check of the noise floor.
 
 The target is the quick preset's all-atom reference of a liquid (100 molecules, 30 ps NPT +
-60 ps NVT, frames every 0.6 ps; ``--reference``, or ``--make-reference DIR`` runs it first:
-~6 min with GROMACS on two busy cores). On it IBI runs twice, on the CG engine ``auto`` picks:
+60 ps NVT, frames every ``aa_sample_interval_ps`` of the preset; ``--reference``, or
+``--make-reference DIR`` runs it first: ~6 min with GROMACS on two busy cores). On it IBI runs twice, on the CG engine ``auto`` picks:
 
 * ``before``: the quick preset's IBI settings before this benchmark (300 beads, 5 + 30 ps per
   iteration, 0.006 nm bins, Savitzky–Golay window 5, at most 10 iterations);
@@ -162,6 +162,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, help="the quick preset's AA reference")
     parser.add_argument("--make-reference", type=Path, help="run the AA reference into DIR")
+    parser.add_argument(
+        "--before-reference",
+        type=Path,
+        help="the reference of the 'before' run (default --reference): the same AA run "
+        "sampled as the preset did before (frames every 0.6 ps)",
+    )
     parser.add_argument("--molecule", default="3-methylpentane")
     parser.add_argument("--replicas", type=int, default=4)
     parser.add_argument("--engine", default="auto", help="CG engine (recorded)")
@@ -171,25 +177,31 @@ def main() -> None:
     engine = resolve_engine_name(args.engine)
     quick = PRESETS["quick"]
     if args.make_reference is not None:
-        protocol = default_protocol(quick.aa_equilibration_ps, quick.aa_production_ps)
+        sampling: dict[str, float] = {}
+        if quick.aa_sample_interval_ps is not None:
+            sampling["sample_interval_ps"] = quick.aa_sample_interval_ps
+        protocol = default_protocol(quick.aa_equilibration_ps, quick.aa_production_ps, **sampling)
         config = AAConfig(molecule=args.molecule, n_molecules=quick.n_molecules, protocol=protocol)
         run_aa(config, args.make_reference)
         args.reference = args.make_reference
     if args.reference is None:
         parser.error("give --reference or --make-reference")
     ref = load_reference(args.reference)
+    before_ref = ref if args.before_reference is None else load_reference(args.before_reference)
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="cgforge-ibi-quick-"))
     root = root if args.workdir is None else args.workdir
     runs = {
-        "before": run_one("before", ref, BEFORE_BEADS, replace(BEFORE, engine=engine), root),
+        "before": run_one("before", before_ref, BEFORE_BEADS, replace(BEFORE, engine=engine), root),
         "after": run_one("after", ref, quick.cg_beads, replace(quick.ibi, engine=engine), root),
     }
     coarse = max(runs.values(), key=lambda r: r["bin_width_nm"])
-    target = rebin_rdf(ref.rdf, coarse["bin_width_nm"])
-    for run in runs.values():  # both scored on the coarser bins
+    for run in runs.values():  # both scored on the coarser bins, against both targets
         rdf = rebin_rdf(run["_rdf"], coarse["bin_width_nm"])
-        run["rdf_deviation_common_bins"] = rdf_deviation(rdf, target, coarse["_cutoff"])
+        for label, target_ref in (("before", before_ref), ("after", ref)):
+            target = rebin_rdf(target_ref.rdf, coarse["bin_width_nm"])
+            key = f"rdf_deviation_common_bins_vs_{label}_target"
+            run[key] = rdf_deviation(rdf, target, coarse["_cutoff"])
     check = replica_check(
         ref, runs["after"], replace(quick.ibi, engine=engine), args.replicas, root
     )
@@ -204,6 +216,9 @@ def main() -> None:
             "machine": describe_machine(),
             "load_average_before": list(load_before),
             "load_average_after": list(os.getloadavg()),
+            "before_reference": None
+            if args.before_reference is None
+            else str(args.before_reference),
             "reference": {
                 "molecule": ref.molecule,
                 "n_molecules": ref.n_molecules,

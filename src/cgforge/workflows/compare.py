@@ -38,7 +38,7 @@ Written into ``out``:
 Presets (:data:`COMPARE_PRESETS`): ``tiny`` (a check that everything runs, minutes on a
 laptop CPU), ``quick`` (300 beads, up to 10 IBI iterations of 5 + 30 ps: the settings of
 the README's ``cgforge compare benzene``, about a minute on two cores; ``cgforge run``'s
-quick IBI, 600 beads, 50 ps, up to 25 iterations, is tuned for a 100-molecule target of its
+quick IBI, 600 beads, 50 ps, up to 30 iterations, is tuned for a 100-molecule target of its
 own) and ``standard`` (the CG settings of ``cgforge run``'s standard preset of
 :mod:`cgforge.workflows.run`).
 """

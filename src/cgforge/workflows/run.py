@@ -5,10 +5,11 @@ Presets fix every setting of the three stages:
 * ``quick``: a small, short protocol for a desktop CPU (about 10–20 minutes for 3-methylpentane on
   two cores with OpenMM, less with GROMACS): a meaningful but noisy answer. Its IBI spends the
   cheap CG sampling (LAMMPS) on 600 beads and 50 ps per iteration, on bins chosen from the
-  target's own noise (``bin_noise_fraction``): its all-atom target (100 molecules × 100
-  frames) has a noise floor of 2.2 % at 0.006 nm bins and 1.1 % at 0.024 nm
-  (``benchmarks/ibi_quick.py``), which no CG sampling lowers, so it gets 0.024 nm bins, while
-  the shipped benzene reference keeps 0.006 nm. ΔU is smoothed over 0.03 nm only (5 points at
+  target's own noise (``bin_noise_fraction``), which no CG sampling lowers. The all-atom
+  frames are 0.1 ps apart: pair distances cross a bin within a fraction of a picosecond, so
+  600 frames of the same 60 ps halve that noise against 100 (the target's floor: 1.0 % instead
+  of 2.2 % at 0.006 nm bins, 0.5 % instead of 1.1 % at 0.024 nm; ``benchmarks/ibi_quick.py``);
+  a short reference gets wide bins, the shipped benzene one keeps 0.006 nm. ΔU is smoothed over 0.03 nm only (5 points at
   0.006 nm, none on wider bins: a 5-point filter over 0.09 nm blunts the first peak's rise,
   1.6 % against 1.4 % at 0.018 nm bins), and the update is undamped (0.8 takes two more
   iterations to the same deviation).
@@ -37,7 +38,8 @@ from cgforge.workflows.cg import run_ibi_from_reference
 
 @dataclass(frozen=True)
 class Preset:
-    """All settings of an AA → IBI → CG run."""
+    """All settings of an AA → IBI → CG run (``aa_sample_interval_ps``: the all-atom frames'
+    spacing; None: :func:`~cgforge.workflows.aa.default_protocol`'s run/100, at most 1 ps)."""
 
     name: str
     n_molecules: int
@@ -47,6 +49,7 @@ class Preset:
     ibi: IBIConfig
     cg_equilibration_ps: float
     cg_production_ps: float
+    aa_sample_interval_ps: float | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -57,8 +60,8 @@ PRESETS: dict[str, Preset] = {
         aa_production_ps=60.0,
         cg_beads=600,
         ibi=IBIConfig(
-            max_iterations=25,
-            patience=5,
+            max_iterations=30,
+            patience=6,
             damping=1.0,
             bin_noise_fraction=0.5,
             smoothing_nm=0.03,
@@ -67,6 +70,7 @@ PRESETS: dict[str, Preset] = {
         ),
         cg_equilibration_ps=20.0,
         cg_production_ps=100.0,
+        aa_sample_interval_ps=0.1,
     ),
     "standard": Preset(
         name="standard",
@@ -109,9 +113,13 @@ def run_pipeline(
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a directory path")
     check_creatable_dir(out)
+    sampling: dict[str, float] = {}
+    if settings.aa_sample_interval_ps is not None:
+        sampling["sample_interval_ps"] = settings.aa_sample_interval_ps
     protocol = default_protocol(
         settings.aa_equilibration_ps,
         settings.aa_production_ps,
+        **sampling,
         temperature_K=temperature_K,
         pressure_bar=pressure_bar,
         platform=platform,
