@@ -136,6 +136,9 @@ def run_draw(molecule: str, draw_seed: int, args: argparse.Namespace, work: Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--draws", type=int, default=4, help="parameter sets per molecule")
+    parser.add_argument(
+        "--draw-seeds", type=int, nargs="+", default=None, help="these draw seeds, not 1000.."
+    )
     parser.add_argument("--molecules", nargs="+", default=list(MOLECULES))
     parser.add_argument("--molecules-per-box", type=int, default=64)
     parser.add_argument("--start-ps", type=float, default=5.0)
@@ -151,9 +154,9 @@ def main() -> None:
     tic = time.perf_counter()
     load_before = os.getloadavg()
     try:
-        for k in range(args.draws):
+        seeds = args.draw_seeds or [1000 + k for k in range(args.draws)]
+        for draw_seed in seeds:
             for molecule in args.molecules:  # interleaved: a cut-short run covers all three
-                draw_seed = 1000 + k
                 row = run_draw(molecule, draw_seed, args, root / f"{molecule}-{draw_seed}")
                 rows.append(row)
                 verdict = "accepted" if row["accepted"] else f"failed: {row['reason']}"

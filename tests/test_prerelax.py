@@ -28,7 +28,7 @@ from cgforge.database.stages import (
 )
 from cgforge.database.store import Database, spec_key
 from cgforge.engines.openmm_system import group_energies
-from cgforge.errors import InputError
+from cgforge.errors import InputError, SimulationError
 from cgforge.molecules import load_molecule
 from cgforge.molecules.library import reference_density
 from cgforge.molecules.prerelax import (
@@ -294,3 +294,29 @@ def test_stop_after_failures_is_checked(tmp_path):
     with pytest.raises(InputError, match="stop-after-failures"):
         generate(tmp_path / "x.db", molecules=[MOLECULE], aa_runs=1, stop_after_failures=-1)
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_blow_up_is_retried_at_half_the_time_step(tmp_path, monkeypatch):
+    steps: list[float] = []
+    flat = _fake_run(0.0, [])
+
+    def run_aa(config, out, **kwargs):
+        steps.append(config.protocol.timestep_fs)
+        if config.protocol.timestep_fs > 1.0:
+            raise SimulationError("constraints could not be satisfied (LINCS): the system blew up")
+        return flat(config, out)
+
+    def make(ps):
+        return aa_workflow.AAConfig(
+            molecule=MOLECULE, protocol=aa_workflow.default_protocol(ps, 10.0)
+        )
+
+    monkeypatch.setattr(aa_workflow, "run_aa", run_aa)
+    out, _, check = equilibrate_aa(make, tmp_path, 5.0, 40.0, temperature_K=298.15)
+    assert steps == [2.0, 1.0] and out == tmp_path / "aa_eq5ps_dt1fs"
+    assert check["aa_timestep_fs"] == 1.0 and check["density_settled"] is True
+
+    steps.clear()
+    with pytest.raises(SimulationError, match="blew up"):
+        equilibrate_aa(make, tmp_path / "b", 5.0, 40.0, temperature_K=298.15, min_timestep_fs=2.0)
+    assert steps == [2.0]

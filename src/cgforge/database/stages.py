@@ -36,8 +36,10 @@ Stage-A equilibration (the spec's ``equilibration`` entry, :data:`STAGE_A_EQUILI
     at the preset's ``aa_equilibration_ps`` and doubles until the density stops drifting
     (:func:`density_drift_check`), up to ``max_equilibration_factor`` times that length
     (:func:`equilibrate_aa`). Each try is a fresh run from the packed box in
-    ``aa_eq<ps>ps``; the record keeps the accepted length (``aa_equilibration_ps``), the
-    number of tries (``equilibration_attempts``) and the drift. Specs without the entry
+    ``aa_eq<ps>ps``; a try that blows up is repeated at half the time step (down to 1 fs).
+    The record keeps the accepted length (``aa_equilibration_ps``), the time step
+    (``aa_timestep_fs``), the number of tries (``equilibration_attempts``), whether the
+    density settled (``density_settled``) and the drift. Specs without the entry
     (records made before it existed) run one equilibration from the unrelaxed conformer in
     ``aa``, as they were made, so their keys and results stay valid.
 """
@@ -63,6 +65,7 @@ from cgforge.potentials.table import TabulatedPotential
 
 __all__ = [
     "MAX_DENSITY_DRIFT",
+    "MIN_TIMESTEP_FS",
     "POTENTIAL_GRID",
     "RDF_GRID",
     "SETTLED_DRIFT",
@@ -116,6 +119,8 @@ _KB_J_K = 1.380649e-23
 #: (the shipped references use 0.5 %); a stretched 2,3,4-trimethylpentane still expanding
 #: by 1.3 % per quarter after 10 ps had not reached the density another start reached.
 SETTLED_DRIFT = 0.01
+#: Smallest all-atom time step (fs) :func:`equilibrate_aa` halves to after a blow-up.
+MIN_TIMESTEP_FS = 1.0
 #: Equilibration of new stage-A records (their spec's ``equilibration`` entry): vacuum
 #: pre-relaxation, and NPT equilibration doubled until the density stops drifting, up to
 #: ``max_equilibration_factor`` × the preset's ``aa_equilibration_ps``.
@@ -421,6 +426,7 @@ def equilibrate_aa(
     temperature_K: float,
     max_relative_drift: float = MAX_DENSITY_DRIFT,
     settled_drift: float = SETTLED_DRIFT,
+    min_timestep_fs: float = MIN_TIMESTEP_FS,
 ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """All-atom MD whose NPT equilibration doubles until the density stops drifting.
 
@@ -437,7 +443,13 @@ def equilibrate_aa(
     false``), one that does not raises :class:`StageFailure`. Returns the accepted run's
     folder, its summary and ``{"aa_equilibration_ps", "equilibration_attempts",
     "density_settled", "density_drift", "density_drift_err", "density_drift_tolerance"}``;
-    the run's own :class:`SimulationError` / :class:`InputError` pass through.
+    the run's own :class:`InputError` passes through.
+
+    A try that blows up (:class:`SimulationError`: LINCS or NaN) is repeated with half the
+    time step, down to ``min_timestep_fs``, in ``aa_eq<ps>ps_dt<fs>fs``, and later tries keep
+    that step (``aa_timestep_fs`` in the returned dict): shrunk, stiff draws (C–C 1.1 Å with
+    K 750 kcal/mol/Å², C–H 0.9 Å) vibrate too fast for 2 fs. A blow-up at the smallest step
+    raises :class:`SimulationError`.
     """
     from cgforge.workflows.aa import run_aa
 
@@ -448,10 +460,24 @@ def equilibrate_aa(
         )
     work = Path(workdir)
     length, attempts = float(equilibration_ps), 0
+    timestep = None
     while True:
-        out = work / f"aa_eq{length:g}ps"
-        summary = run_aa(make_config(length), out)
+        config = make_config(length)
+        timestep = config.protocol.timestep_fs if timestep is None else timestep
+        if timestep != config.protocol.timestep_fs:
+            protocol = dataclasses.replace(config.protocol, timestep_fs=timestep)
+            config = dataclasses.replace(config, protocol=protocol)
+            out = work / f"aa_eq{length:g}ps_dt{timestep:g}fs"
+        else:
+            out = work / f"aa_eq{length:g}ps"
         attempts += 1
+        try:
+            summary = run_aa(config, out)
+        except SimulationError:
+            if timestep / 2.0 < min_timestep_fs * (1.0 - 1e-9):
+                raise
+            timestep /= 2.0
+            continue
         check = density_drift_check(out / "thermo.csv", max_relative_drift, temperature_K)
         converged = bool(check.pop("converged"))
         problem = check.pop("problem", None)
@@ -464,6 +490,7 @@ def equilibrate_aa(
                 summary,
                 {
                     "aa_equilibration_ps": length,
+                    "aa_timestep_fs": timestep,
                     "equilibration_attempts": attempts,
                     "density_settled": settled,
                     **check,
