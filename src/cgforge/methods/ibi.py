@@ -1018,29 +1018,36 @@ class _IBIRun:
                 self.progress("ibi", i + 1, self.c.max_iterations, result.ns_per_day)
         return self._final(records)
 
+    @staticmethod
+    def _best(records: list[IBIIteration]) -> IBIIteration:
+        """The best iteration so far: among those that meet the pressure criterion (if any
+        does) the one of lowest RDF deviation. A model off in pressure changes its density
+        under NPT, whatever its RDF at the reference volume."""
+        return min(records, key=lambda r: (not r.pressure_converged, r.rdf_deviation))
+
     def _stop_reason(self, records: list[IBIIteration]) -> str | None:
         """Why the iterations stop now (None: go on): converged, the iteration cap, or
-        ``patience`` iterations without a new lowest RDF deviation (the deviation has reached
-        its noise floor, or the potential drifts away from the target)."""
+        ``patience`` iterations without a better iteration (:meth:`_best`: the deviation has
+        reached its noise floor, or the potential drifts away from the target)."""
         if not records:
             return None
         if records[-1].converged:
             return "converged"
         if len(records) >= self.c.max_iterations:
             return f"not converged after {len(records)} iterations (max_iterations)"
-        best = min(records, key=lambda r: r.rdf_deviation)
+        best = self._best(records)
         if records[-1].iteration - best.iteration >= self.c.patience:
             return (
-                f"stopped after {len(records)} iterations: no lower RDF deviation in the last "
-                f"{self.c.patience} (patience)"
+                f"stopped after {len(records)} iterations: no better iteration (pressure "
+                f"criterion, then RDF deviation) in the last {self.c.patience} (patience)"
             )
         return None
 
     def _final(self, records: list[IBIIteration]) -> IBIResult:
-        """The result: the converged iteration, else the iteration of lowest RDF deviation."""
+        """The result: the converged iteration, else the best one (:meth:`_best`)."""
         last = records[-1]
         stop = self._stop_reason(records) or "interrupted"
-        pick = last if last.converged else min(records, key=lambda r: r.rdf_deviation)
+        pick = last if last.converged else self._best(records)
         d = _iter_dir(self.workdir, pick.iteration)
         table = read_csv(d / "potential.csv")
         rdf = RDFResult.from_csv(d / "rdf.csv")
@@ -1055,7 +1062,8 @@ class _IBIRun:
         else:
             reason = (
                 f"{stop}; the potential of iteration {pick.iteration} is kept, the lowest RDF "
-                f"deviation: {pick.rdf_deviation:.3%} (tolerance {self.c.rdf_tolerance:.3%}, noise "
+                f"deviation{' that meets the pressure' if pick.pressure_converged else ''}: "
+                f"{pick.rdf_deviation:.3%} (tolerance {self.c.rdf_tolerance:.3%}, noise "
                 f"floor ~{pick.rdf_noise:.3%}, the target's own "
                 f"{target_noise_floor(self.s.target, self.s.cutoff_nm + 0.5 * w):.3%})"
                 + self._pressure_note(pick)
