@@ -27,6 +27,7 @@ integrated deviation, density error under NPT, pressure, IBI iterations and wall
 
     python benchmarks/eight_liquids.py                                  # all eight, shipped refs
     python benchmarks/eight_liquids.py --liquids benzene --methods ibi,friction
+    python benchmarks/eight_liquids.py --merge runs/eight_liquids/*.json   # one table
 """
 
 from __future__ import annotations
@@ -249,6 +250,36 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
+def merge(paths: list[Path], out: Path) -> None:
+    """One result file from per-liquid result files, in the order of :data:`LIQUIDS`; each
+    liquid keeps its own command, machine load and wall time."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    order = [n for n, _ in LIQUIDS]
+    records = sorted(
+        (r for part in parts for r in part["liquids"]), key=lambda r: order.index(r["liquid"])
+    )
+    if len({r["liquid"] for r in records}) != len(records):
+        raise SystemExit("error: a liquid appears in more than one file; merge each once")
+    settings = {json.dumps(part["compare_settings"], sort_keys=True) for part in parts}
+    if len(settings) != 1:
+        raise SystemExit("error: the files were made with different CG settings")
+    rows = table_rows(records)
+    print_table(rows)
+    result = {
+        **{k: v for k, v in parts[0].items() if k not in ("liquids", "table", "command")},
+        "commands": [part["command"] for part in parts],
+        "load_average_before": [part["load_average_before"] for part in parts],
+        "load_average_after": [part["load_average_after"] for part in parts],
+        "merged_from": [str(p) for p in paths],
+        "table": rows,
+        "liquids": records,
+    }
+    write_json(out, result)
+    write_table(out.with_suffix(".csv"), rows)
+    plot(out.with_suffix(".png"), rows)
+    print(f"written {out}, {out.with_suffix('.csv')} and {out.with_suffix('.png')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings: a check, no result")
@@ -264,7 +295,17 @@ def main() -> None:
     parser.add_argument("--engine", default="auto", help="CG engine: auto, lammps, openmm, torch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="result JSON (CSV, PNG beside it)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine result JSONs of single liquids (run separately) into --out; no runs",
+    )
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out or RESULTS / "eight_liquids.json")
+        return
 
     known = [n for n, _ in LIQUIDS]
     unknown = [n for n in args.liquids if n not in known]
