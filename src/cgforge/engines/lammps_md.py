@@ -65,7 +65,7 @@ import numpy as np
 
 from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem
 from cgforge.engines.lammps_lib import Lammps
-from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
+from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, production_samples
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import write_json, write_npz
 from cgforge.potentials.io import write_lammps
@@ -497,25 +497,11 @@ class LammpsRunner:
         return {col: table[:, i] for i, col in enumerate(THERMO_COLUMNS)}
 
     def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
-        times, positions, forces, chunks = [], [], [], []
-        for name in state["chunks"]:
-            with np.load(self.workdir / name) as data:
-                if str(data["stage"]) != "production":
-                    continue
-                chunks.append(self.workdir / name)
-                if len(data["times_ps"]):
-                    times.append(data["times_ps"])
-                    positions.append(data["bead_positions_nm"])
-                    if "bead_forces_kj_mol_nm" in data:
-                        forces.append(data["bead_forces_kj_mol_nm"])
-        if not times:
-            raise SimulationError(
-                "production produced no samples; lengthen --production or shorten the sample interval"
-            )
+        times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
         return MDResult(
-            times_ps=np.concatenate(times),
-            bead_positions_nm=np.concatenate(positions),
-            bead_forces_kj_mol_nm=np.concatenate(forces) if forces else None,
+            times_ps=times,
+            bead_positions_nm=positions,
+            bead_forces_kj_mol_nm=forces,
             box_nm=np.array(state["box_nm"]),
             bead_masses_amu=np.full(self.n, self.system.mass_amu),
             thermo=self._stage_thermo(state, None),

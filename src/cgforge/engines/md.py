@@ -203,6 +203,38 @@ def select_platform(name: str) -> tuple[openmm.Platform, dict[str, str]]:
     return available[wanted], properties
 
 
+def production_samples(
+    workdir: Path, chunk_names: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[Path]]:
+    """The production samples of a run's sample chunks (``.npz`` files of ``workdir`` written
+    with ``stage``, ``times_ps``, ``bead_positions_nm`` and optionally
+    ``bead_forces_kj_mol_nm``): times (ps), unwrapped bead positions (nm), forces
+    (kJ/mol/nm) or None, and the production chunk paths. A production without samples is an
+    error that says how to get some."""
+    times, positions, forces, chunks = [], [], [], []
+    for name in chunk_names:
+        with np.load(workdir / name) as data:
+            if str(data["stage"]) != "production":
+                continue
+            chunks.append(workdir / name)
+            if len(data["times_ps"]):
+                times.append(data["times_ps"])
+                positions.append(data["bead_positions_nm"])
+                if "bead_forces_kj_mol_nm" in data:
+                    forces.append(data["bead_forces_kj_mol_nm"])
+    if not times:
+        raise SimulationError(
+            "production produced no samples; lengthen the production or shorten the sample "
+            "interval"
+        )
+    return (
+        np.concatenate(times),
+        np.concatenate(positions),
+        np.concatenate(forces) if forces else None,
+        chunks,
+    )
+
+
 class MDRunner:
     """Runs :class:`MDProtocol` on an OpenMM system in a work directory with resume."""
 
@@ -534,25 +566,11 @@ class MDRunner:
         return {col: table[:, i] for i, col in enumerate(self.THERMO_COLUMNS)}
 
     def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
-        times, positions, forces, chunks = [], [], [], []
-        for name in state["chunks"]:
-            with np.load(self.workdir / name) as data:
-                if str(data["stage"]) != "production":
-                    continue
-                chunks.append(self.workdir / name)
-                if len(data["times_ps"]):
-                    times.append(data["times_ps"])
-                    positions.append(data["bead_positions_nm"])
-                    if "bead_forces_kj_mol_nm" in data:
-                        forces.append(data["bead_forces_kj_mol_nm"])
-        if not times:
-            raise SimulationError(
-                "production produced no samples; lengthen --production or shorten the sample interval"
-            )
+        times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
         return MDResult(
-            times_ps=np.concatenate(times),
-            bead_positions_nm=np.concatenate(positions),
-            bead_forces_kj_mol_nm=np.concatenate(forces) if forces else None,
+            times_ps=times,
+            bead_positions_nm=positions,
+            bead_forces_kj_mol_nm=forces,
             box_nm=np.array(state["box_nm"]),
             bead_masses_amu=self.bead_masses,
             thermo=self._load_thermo(state),
