@@ -63,6 +63,20 @@ def write_csv(path: str | Path, header: Sequence[str], columns: Sequence[Any]) -
     return target
 
 
+def read_state(path: str | Path, fresh: dict[str, Any]) -> dict[str, Any]:
+    """A run's JSON state file, or ``fresh`` where there is none yet; a damaged file is an
+    InputError that says how to start again."""
+    from cgforge.errors import InputError
+
+    path = Path(path)
+    if not path.exists():
+        return fresh
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is corrupt; remove the directory and start again") from exc
+
+
 def write_npz(path: str | Path, **arrays: Any) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)

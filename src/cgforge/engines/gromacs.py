@@ -53,7 +53,7 @@ import openmm.app as app
 from cgforge import mapping
 from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import write_json, write_npz, write_text
+from cgforge.fileio import read_state, write_json, write_npz, write_text
 from cgforge.molecules.library import residue_name
 from cgforge.molecules.topology import FourierParameter, MoleculeTopology
 from cgforge.units import ANGSTROM_TO_NM, DEG_TO_RAD, density_g_cm3
@@ -735,17 +735,7 @@ class GromacsRunner:
 
     # ------------------------------------------------------------------ state
     def _load_state(self) -> dict[str, Any]:
-        import json
-
-        path = self.workdir / STATE_FILE
-        if path.exists():
-            try:
-                return json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path} is corrupt; remove the directory and start again"
-                ) from exc
-        return {"engine": "gromacs", "done": [], "tpr": []}
+        return read_state(self.workdir / STATE_FILE, {"engine": "gromacs", "done": [], "tpr": []})
 
     def _commit(self, state: dict[str, Any]) -> None:
         write_json(self.workdir / STATE_FILE, state)

@@ -54,7 +54,6 @@ Speed (2-core CPU, 1,000 beads, see ``benchmarks/cg_md.py``): ~25× OpenMM's CPU
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -67,7 +66,7 @@ from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem
 from cgforge.engines.lammps_lib import Lammps
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, production_samples
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import write_json, write_npz
+from cgforge.fileio import read_state, write_json, write_npz
 from cgforge.potentials.io import write_lammps
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import ANGSTROM_TO_NM, KCAL_TO_KJ, density_g_cm3
@@ -146,15 +145,8 @@ class LammpsRunner:
 
     # ------------------------------------------------------------------ state on disk
     def _load_state(self) -> dict[str, Any]:
-        path = self.workdir / STATE_FILE
-        if path.exists():
-            try:
-                return json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path} is corrupt; remove the directory and start again"
-                ) from exc
-        return {"stage": "minimize", "step": 0, "chunks": [], "restart": None}
+        fresh = {"stage": "minimize", "step": 0, "chunks": [], "restart": None}
+        return read_state(self.workdir / STATE_FILE, fresh)
 
     def _commit(self, state: dict[str, Any]) -> None:
         write_json(self.workdir / STATE_FILE, state)

@@ -24,7 +24,6 @@ killed resumes from its last committed segment with nothing lost and nothing dup
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ import openmm
 import openmm.app as app
 
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import atomic_path, write_json, write_npz, write_text
+from cgforge.fileio import atomic_path, read_state, write_json, write_npz, write_text
 from cgforge.mapping import center_of_mass, map_forces
 from cgforge.units import KB_KJ_MOL_K, density_g_cm3
 
@@ -285,15 +284,8 @@ class MDRunner:
         return self.workdir / STATE_FILE
 
     def _load_state(self) -> dict[str, Any]:
-        path = self._state_path()
-        if path.exists():
-            try:
-                return json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"{path} is corrupt; remove the directory and start again"
-                ) from exc
-        return {"stage": "minimize", "step": 0, "chunks": [], "checkpoint": None}
+        fresh = {"stage": "minimize", "step": 0, "chunks": [], "checkpoint": None}
+        return read_state(self._state_path(), fresh)
 
     def _commit(self, state: dict[str, Any]) -> None:
         write_json(self._state_path(), state)
