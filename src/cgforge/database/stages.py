@@ -370,24 +370,17 @@ def density_drift_check(
     too short to judge (under 8 samples) gives ``{"converged": True}``. An unreadable file
     raises :class:`StageFailure`.
     """
-    from cgforge.observables.thermo import drift
+    from cgforge.observables.thermo import drift, read_stage_columns
 
     path = Path(thermo_csv)
     try:
-        with path.open() as handle:
-            header = handle.readline().strip().split(",")
-            rows = [line.strip().split(",") for line in handle if line.strip()]
-        stage, column = header.index("stage"), header.index("density_g_cm3")
-        eq_rows = [r for r in rows if r[stage] == "equilibration"]
-        rho = np.array([float(r[column]) for r in eq_rows])
-        volume = (
-            np.array([float(r[header.index("volume_nm3")]) for r in eq_rows])
-            if "volume_nm3" in header
-            else None
-        )
-        if temperature_K is None and "temperature_K" in header:
-            temperature_K = float(np.mean([float(r[header.index("temperature_K")]) for r in rows]))
-    except (OSError, ValueError, IndexError) as exc:
+        every = read_stage_columns(path)
+        eq = read_stage_columns(path, "equilibration")
+        rho = eq["density_g_cm3"]
+        volume = eq.get("volume_nm3")
+        if temperature_K is None and "temperature_K" in every:
+            temperature_K = float(np.mean(every["temperature_K"]))
+    except (OSError, ValueError, IndexError, KeyError) as exc:
         raise StageFailure(f"cannot read the NPT density of {path}: {exc}") from exc
     if rho.size < 8:
         return {"converged": True}  # too short to judge (e.g. a run without NPT)

@@ -26,6 +26,7 @@ __all__ = [
     "density_series",
     "drift",
     "mean_with_error",
+    "read_stage_columns",
     "statistical_inefficiency",
 ]
 
@@ -122,6 +123,23 @@ def mean_with_error(
         g = statistical_inefficiency(arr)
         return float(arr.mean()), float(arr.std(ddof=1) * np.sqrt(g / arr.size))
     raise InputError(f"method must be 'blocking' or 'inefficiency', got {method!r}")
+
+
+def read_stage_columns(path: str | Path, stage: str | None = None) -> dict[str, np.ndarray]:
+    """The numeric columns of a ``thermo.csv`` (header ``t_ps,stage,...``), restricted to the
+    rows of one ``stage`` (``"equilibration"``, ``"production"``; None: every row). Raises
+    OSError or ValueError for a file that cannot be read as such."""
+    with Path(path).open() as handle:
+        header = handle.readline().strip().split(",")
+        rows = [line.strip().split(",") for line in handle if line.strip()]
+    where = header.index("stage")
+    if stage is not None:
+        rows = [r for r in rows if r[where] == stage]
+    return {
+        name: np.array([float(r[i]) for r in rows], dtype=np.float64)
+        for i, name in enumerate(header)
+        if i != where
+    }
 
 
 def drift(x: np.ndarray) -> tuple[float, float]:

@@ -101,14 +101,10 @@ def equilibration_drift(
     quarter of equilibration), ``density_drift_err`` (its standard error), the criterion and
     ``converged``: within ``max_relative_drift`` or within 3 standard errors.
     """
-    from cgforge.observables.thermo import drift
+    from cgforge.observables.thermo import drift, read_stage_columns
 
     path = Path(thermo_csv)
-    with path.open() as handle:
-        header = handle.readline().strip().split(",")
-        rows = [line.strip().split(",") for line in handle if line.strip()]
-    stage, column = header.index("stage"), header.index("density_g_cm3")
-    rho = np.array([float(r[column]) for r in rows if r[stage] == "equilibration"])
+    rho = read_stage_columns(path, "equilibration")["density_g_cm3"]
     if rho.size < 8:
         raise SimulationError(
             f"{path} has {rho.size} equilibration density samples; a drift needs at least 8"
@@ -269,18 +265,12 @@ def measure_viscosity(
 
 def thermo_summary(thermo_csv: str | Path) -> dict[str, Any]:
     """Means and standard errors (block averages) of a run's production thermo columns."""
-    from cgforge.observables.thermo import mean_with_error
+    from cgforge.observables.thermo import mean_with_error, read_stage_columns
 
     path = Path(thermo_csv)
-    with path.open() as handle:
-        header = handle.readline().strip().split(",")
-        rows = [line.strip().split(",") for line in handle if line.strip()]
-    stage = header.index("stage")
+    columns = read_stage_columns(path, "production")
     out: dict[str, Any] = {"source": path.name, "stage": "production"}
-    for i, column in enumerate(header):
-        if column in ("stage", header[0]):
-            continue
-        values = np.array([float(r[i]) for r in rows if r[stage] == "production"])
+    for column, values in list(columns.items())[1:]:  # the first column is the time
         if values.size >= 8 and np.all(np.isfinite(values)):
             mean, err = mean_with_error(values)
             out[column] = {"mean": mean, "err": err}
