@@ -89,6 +89,7 @@ import hashlib
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -811,6 +812,28 @@ def _write_rdf(path: Path, rdf: RDFResult) -> None:
     rdf.to_csv(path)
 
 
+#: An iteration that meets the pressure criterion is kept over one of lower RDF deviation that
+#: does not, as long as its deviation is within this factor of the lowest one.
+PRESSURE_PREFERENCE = 1.25
+
+
+def kept_iteration(records: Sequence[IBIIteration]) -> IBIIteration:
+    """The iteration IBI keeps when it does not converge: the one of lowest RDF deviation among
+    those that meet the pressure criterion and lie within :data:`PRESSURE_PREFERENCE` of the
+    lowest deviation of all; else the one of lowest deviation. A model off in pressure changes
+    its density under NPT, so it is preferred when it costs little structure, but an early
+    iteration that happens to meet the pressure never outweighs a much better RDF."""
+    if not records:
+        raise ValueError("kept_iteration needs at least one iteration")
+    lowest = min(records, key=lambda r: r.rdf_deviation)
+    near = [
+        r
+        for r in records
+        if r.pressure_converged and r.rdf_deviation <= PRESSURE_PREFERENCE * lowest.rdf_deviation
+    ]
+    return min(near, key=lambda r: r.rdf_deviation) if near else lowest
+
+
 class _IBIRun:
     """State and steps of one IBI run in its work directory."""
 
@@ -1020,26 +1043,23 @@ class _IBIRun:
 
     @staticmethod
     def _best(records: list[IBIIteration]) -> IBIIteration:
-        """The best iteration so far: among those that meet the pressure criterion (if any
-        does) the one of lowest RDF deviation. A model off in pressure changes its density
-        under NPT, whatever its RDF at the reference volume."""
-        return min(records, key=lambda r: (not r.pressure_converged, r.rdf_deviation))
+        return kept_iteration(records)
 
     def _stop_reason(self, records: list[IBIIteration]) -> str | None:
         """Why the iterations stop now (None: go on): converged, the iteration cap, or
-        ``patience`` iterations without a better iteration (:meth:`_best`: the deviation has
-        reached its noise floor, or the potential drifts away from the target)."""
+        ``patience`` iterations without a lower RDF deviation (the deviation has reached its
+        noise floor, or the potential drifts away from the target)."""
         if not records:
             return None
         if records[-1].converged:
             return "converged"
         if len(records) >= self.c.max_iterations:
             return f"not converged after {len(records)} iterations (max_iterations)"
-        best = self._best(records)
-        if records[-1].iteration - best.iteration >= self.c.patience:
+        lowest = min(records, key=lambda r: r.rdf_deviation)
+        if records[-1].iteration - lowest.iteration >= self.c.patience:
             return (
-                f"stopped after {len(records)} iterations: no better iteration (pressure "
-                f"criterion, then RDF deviation) in the last {self.c.patience} (patience)"
+                f"stopped after {len(records)} iterations: no lower RDF deviation in the "
+                f"last {self.c.patience} (patience)"
             )
         return None
 
@@ -1062,7 +1082,7 @@ class _IBIRun:
         else:
             reason = (
                 f"{stop}; the potential of iteration {pick.iteration} is kept, the lowest RDF "
-                f"deviation{' that meets the pressure' if pick.pressure_converged else ''}: "
+                f"deviation{self._pick_note(pick, records)}: "
                 f"{pick.rdf_deviation:.3%} (tolerance {self.c.rdf_tolerance:.3%}, noise "
                 f"floor ~{pick.rdf_noise:.3%}, the target's own "
                 f"{target_noise_floor(self.s.target, self.s.cutoff_nm + 0.5 * w):.3%})"
@@ -1084,6 +1104,16 @@ class _IBIRun:
             reason=reason,
             workdir=self.workdir,
             best_iteration=pick.iteration,
+        )
+
+    def _pick_note(self, pick: IBIIteration, records: list[IBIIteration]) -> str:
+        """How the kept iteration was chosen, for the result's reason."""
+        lowest = min(records, key=lambda r: r.rdf_deviation)
+        if pick.iteration == lowest.iteration:
+            return ""
+        return (
+            f" that meets the pressure (iteration {lowest.iteration} has "
+            f"{lowest.rdf_deviation:.3%} but misses it)"
         )
 
     def _dynamics_note(self, rec: IBIIteration, table: TabulatedPotential) -> str:
