@@ -106,7 +106,11 @@ def write_report(path: Path) -> None:
             f"| {check.get('density_drift', float('nan')):+.2%} after "
             f"{check.get('equilibration_ps', float('nan')):g} ps |"
         )
-    notes = [f"- {text}" for name, text in NOTES.items() if name in {x["molecule"] for x in shipped_references()}]
+    notes = [
+        f"- {text}"
+        for name, text in NOTES.items()
+        if name in {x["molecule"] for x in shipped_references()}
+    ]
     if notes:
         lines += ["", "Notes:", "", *notes]
     lines += ["", "Experimental sources:", ""]

@@ -227,7 +227,9 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     liquids = list(dict.fromkeys(r["liquid"] for r in rows))
-    methods = [m for m in ("ibi", "ml", "friction", "rescale") if any(r["method"] == m for r in rows)]
+    methods = [
+        m for m in ("ibi", "ml", "friction", "rescale") if any(r["method"] == m for r in rows)
+    ]
     markers = {"ibi": "o", "ml": "s", "friction": "^", "rescale": "D"}
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for k, method in enumerate(methods):
@@ -289,7 +291,9 @@ def main() -> None:
     parser.add_argument(
         "--references", type=Path, default=None, help="DIR/<liquid> references (default: shipped)"
     )
-    parser.add_argument("--model", type=Path, default=None, help="mobility model (default: shipped)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="mobility model (default: shipped)"
+    )
     parser.add_argument("--methods", default="ibi,ml,friction,rescale")
     parser.add_argument("--workdir", type=Path, default=WORKDIR, help="run directories")
     parser.add_argument("--engine", default="auto", help="CG engine: auto, lammps, openmm, torch")

@@ -12,18 +12,38 @@ import pytest
 from cgforge.cli.main import main
 
 CONTRACT_KEYS = (
-    "molecule", "n_molecules", "temperature_K", "density_g_cm3", "diffusion_m2_s",
-    "diffusion_err_m2_s", "bead_mass_amu", "box_nm", "provenance",
+    "molecule",
+    "n_molecules",
+    "temperature_K",
+    "density_g_cm3",
+    "diffusion_m2_s",
+    "diffusion_err_m2_s",
+    "bead_mass_amu",
+    "box_nm",
+    "provenance",
 )
 
 
 @pytest.fixture(scope="module")
 def aa_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("aa") / "3mp"
-    code = main([
-        "aa", "3-methylpentane", "--molecules", "27", "--equilibrate", "1ps", "--production", "2ps",
-        "--out", str(out), "--quiet", "--platform", "cpu",
-    ])
+    code = main(
+        [
+            "aa",
+            "3-methylpentane",
+            "--molecules",
+            "27",
+            "--equilibrate",
+            "1ps",
+            "--production",
+            "2ps",
+            "--out",
+            str(out),
+            "--quiet",
+            "--platform",
+            "cpu",
+        ]
+    )
     assert code == 0
     return out
 
@@ -41,8 +61,14 @@ def test_aa_writes_the_contract(aa_run):
     assert prov["seed"] == 0 and prov["versions"]["openmm"] and prov["config"]["n_molecules"] == 27
     assert (aa_run / "rdf.csv").read_text().splitlines()[0].startswith("r_nm,g")
     assert (aa_run / "msd.csv").read_text().splitlines()[0] == "t_ps,msd_nm2"
-    for name in ("topology.pdb", "trajectory.dcd", "observables.png", "thermo.csv", "system.xml",
-                 "cg_trajectory.npz"):
+    for name in (
+        "topology.pdb",
+        "trajectory.dcd",
+        "observables.png",
+        "thermo.csv",
+        "system.xml",
+        "cg_trajectory.npz",
+    ):
         assert (aa_run / name).stat().st_size > 0, name
     # the box in the summary holds 27 molecules at the reported density (within the NPT fluctuation)
     volume = float(np.prod(summary["box_nm"]))
@@ -52,15 +78,45 @@ def test_aa_writes_the_contract(aa_run):
 
 def test_rerun_of_a_finished_run_returns_its_summary(aa_run):
     before = (aa_run / "summary.json").read_text()
-    assert main(["aa", "3-methylpentane", "--molecules", "27", "--equilibrate", "1ps",
-                 "--production", "2ps", "--out", str(aa_run), "--quiet", "--platform", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "aa",
+                "3-methylpentane",
+                "--molecules",
+                "27",
+                "--equilibrate",
+                "1ps",
+                "--production",
+                "2ps",
+                "--out",
+                str(aa_run),
+                "--quiet",
+                "--platform",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert (aa_run / "summary.json").read_text() == before
 
 
 def test_analyze_agrees_with_aa(aa_run, tmp_path):
     out = tmp_path / "ref"
-    assert main(["analyze", "--topology", str(aa_run / "topology.pdb"), "--trajectory",
-                 str(aa_run / "trajectory.dcd"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--topology",
+                str(aa_run / "topology.pdb"),
+                "--trajectory",
+                str(aa_run / "trajectory.dcd"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     a = json.loads((aa_run / "summary.json").read_text())
     b = json.loads((out / "summary.json").read_text())
     for key in CONTRACT_KEYS:
@@ -111,13 +167,26 @@ def test_mismatched_trajectory_is_refused(aa_run, tmp_path, capsys):
     universe.atoms.positions = np.random.default_rng(0).random((5, 3)) * 10
     universe.dimensions = [10, 10, 10, 90, 90, 90]
     universe.atoms.write(str(pdb))
-    code = main(["analyze", "--topology", str(pdb), "--trajectory", str(aa_run / "trajectory.dcd"),
-                 "--out", str(tmp_path / "x")])
+    code = main(
+        [
+            "analyze",
+            "--topology",
+            str(pdb),
+            "--trajectory",
+            str(aa_run / "trajectory.dcd"),
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 2
     assert "Traceback" not in capsys.readouterr().err
 
 
 def test_console_script_reports_version():
-    result = subprocess.run([sys.executable, "-m", "cgforge.cli.main", "--version"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "cgforge.cli.main", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0 and "cgforge" in result.stdout

@@ -419,8 +419,21 @@ def test_cli_fm_linear(lj_data, tmp_path):
     out = tmp_path / "fm"
     result = CliRunner().invoke(
         _app(),
-        ["fm", "linear", str(run), "--out", str(out), "--cutoff", "0.8", "--knots", "30",
-         "--regularisation", "1e-5", "--no-validate", "--quiet"],
+        [
+            "fm",
+            "linear",
+            str(run),
+            "--out",
+            str(out),
+            "--cutoff",
+            "0.8",
+            "--knots",
+            "30",
+            "--regularisation",
+            "1e-5",
+            "--no-validate",
+            "--quiet",
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())

@@ -54,13 +54,15 @@ def _randomised(molecule, seed: int):
     return molecule.with_parameters(
         BondedParameters(
             bonds={
-                k: BondParameter(v.length_nm * rng.uniform(0.95, 1.05),
-                                 v.k_kj_mol_nm2 * rng.uniform(0.7, 1.3))
+                k: BondParameter(
+                    v.length_nm * rng.uniform(0.95, 1.05), v.k_kj_mol_nm2 * rng.uniform(0.7, 1.3)
+                )
                 for k, v in p.bonds.items()
             },
             angles={
-                k: AngleParameter(v.theta0_rad * rng.uniform(0.97, 1.03),
-                                  v.k_kj_mol_rad2 * rng.uniform(0.7, 1.3))
+                k: AngleParameter(
+                    v.theta0_rad * rng.uniform(0.97, 1.03), v.k_kj_mol_rad2 * rng.uniform(0.7, 1.3)
+                )
                 for k, v in p.angles.items()
             },
             dihedrals={k: FourierParameter(*rng.uniform(-6, 6, 4)) for k in p.dihedrals},
@@ -82,8 +84,13 @@ def _liquid(name: str, randomise: bool):
 
 def _openmm_energies(molecule, positions, box, **kwargs):
     system = create_aa_system(
-        molecule, N_MOLECULES, box, cutoff_nm=CUTOFF_NM, constraints="none",
-        ewald_tolerance=TIGHT_OPENMM_EWALD, **kwargs,
+        molecule,
+        N_MOLECULES,
+        box,
+        cutoff_nm=CUTOFF_NM,
+        constraints="none",
+        ewald_tolerance=TIGHT_OPENMM_EWALD,
+        **kwargs,
     )
     context = openmm.Context(
         system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
@@ -112,8 +119,14 @@ def _dispersion_corrections(molecule, volume_nm3: float) -> tuple[float, float]:
     gmx12 = (c12[strict].sum() - N_MOLECULES * c12[i, j].sum()) / n_pairs
 
     def tail(c6_mean: float, c12_mean: float) -> float:
-        return (2 * math.pi * n * n / volume_nm3
-                * (c12_mean / (9 * CUTOFF_NM**9) - c6_mean / (3 * CUTOFF_NM**3)))
+        return (
+            2
+            * math.pi
+            * n
+            * n
+            / volume_nm3
+            * (c12_mean / (9 * CUTOFF_NM**9) - c6_mean / (3 * CUTOFF_NM**3))
+        )
 
     return tail(c6[upper].mean(), c12[upper].mean()), tail(gmx6, gmx12)
 
@@ -139,13 +152,19 @@ def test_energy_terms_match_openmm(tmp_path, name, randomise):
     molecule, positions, box = _liquid(name, randomise)
     top = write_gromacs_topology(molecule, N_MOLECULES, tmp_path / "system.top")
     gmx = rerun_energies(
-        top, openmm_topology(molecule, N_MOLECULES), positions, box, tmp_path / "rerun",
-        cutoff_nm=CUTOFF_NM, extra_mdp=TIGHT_GMX_PME,
+        top,
+        openmm_topology(molecule, N_MOLECULES),
+        positions,
+        box,
+        tmp_path / "rerun",
+        cutoff_nm=CUTOFF_NM,
+        extra_mdp=TIGHT_GMX_PME,
     )
     omm = _openmm_energies(molecule, positions, box)  # lb_sum: what the OpenMM engine runs
     omm_no_tail = _openmm_energies(molecule, positions, box, dispersion_correction=False)
-    split = _openmm_energies(molecule, positions, box, dispersion_correction=False,
-                             combining="custom")  # LJ alone in "lj", Coulomb + 1-4 in "nonbonded"
+    split = _openmm_energies(
+        molecule, positions, box, dispersion_correction=False, combining="custom"
+    )  # LJ alone in "lj", Coulomb + 1-4 in "nonbonded"
 
     # bonded terms, one by one (all bonds flexible here, so C-H bonds count too)
     assert gmx["Bond"] == pytest.approx(omm["bond"], rel=2e-5)
@@ -167,8 +186,9 @@ def test_energy_terms_match_openmm(tmp_path, name, randomise):
     assert coulomb == pytest.approx(split["nonbonded"] - gmx["LJ-14"], abs=5e-5 * scale)
     nonbonded = coulomb + gmx["LJ-14"] + gmx["LJ (SR)"]
     scale += abs(gmx["LJ-14"]) + abs(gmx["LJ (SR)"])
-    assert nonbonded == pytest.approx(omm_no_tail["nonbonded"] + omm_no_tail["lj"],
-                                      abs=5e-5 * scale)
+    assert nonbonded == pytest.approx(
+        omm_no_tail["nonbonded"] + omm_no_tail["lj"], abs=5e-5 * scale
+    )
     # long-range LJ correction: each engine its own convention of averaging C6 and C12
     omm_tail = sum(omm.values()) - sum(omm_no_tail.values())
     expected_omm, expected_gmx = _dispersion_corrections(molecule, float(np.prod(box)))
@@ -192,8 +212,11 @@ def test_topology_file_layout(tmp_path):
     assert f"  {atoms} 4 180 {v2 / 2:.10g} 2" in lines
     angle = molecule.angles[0]
     theta = math.degrees(molecule.angle_parameter(angle).theta0_rad)
-    assert any(line.split()[:4] == [str(a + 1) for a in angle] + ["1"]
-               and float(line.split()[4]) == pytest.approx(theta) for line in lines)
+    assert any(
+        line.split()[:4] == [str(a + 1) for a in angle] + ["1"]
+        and float(line.split()[4]) == pytest.approx(theta)
+        for line in lines
+    )
 
 
 def test_openmm_reads_the_topology_as_cgforge_built_it(tmp_path):
@@ -208,13 +231,15 @@ def test_openmm_reads_the_topology_as_cgforge_built_it(tmp_path):
     top = app.GromacsTopFile(str(write_gromacs_topology(molecule, n, tmp_path / "eb.top")))
     systems = (
         top.createSystem(nonbondedMethod=app.NoCutoff, constraints=None),
-        create_aa_system(molecule, n, None, nonbonded_method="nocutoff", constraints="none",
-                         combining="custom"),
+        create_aa_system(
+            molecule, n, None, nonbonded_method="nocutoff", constraints="none", combining="custom"
+        ),
     )
     energies = []
     for system in systems:
-        context = openmm.Context(system, openmm.VerletIntegrator(0.001),
-                                 openmm.Platform.getPlatformByName("Reference"))
+        context = openmm.Context(
+            system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+        )
         context.setPositions(positions)
         state = context.getState(getEnergy=True)
         energies.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
@@ -228,8 +253,19 @@ def test_missing_gmx_is_one_line(tmp_path, monkeypatch, capsys):
     assert str(info.value) == GMX_MISSING
     assert resolve_engine("auto", "auto") == "openmm"  # auto falls back to OpenMM
     out = tmp_path / "out"
-    code = main(["aa", "3-methylpentane", "--molecules", "27", "--engine", "gromacs",
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "aa",
+            "3-methylpentane",
+            "--molecules",
+            "27",
+            "--engine",
+            "gromacs",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "GROMACS (gmx) is not on the PATH" in err and "--engine openmm" in err
@@ -271,8 +307,15 @@ def test_gromacs_failure_surfaces_its_message(tmp_path):
     molecule, positions, box = _small_liquid()
     system = GromacsSystem.from_molecule(molecule, 27, tmp_path / "system.top")
     groups = np.repeat(np.arange(27), molecule.n_atoms)
-    runner = GromacsRunner(system, positions, box, groups, default_protocol(1.0, 1.0),
-                           tmp_path / "work", cutoff_nm=0.6 * box[0])
+    runner = GromacsRunner(
+        system,
+        positions,
+        box,
+        groups,
+        default_protocol(1.0, 1.0),
+        tmp_path / "work",
+        cutoff_nm=0.6 * box[0],
+    )
     with pytest.raises(InputError, match="cut-off length is longer than half the shortest box"):
         runner.run()
 
@@ -289,8 +332,17 @@ def test_killed_gromacs_run_resumes(tmp_path):
     protocol = default_protocol(2.0, 10.0, sample_interval_ps=0.2, thermo_interval_ps=0.1)
 
     def runner(progress=None):
-        return GromacsRunner(top, positions, box, groups, protocol, tmp_path / "work",
-                             cutoff_nm=0.8, threads=1, progress=progress)
+        return GromacsRunner(
+            top,
+            positions,
+            box,
+            groups,
+            protocol,
+            tmp_path / "work",
+            cutoff_nm=0.8,
+            threads=1,
+            progress=progress,
+        )
 
     def kill_in_production(stage, done, total, speed):
         if stage == "production" and 0 < done < total:
@@ -325,9 +377,26 @@ def test_killed_gromacs_run_resumes(tmp_path):
 @needs_gmx
 def test_cli_gromacs_engine_writes_the_contract(tmp_path):
     out = tmp_path / "3mp"
-    code = main(["aa", "3-methylpentane", "--molecules", "27", "--equilibrate", "1ps",
-                 "--production", "2ps", "--engine", "gromacs", "--forces", "--ensemble", "nve",
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "aa",
+            "3-methylpentane",
+            "--molecules",
+            "27",
+            "--equilibrate",
+            "1ps",
+            "--production",
+            "2ps",
+            "--engine",
+            "gromacs",
+            "--forces",
+            "--ensemble",
+            "nve",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"] == "gromacs" and summary["platform"].startswith("GROMACS")
@@ -335,8 +404,17 @@ def test_cli_gromacs_engine_writes_the_contract(tmp_path):
     assert summary["n_molecules"] == 27 and summary["has_forces"]
     assert summary["bead_mass_amu"] == pytest.approx(86.175, abs=0.02)
     assert 0.3 < summary["density_g_cm3"] < 1.0 and summary["diffusion_m2_s"] > 0
-    for name in ("topology.pdb", "trajectory.dcd", "cg_trajectory.npz", "thermo.csv", "rdf.csv",
-                 "msd.csv", "system.top", "system.gro", "system.tpr"):
+    for name in (
+        "topology.pdb",
+        "trajectory.dcd",
+        "cg_trajectory.npz",
+        "thermo.csv",
+        "rdf.csv",
+        "msd.csv",
+        "system.top",
+        "system.gro",
+        "system.tpr",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert not (out / "system.xml").exists()
     lines = (out / "thermo.csv").read_text().splitlines()
@@ -371,8 +449,9 @@ def test_engines_agree_on_density(tmp_path):
     densities = {}
     for engine, platform in (("gromacs", "auto"), ("openmm", "cpu")):
         protocol = default_protocol(150.0, 5.0, platform=platform, seed=1)
-        config = AAConfig(molecule="3-methylpentane", n_molecules=64, protocol=protocol,
-                          engine=engine)
+        config = AAConfig(
+            molecule="3-methylpentane", n_molecules=64, protocol=protocol, engine=engine
+        )
         summary = run_aa(config, tmp_path / engine)
         assert summary["engine"] == engine and summary["cutoff_nm"] == CUTOFF_NM
         densities[engine] = (summary["density_g_cm3"], summary["density_err_g_cm3"])
@@ -388,12 +467,34 @@ def test_user_gromacs_system_runs_on_gromacs(tmp_path):
     top = write_gromacs_topology(molecule, 24, tmp_path / "tol.top")
     from cgforge.engines.gromacs import write_gro
 
-    gro = write_gro(openmm_topology(molecule, 24), packed.positions_nm, [packed.box_nm] * 3,
-                    tmp_path / "tol.gro")
+    gro = write_gro(
+        openmm_topology(molecule, 24),
+        packed.positions_nm,
+        [packed.box_nm] * 3,
+        tmp_path / "tol.gro",
+    )
     out = tmp_path / "run"
-    assert main(["aa", "--topology", str(top), "--coordinates", str(gro), "--engine", "gromacs",
-                 "--equilibrate", "0ps", "--production", "1ps", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "aa",
+                "--topology",
+                str(top),
+                "--coordinates",
+                str(gro),
+                "--engine",
+                "gromacs",
+                "--equilibrate",
+                "0ps",
+                "--production",
+                "1ps",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"] == "gromacs" and summary["n_molecules"] == 24
     assert summary["bead_mass_amu"] == pytest.approx(92.14, abs=0.02)

@@ -62,7 +62,9 @@ def test_blow_up_is_reported_before_anything_is_written(tmp_path):
     system, topology, positions, box = lj_fluid(n_side=4)
     positions[1] = positions[0] + 0.02  # two atoms on top of each other, no minimisation
     groups = np.arange(system.getNumParticles())
-    runner = MDRunner(system, topology, positions, box, groups, lj_protocol(minimize=False), tmp_path)
+    runner = MDRunner(
+        system, topology, positions, box, groups, lj_protocol(minimize=False), tmp_path
+    )
     with pytest.raises(SimulationError, match="blew up"):
         runner.run()
     assert not (tmp_path / "state.json").exists()

@@ -27,8 +27,9 @@ from cgforge.trajectory import CGTrajectory
 
 def _traj(pos: np.ndarray, box: float | np.ndarray, dt: float = 1.0) -> CGTrajectory:
     n_frames, n_beads, _ = pos.shape
-    return CGTrajectory(pos, np.broadcast_to(box, (n_frames, 3)), np.arange(n_frames) * dt,
-                        np.full(n_beads, 18.0))
+    return CGTrajectory(
+        pos, np.broadcast_to(box, (n_frames, 3)), np.arange(n_frames) * dt, np.full(n_beads, 18.0)
+    )
 
 
 def _lattice(kind: str, n_cells: int, a: float) -> np.ndarray:
@@ -59,10 +60,13 @@ def test_rdf_ideal_gas_is_one_within_error():
     assert np.all(res.g_err[inner] < 0.1)
 
 
-@pytest.mark.parametrize(("kind", "first_shell_nm", "coordination"), [
-    ("sc", 0.4, 6),
-    ("fcc", 0.4 / np.sqrt(2), 12),
-])
+@pytest.mark.parametrize(
+    ("kind", "first_shell_nm", "coordination"),
+    [
+        ("sc", 0.4, 6),
+        ("fcc", 0.4 / np.sqrt(2), 12),
+    ],
+)
 def test_rdf_lattice_first_peak_and_coordination(kind, first_shell_nm, coordination):
     rng = np.random.default_rng(1)
     a = 0.4
@@ -168,8 +172,9 @@ def test_msd_remove_drift():
     np.testing.assert_allclose(removed.msd_nm2, plain.msd_nm2, atol=1e-9)
 
 
-def _random_walk(seed: int, n_beads: int = 64, n_frames: int = 800, sigma: float = 0.05,
-                 dt: float = 0.2) -> tuple[CGTrajectory, float]:
+def _random_walk(
+    seed: int, n_beads: int = 64, n_frames: int = 800, sigma: float = 0.05, dt: float = 0.2
+) -> tuple[CGTrajectory, float]:
     rng = np.random.default_rng(seed)
     pos = rng.normal(scale=sigma, size=(n_frames, n_beads, 3)).cumsum(axis=0)
     return _traj(pos, 10.0, dt=dt), sigma**2 / (2 * dt)

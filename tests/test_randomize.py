@@ -106,9 +106,7 @@ def test_seed_reproducible_and_distinct(molecules):
 
 def test_custom_ranges_and_kept_impropers(molecules):
     mol = molecules["ethylbenzene"]
-    ranges = ParameterRanges(
-        bond_cc_r0_A=(1.5, 1.5), improper_v_kcal_mol=None, n_fourier_terms=3
-    )
+    ranges = ParameterRanges(bond_cc_r0_A=(1.5, 1.5), improper_v_kcal_mol=None, n_fourier_terms=3)
     params = draw_parameters(mol, ranges, seed=2)
     assert params.bonds[("CA", "CA")].length_nm == pytest.approx(0.15)
     assert dict(params.impropers) == dict(mol.parameters.impropers)

@@ -49,9 +49,7 @@ def test_build_ship_and_use_a_reference_by_name(tmp_path, monkeypatch):
     )
     run_dir, summary = refs.build_reference("benzene", tmp_path / "runs", settings)
     assert summary["equilibration_check"]["equilibration_ps"] in (10, 20)
-    viscosity = refs.measure_viscosity(
-        run_dir, tmp_path / "visc", production_ps=60, discard_ps=4
-    )
+    viscosity = refs.measure_viscosity(run_dir, tmp_path / "visc", production_ps=60, discard_ps=4)
     assert viscosity["viscosity_Pa_s"] > 0
     assert viscosity["diffusion_yeh_hummer_m2_s"] > summary["diffusion_m2_s"]
     root = tmp_path / "shipped"
@@ -129,15 +127,13 @@ def test_a_short_ibi_and_friction_run_from_the_shipped_benzene_reproduces_its_ro
     to D_AA (row: 1.03 ± 0.08)."""
     from cgforge.workflows.compare import run_compare
 
-    result = run_compare(
-        "benzene", tmp_path / "cmp", methods="ibi,friction", preset="tiny", seed=1
-    )
+    result = run_compare("benzene", tmp_path / "cmp", methods="ibi,friction", preset="tiny", seed=1)
     rows = {r["method"]: r for r in result["rows"]}
     assert all(r["status"] == "ok" for r in rows.values()), rows
     ibi, friction = rows["ibi"], rows["friction"]
     assert ibi["rdf_r2"] > 0.98
     assert 1.8 < ibi["acceleration_factor"] < 5.0
     assert friction["rdf_r2"] > 0.98
-    assert abs(friction["acceleration_factor"] - 1.0) < 0.1 + 3 * friction[
-        "acceleration_factor_err"
-    ]
+    assert (
+        abs(friction["acceleration_factor"] - 1.0) < 0.1 + 3 * friction["acceleration_factor_err"]
+    )

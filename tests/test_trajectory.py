@@ -41,8 +41,13 @@ def _truth(seed: int = 0):
 
 def _universe(wrapped_nm: np.ndarray, forces: bool = False) -> mda.Universe:
     n_atoms = N_MOL * 3
-    u = mda.Universe.empty(n_atoms, n_residues=N_MOL, atom_resindex=np.repeat(np.arange(N_MOL), 3),
-                           trajectory=True, forces=forces)
+    u = mda.Universe.empty(
+        n_atoms,
+        n_residues=N_MOL,
+        atom_resindex=np.repeat(np.arange(N_MOL), 3),
+        trajectory=True,
+        forces=forces,
+    )
     u.add_TopologyAttr("name", ["OW", "HW1", "HW2"] * N_MOL)
     u.add_TopologyAttr("type", ["O", "H", "H"] * N_MOL)
     u.add_TopologyAttr("element", ["O", "H", "H"] * N_MOL)
@@ -71,8 +76,9 @@ def _check_com(traj: CGTrajectory, com_true: np.ndarray, atol: float):
     np.testing.assert_allclose(traj.box_nm, BOX_NM, rtol=1e-6)
     np.testing.assert_allclose(traj.masses_amu, MASSES.sum(), rtol=1e-6)
     # displacements exact (unwrapped), absolute positions up to whole box vectors
-    np.testing.assert_allclose(traj.positions_nm - traj.positions_nm[0], com_true - com_true[0],
-                               atol=atol)
+    np.testing.assert_allclose(
+        traj.positions_nm - traj.positions_nm[0], com_true - com_true[0], atol=atol
+    )
     shift = (traj.positions_nm[0] - com_true[0]) / BOX_NM
     np.testing.assert_allclose(shift, np.round(shift), atol=atol)
 
@@ -140,10 +146,26 @@ def _write_lammps(tmp_path, wrapped, forces_kj_mol_nm, xlo_A: float):
     """LAMMPS 'units real' files written by hand: Å, kcal/mol/Å, step numbers."""
     n_atoms = N_MOL * 3
     edge_A = BOX_NM * 10.0
-    lines = ["cgforge test system", "", f"{n_atoms} atoms", f"{2 * N_MOL} bonds", "2 atom types",
-             "1 bond types", "", f"{xlo_A} {xlo_A + edge_A} xlo xhi",
-             f"{xlo_A} {xlo_A + edge_A} ylo yhi", f"{xlo_A} {xlo_A + edge_A} zlo zhi", "",
-             "Masses", "", "1 15.999", "2 1.008", "", "Atoms # full", ""]
+    lines = [
+        "cgforge test system",
+        "",
+        f"{n_atoms} atoms",
+        f"{2 * N_MOL} bonds",
+        "2 atom types",
+        "1 bond types",
+        "",
+        f"{xlo_A} {xlo_A + edge_A} xlo xhi",
+        f"{xlo_A} {xlo_A + edge_A} ylo yhi",
+        f"{xlo_A} {xlo_A + edge_A} zlo zhi",
+        "",
+        "Masses",
+        "",
+        "1 15.999",
+        "2 1.008",
+        "",
+        "Atoms # full",
+        "",
+    ]
     for i in range(n_atoms):
         x, y, z = wrapped[0, i] * 10.0 + xlo_A
         lines.append(f"{i + 1} {i // 3 + 1} {1 if i % 3 == 0 else 2} 0.0 {x:.6f} {y:.6f} {z:.6f}")
@@ -155,14 +177,21 @@ def _write_lammps(tmp_path, wrapped, forces_kj_mol_nm, xlo_A: float):
     dump = []
     f_kcal_A = forces_kj_mol_nm / units.KCAL_TO_KJ * units.ANGSTROM_TO_NM
     for f in range(N_FRAMES):
-        dump += ["ITEM: TIMESTEP", str(f * 1000), "ITEM: NUMBER OF ATOMS", str(n_atoms),
-                 "ITEM: BOX BOUNDS pp pp pp"] + [f"{xlo_A} {xlo_A + edge_A}"] * 3
+        dump += [
+            "ITEM: TIMESTEP",
+            str(f * 1000),
+            "ITEM: NUMBER OF ATOMS",
+            str(n_atoms),
+            "ITEM: BOX BOUNDS pp pp pp",
+        ] + [f"{xlo_A} {xlo_A + edge_A}"] * 3
         dump.append("ITEM: ATOMS id type x y z fx fy fz")
         for i in reversed(range(n_atoms)):  # LAMMPS does not sort; the reader must
             x, y, z = wrapped[f, i] * 10.0 + xlo_A
             fx, fy, fz = f_kcal_A[f, i]
-            dump.append(f"{i + 1} {1 if i % 3 == 0 else 2} {x:.6f} {y:.6f} {z:.6f} "
-                        f"{fx:.8g} {fy:.8g} {fz:.8g}")
+            dump.append(
+                f"{i + 1} {1 if i % 3 == 0 else 2} {x:.6f} {y:.6f} {z:.6f} "
+                f"{fx:.8g} {fy:.8g} {fz:.8g}"
+            )
     (tmp_path / "sys.lammpstrj").write_text("\n".join(dump) + "\n")
 
 
@@ -246,17 +275,22 @@ def test_cg_trajectory_properties_and_slicing():
         traj.positions_nm[0, 0, 0] = 1.0  # frozen arrays
 
 
-@pytest.mark.parametrize(("field", "value", "match"), [
-    ("times_ps", np.array([0.0, 1.0, 1.0, 2.0]), "increase"),
-    ("box_nm", np.tile([2.0, -1.0, 3.0], (4, 1)), "positive"),
-    ("masses_amu", np.ones(4), "shape"),
-    ("positions_nm", np.full((4, 5, 3), np.nan), "NaN"),
-    ("forces_kj_mol_nm", np.ones((4, 5, 2)), "shape"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("times_ps", np.array([0.0, 1.0, 1.0, 2.0]), "increase"),
+        ("box_nm", np.tile([2.0, -1.0, 3.0], (4, 1)), "positive"),
+        ("masses_amu", np.ones(4), "shape"),
+        ("positions_nm", np.full((4, 5, 3), np.nan), "NaN"),
+        ("forces_kj_mol_nm", np.ones((4, 5, 2)), "shape"),
+    ],
+)
 def test_cg_trajectory_validation(field, value, match):
     base = _cg()
-    kwargs = {k: getattr(base, k) for k in
-              ("positions_nm", "box_nm", "times_ps", "masses_amu", "forces_kj_mol_nm")}
+    kwargs = {
+        k: getattr(base, k)
+        for k in ("positions_nm", "box_nm", "times_ps", "masses_amu", "forces_kj_mol_nm")
+    }
     kwargs[field] = value
     with pytest.raises(InputError, match=match):
         CGTrajectory(**kwargs)

@@ -95,9 +95,7 @@ def mass_range(value: Sequence[float] | None) -> tuple[float, float]:
             "e.g. --mass-range 20,200"
         )
     if low > high:
-        raise InputError(
-            f"mass range {low:g}–{high:g} amu is inverted; give the lower mass first"
-        )
+        raise InputError(f"mass range {low:g}–{high:g} amu is inverted; give the lower mass first")
     return low, high
 
 

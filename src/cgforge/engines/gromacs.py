@@ -231,9 +231,7 @@ def _moleculetype_name(molecule: MoleculeTopology) -> str:
     return re.sub(r"\W", "_", name) or "MOL"
 
 
-def write_gromacs_topology(
-    molecule: MoleculeTopology, n_molecules: int, path: str | Path
-) -> Path:
+def write_gromacs_topology(molecule: MoleculeTopology, n_molecules: int, path: str | Path) -> Path:
     """Write a self-contained GROMACS ``.top`` of ``n_molecules`` copies of ``molecule``.
 
     The parameters are those of the OpenMM system of :func:`cgforge.engines.openmm_system.
@@ -395,8 +393,7 @@ def write_gro(
         residue = atom.residue
         line = (
             f"{(residue.index + 1) % 100000:5d}{residue.name[:5]:<5s}{atom.name[:5]:>5s}"
-            f"{(i + 1) % 100000:5d}"
-            + "".join(f"{x:{width}.{decimals}f}" for x in xyz[i])
+            f"{(i + 1) % 100000:5d}" + "".join(f"{x:{width}.{decimals}f}" for x in xyz[i])
         )
         if vel is not None:
             line += "".join(f"{v:{width}.{decimals + 1}f}" for v in vel[i])
@@ -439,8 +436,14 @@ def mdp_settings(
     }
     if stage == "minimize":
         settings.update(
-            {"integrator": "steep", "nsteps": n_steps, "emtol": MINIMIZE_FMAX,
-             "emstep": 0.01, "nstenergy": 0, "nstlog": 100}
+            {
+                "integrator": "steep",
+                "nsteps": n_steps,
+                "emtol": MINIMIZE_FMAX,
+                "emstep": 0.01,
+                "nstenergy": 0,
+                "nstlog": 100,
+            }
         )
         return settings
     if stage == "rerun":
@@ -629,8 +632,21 @@ def rerun_energies(
     settings.update(extra_mdp or {})
     mdp = write_mdp(workdir / "rerun.mdp", settings)
     run_gmx(
-        ["grompp", "-f", str(mdp), "-c", str(gro), "-p", str(Path(top).resolve()), "-o",
-         "rerun.tpr", "-po", "rerun-out.mdp", "-maxwarn", "0"],
+        [
+            "grompp",
+            "-f",
+            str(mdp),
+            "-c",
+            str(gro),
+            "-p",
+            str(Path(top).resolve()),
+            "-o",
+            "rerun.tpr",
+            "-po",
+            "rerun-out.mdp",
+            "-maxwarn",
+            "0",
+        ],
         workdir,
         what="grompp",
     )
@@ -753,8 +769,21 @@ class GromacsRunner:
         mdp = write_mdp(self.workdir / f"{stage}.mdp", settings)
         tmp = self.workdir / f".{stage}.tpr"
         run_gmx(
-            ["grompp", "-f", mdp.name, "-c", gro.name, "-p", str(self.system.top_path),
-             "-o", tmp.name, "-po", f"{stage}-out.mdp", "-maxwarn", "0"],
+            [
+                "grompp",
+                "-f",
+                mdp.name,
+                "-c",
+                gro.name,
+                "-p",
+                str(self.system.top_path),
+                "-o",
+                tmp.name,
+                "-po",
+                f"{stage}-out.mdp",
+                "-maxwarn",
+                "0",
+            ],
             self.workdir,
             what=f"grompp ({stage})",
         )
@@ -768,8 +797,11 @@ class GromacsRunner:
         if self.masses is not None:
             return
         tpr = next(
-            (self.workdir / f"{s}.tpr" for s in ("minimize", "equilibration", "production")
-             if (self.workdir / f"{s}.tpr").exists()),
+            (
+                self.workdir / f"{s}.tpr"
+                for s in ("minimize", "equilibration", "production")
+                if (self.workdir / f"{s}.tpr").exists()
+            ),
             None,
         )
         if self.system.masses_amu is not None:
@@ -801,7 +833,14 @@ class GromacsRunner:
         """Run (or continue) ``mdrun`` for one stage, reporting progress from its log."""
         log = self.workdir / f"{stage}.log"
         args = [
-            self.gmx, "mdrun", "-deffnm", stage, "-ntmpi", "1", "-ntomp", str(self.threads),
+            self.gmx,
+            "mdrun",
+            "-deffnm",
+            stage,
+            "-ntmpi",
+            "1",
+            "-ntomp",
+            str(self.threads),
         ]
         if stage != "minimize":
             args += ["-cpt", _num(self.checkpoint_minutes), "-cpo", f"{stage}.cpt"]
@@ -994,7 +1033,9 @@ class GromacsRunner:
 
         p = self.protocol
         sample = p.stride(p.sample_interval_ps)
-        eq = self._thermo("equilibration") if (self.workdir / "equilibration.edr").exists() else None
+        eq = (
+            self._thermo("equilibration") if (self.workdir / "equilibration.edr").exists() else None
+        )
         prod = self._thermo("production")
         self._check_thermo(prod, "production")
         thermo = {

@@ -223,8 +223,7 @@ def production_samples(
                     forces.append(data["bead_forces_kj_mol_nm"])
     if not times:
         raise SimulationError(
-            "production produced no samples; lengthen the production or shorten the sample "
-            "interval"
+            "production produced no samples; lengthen the production or shorten the sample interval"
         )
     return (
         np.concatenate(times),

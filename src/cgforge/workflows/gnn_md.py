@@ -329,9 +329,7 @@ def simulate_model(
     pressure, pressure_err = mean_with_error(prod.thermo["pressure_bar"])
     t_meas, t_err = mean_with_error(prod.thermo["temperature_K"])
     conserved = prod.thermo["conserved_kJ_mol"]
-    drift = (
-        float(np.polyfit(prod.thermo["t_ps"], conserved, 1)[0]) if len(conserved) > 1 else 0.0
-    )
+    drift = float(np.polyfit(prod.thermo["t_ps"], conserved, 1)[0]) if len(conserved) > 1 else 0.0
     comparison = _comparison(analysis, reference, model.cutoff_nm)
     ref_p = None if reference is None else reference.pressure_bar
     notes = []

@@ -218,15 +218,41 @@ def measure_viscosity(
     if not (work / "visc.tpr").exists():
         write_mdp(work / "visc.mdp", settings)
         run_gmx(
-            ["grompp", "-f", "visc.mdp", "-c", "system.gro", "-p", "system.top", "-o",
-             ".visc.tpr", "-po", "visc-out.mdp", "-maxwarn", "0"],
+            [
+                "grompp",
+                "-f",
+                "visc.mdp",
+                "-c",
+                "system.gro",
+                "-p",
+                "system.top",
+                "-o",
+                ".visc.tpr",
+                "-po",
+                "visc-out.mdp",
+                "-maxwarn",
+                "0",
+            ],
             work,
             what="grompp (viscosity)",
         )
         (work / ".visc.tpr").replace(work / "visc.tpr")
     run_gmx(
-        ["mdrun", "-deffnm", "visc", "-ntmpi", "1", "-ntomp", str(threads or default_threads()),
-         "-cpt", "5", "-cpi", "visc.cpt", "-cpo", "visc.cpt"],
+        [
+            "mdrun",
+            "-deffnm",
+            "visc",
+            "-ntmpi",
+            "1",
+            "-ntomp",
+            str(threads or default_threads()),
+            "-cpt",
+            "5",
+            "-cpi",
+            "visc.cpt",
+            "-cpo",
+            "visc.cpt",
+        ],
         work,
         what="mdrun (viscosity)",
         error=SimulationError,

@@ -71,7 +71,9 @@ ARRAYS = "arrays.npz"
 WEIGHTS = "weights.pt"
 #: Kinds of model and the ``cgforge train`` command that makes each.
 #: Where the mobility model shipped with cgforge lives (package data; see its MODEL_CARD.md).
-SHIPPED_MOBILITY_MODEL = Path(__file__).resolve().parent.parent.parent / "data" / "models" / "mobility"
+SHIPPED_MOBILITY_MODEL = (
+    Path(__file__).resolve().parent.parent.parent / "data" / "models" / "mobility"
+)
 
 
 def resolve_model_dir(model_dir: str | Path | None) -> Path:
