@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,11 @@ import openmm
 import pytest
 import torch
 
+from cgforge.engines.cg_engine import THERMO_COLUMNS, CGSystem, OpenMMEngine, run_cg_md
 from cgforge.engines.cg_system import create_cg_system, lattice_positions
+from cgforge.engines.lammps_md import LammpsEngine
+from cgforge.engines.md import MDProtocol
+from cgforge.engines.torch_cg import TorchEngine
 from cgforge.engines.torch_md import TorchMD
 from cgforge.errors import InputError, SimulationError
 from cgforge.methods.gnn import (
@@ -374,6 +379,43 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, table_model):
         engine(table_model, seed=12).run(**steps, checkpoint_dir=tmp_path / "cut")
 
 
+# ---------------------------------------------------------------------- CG-engine interface
+def test_neural_model_runs_through_the_cg_engine_interface(tmp_path):
+    model = build_model("schnet", cutoff_nm=CUTOFF, width=4, n_interactions=1).double()
+    system = CGSystem(model, N, BOX, MASS, label="the model m.pt")
+    p = MDProtocol(
+        temperature_K=T,
+        timestep_fs=5.0,
+        equilibration_ps=0.1,
+        production_ps=0.2,
+        sample_interval_ps=0.05,
+        thermo_interval_ps=0.05,
+        engine="torch",
+    )
+    result = run_cg_md(system, p, tmp_path / "md", engine=TorchEngine(device="cpu"))
+    assert tuple(result.thermo) == THERMO_COLUMNS
+    assert np.allclose(result.times_ps, [0.05, 0.1, 0.15, 0.2])
+    assert result.bead_positions_nm.shape == (4, N, 3)
+    assert result.conserved_kJ_mol is not None
+    assert result.conserved_kJ_mol.shape == result.thermo["t_ps"].shape
+    assert np.allclose(result.thermo["volume_nm3"], BOX**3)
+    assert result.platform == "torch (cpu)"
+    # the engine ran the model itself: its energy of a production frame is the thermo's
+    x = torch.tensor(result.bead_positions_nm[0] % BOX, dtype=F64)
+    with torch.no_grad():
+        energy = float(model(x, torch.full((3,), BOX, dtype=F64)))
+    prod = result.thermo["stage"] == 1
+    assert energy == pytest.approx(result.thermo["potential_kJ_mol"][prod][0], rel=1e-9)
+    for table_engine in (OpenMMEngine(), LammpsEngine()):
+        with pytest.raises(InputError, match=r"the model m\.pt is a neural model.*torch engine"):
+            table_engine.run(system, p, tmp_path / table_engine.name)
+        assert not (tmp_path / table_engine.name).exists()
+    with pytest.raises(InputError, match="TabulatedPotential or a torch energy model"):
+        CGSystem(object(), N, BOX, MASS)
+    with pytest.raises(InputError, match="cutoff"):
+        CGSystem(model, 8, 1.0, MASS)
+
+
 # ---------------------------------------------------------------------- workflow
 def test_simulate_model_and_transferability_table(tmp_path, table_model):
     model_path = save_model(
@@ -400,7 +442,10 @@ def test_simulate_model_and_transferability_table(tmp_path, table_model):
     for name in ("rdf.csv", "msd.csv", "thermo.csv", "cg_trajectory.npz", "summary.json"):
         assert (tmp_path / "ref" / name).is_file()
     header = (tmp_path / "ref" / "thermo.csv").read_text().splitlines()[0].split(",")
-    assert header[0] == "stage" and "pressure_bar" in header
+    assert tuple(header) == THERMO_COLUMNS  # the columns of every CG engine
+    assert summary["engine"] == "torch" and summary["device"] == "cpu"
+    assert summary["ns_per_day"] > 0 and summary["steps_per_s"] > 0
+    assert math.isfinite(summary["conserved_energy_drift_kj_mol_ps"])
     again = simulate_model(model_path, tmp_path / "ref", sample_interval_ps=0.1, **settings)
     assert again == json.loads((tmp_path / "ref" / "summary.json").read_text())
 

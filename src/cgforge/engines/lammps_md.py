@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem
+from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem, require_table
 from cgforge.engines.lammps_lib import Lammps
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, production_samples
 from cgforge.errors import InputError, SimulationError
@@ -524,6 +524,7 @@ class LammpsEngine:
         *,
         progress: ProgressCallback | None = None,
     ) -> MDResult:
+        require_table(system, self.name)
         return LammpsRunner(
             system, protocol, workdir, progress=progress, threads=self.threads
         ).run()

@@ -157,6 +157,9 @@ class MDResult:
     ns_per_day: float
     wall_s: float
     particle_chunks: list[Path] = field(default_factory=list)  # chunk files with particle positions
+    # the engine's conserved energy at every thermo row (kJ/mol; for a thermostatted stage the
+    # total energy minus the energy the thermostat put in), where the engine tracks it, else None
+    conserved_kJ_mol: np.ndarray | None = None
 
     def iter_particle_frames(self):
         """Yield (time_ps, positions_nm (P,3)) of production frames from the chunk files."""

@@ -1,8 +1,10 @@
-"""The torch adapter of the CG-engine interface: a tabulated potential run by :class:`TorchMD`.
+"""The torch adapter of the CG-engine interface: a CG system run by :class:`TorchMD`.
 
-The table becomes a :class:`~cgforge.methods.gnn.pair.TabulatedPairModel` (the engine that also
-runs neural potentials) in float64. :class:`TorchMD` has no barostat and no minimiser, so under
-an :class:`~cgforge.engines.md.MDProtocol` this engine
+The system's potential is either a table, which becomes a
+:class:`~cgforge.methods.gnn.pair.TabulatedPairModel` in float64, or a trained torch energy
+model (:func:`~cgforge.engines.cg_engine.is_neural_model`), run as it is (its dtype, moved to
+the device). :class:`TorchMD` has no barostat and no minimiser, so under an
+:class:`~cgforge.engines.md.MDProtocol` this engine
 
 * starts from the system's configuration with Maxwell–Boltzmann velocities (zero net momentum)
   and does not minimise (``minimize`` is ignored);
@@ -13,8 +15,12 @@ an :class:`~cgforge.engines.md.MDProtocol` this engine
 
 Thermo and positions are sampled every ``thermo_interval_ps`` (positions kept every
 ``sample_interval_ps``); the result has the columns of every CG engine
-(:data:`~cgforge.engines.cg_engine.THERMO_COLUMNS`). Checkpoints of both stages live in the
-work directory, and a killed run resumes.
+(:data:`~cgforge.engines.cg_engine.THERMO_COLUMNS`), and
+:attr:`~cgforge.engines.md.MDResult.conserved_kJ_mol` holds TorchMD's conserved energy (total
+minus the energy the Bussi thermostat put in) at every thermo row. The protocol's ``platform``
+``cuda`` (or ``cuda:N``) picks the device; ``auto`` and ``cpu`` leave it to the engine's
+``device``, except that ``cpu`` forces the CPU. Checkpoints of both stages live in the work
+directory (``equilibration/``, ``production/``), and a killed run resumes.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem
+from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem, is_neural_model
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
 from cgforge.errors import InputError
 
@@ -68,7 +74,10 @@ class TorchEngine:
         device = self.device if p.platform in ("auto", "cpu") else p.platform
         if p.platform == "cpu":
             device = "cpu"
-        model = pair_model.from_potential(system.potential).double()
+        if is_neural_model(system.potential):
+            model = system.potential
+        else:
+            model = pair_model.from_potential(system.potential).double()
         engine = torch_md(
             model,
             system.start_positions(p.seed),
@@ -94,12 +103,24 @@ class TorchEngine:
             if stage == "production" and p.production_ensemble == "nve":
                 engine.thermostat = "none"
             first = engine.step
+            clock = {"t": time.perf_counter(), "step": first}
 
             def report(
-                eng: Any, step: int, stage: str = stage, first: int = first, total: int = n_steps
+                eng: Any,
+                step: int,
+                stage: str = stage,
+                first: int = first,
+                total: int = n_steps,
+                clock: dict[str, float] = clock,
             ) -> None:
-                if progress is not None:
-                    progress(stage, step - first, total, 0.0)
+                if progress is None:
+                    return
+                now = time.perf_counter()
+                elapsed = now - clock["t"]
+                done = step - clock["step"]
+                ns_day = done * p.dt_ps * 1e-3 / elapsed * 86400.0 if elapsed > 0 else 0.0
+                clock["t"], clock["step"] = now, step
+                progress(stage, step - first, total, ns_day)
 
             result = engine.run(
                 n_steps,
@@ -126,6 +147,7 @@ class TorchEngine:
         wall_s: float,
     ) -> MDResult:
         columns: dict[str, list[np.ndarray]] = {c: [] for c in THERMO_COLUMNS}
+        conserved: list[np.ndarray] = []
         volume = float(np.prod(system.box_nm))
         for stage, result in stages.items():
             th = {k: np.asarray(v)[1:] for k, v in result.thermo.items()}  # drop the start sample
@@ -144,6 +166,7 @@ class TorchEngine:
             }
             for c in THERMO_COLUMNS:
                 columns[c].append(values[c])
+            conserved.append(th["conserved_kJ_mol"])
         thermo = {c: np.concatenate(v) for c, v in columns.items()}
         prod = stages["production"]
         traj = prod.trajectory
@@ -160,4 +183,5 @@ class TorchEngine:
             platform=f"torch ({prod.device})",
             ns_per_day=ns_per_day,
             wall_s=wall_s,
+            conserved_kJ_mol=np.concatenate(conserved),
         )

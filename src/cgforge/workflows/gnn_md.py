@@ -1,14 +1,19 @@
 """CG liquids simulated with a saved torch energy model, and its transferability table.
 
 ``simulate_model``
-    A model file (:func:`cgforge.methods.gnn.base.save_model`) → N beads on a jittered lattice
-    in a cubic box at a given density → :class:`~cgforge.engines.torch_md.TorchMD`: NVT
-    equilibration and an NVT (Bussi, a global thermostat) or NVE production → the same
-    observables as every other CG run of cgforge (:func:`cgforge.reference.analyze`: RDF, MSD,
-    D, density; pressure and temperature mean ± error) and, with an all-atom reference
+    A model file (:func:`cgforge.methods.gnn.base.save_model`) → a
+    :class:`~cgforge.engines.cg_engine.CGSystem` (N beads on a jittered lattice in a cubic box
+    at a given density) and an :class:`~cgforge.engines.md.MDProtocol` run by
+    :func:`~cgforge.engines.cg_engine.run_cg_md` on the torch engine
+    (:class:`~cgforge.engines.torch_cg.TorchEngine`, :class:`~cgforge.engines.torch_md.TorchMD`
+    underneath): NVT equilibration at the box's fixed volume and an NVT (Bussi, a global
+    thermostat) or NVE production → the same observables as every other CG run of cgforge
+    (:func:`cgforge.reference.analyze`: RDF, MSD, D, density; pressure and temperature mean ±
+    error; the drift of the torch engine's conserved energy) and, with an all-atom reference
     directory, the same comparison as ``cgforge cg`` (``rdf_deviation``, ``rdf_r2``,
     ``acceleration_factor`` = D_CG / D_AA, ``density_error``) plus the pressure difference.
-    Files: ``rdf.csv``, ``msd.csv``, ``thermo.csv`` (both stages), ``cg_trajectory.npz``,
+    Files: ``rdf.csv``, ``msd.csv``, ``thermo.csv`` (both stages, the columns of every CG
+    engine: :data:`~cgforge.engines.cg_engine.THERMO_COLUMNS`), ``cg_trajectory.npz``,
     ``observables.png`` and ``summary.json`` (written last, with provenance). The output is a
     :class:`~cgforge.rundir.RunDirectory`: a killed run resumes from the engine's last
     checkpoint; a finished one returns its summary.
@@ -41,16 +46,18 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.cg_system import lattice_positions
-from cgforge.engines.md import ProgressCallback, write_thermo_csv
-from cgforge.engines.torch_md import DEFAULT_TAU_PS, THERMO_COLUMNS, TorchMD, select_device
-from cgforge.errors import InputError
+from cgforge.engines.cg_engine import CGSystem, run_cg_md
+from cgforge.engines.md import MDProtocol, ProgressCallback, write_thermo_csv
+from cgforge.engines.torch_cg import TorchEngine
+from cgforge.engines.torch_md import DEFAULT_TAU_PS, select_device
+from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import write_text
 from cgforge.methods.gnn.base import load_model
 from cgforge.observables import mean_with_error
 from cgforge.provenance import collect
 from cgforge.reference import analyze, write_results
 from cgforge.rundir import RunDirectory
+from cgforge.trajectory import CGTrajectory
 from cgforge.workflows.cg import (
     DEFAULT_CG_TIMESTEP_FS,
     AAReference,
@@ -161,25 +168,6 @@ def _steps(time_ps: float, dt_ps: float, interval: int, what: str) -> int:
     return steps
 
 
-def _progress_callback(
-    progress: ProgressCallback | None, stage: str, start: int, total: int, dt_ps: float
-):
-    if progress is None:
-        return None
-    import time
-
-    clock = {"t": time.perf_counter(), "step": start}
-
-    def report(engine: TorchMD, step: int) -> None:
-        now = time.perf_counter()
-        elapsed = now - clock["t"]
-        speed = (step - clock["step"]) * dt_ps * 1e-3 / elapsed * 86400.0 if elapsed > 0 else 0.0
-        clock["t"], clock["step"] = now, step
-        progress(stage, step - start, total, speed)
-
-    return report
-
-
 def simulate_model(
     model_path: str | Path,
     out: str | Path,
@@ -205,8 +193,9 @@ def simulate_model(
     Parameters (units: K, g/cm³, amu, ps, fs): see the module docstring for defaults. The run
     is NVT at fixed density: ``equilibration_ps`` with the Bussi thermostat (coupling time
     ``tau_ps``), then ``production_ps`` under ``production_ensemble`` (``nvt``: the same
-    global thermostat, ``nve``: Newtonian), sampled every ``sample_interval_ps``. Rerunning
-    into the same ``out`` resumes; a finished run returns its summary.
+    global thermostat, ``nve``: Newtonian), sampled every ``sample_interval_ps``; the torch
+    engine has no barostat, so no stage changes the box. Rerunning into the same ``out``
+    resumes (checkpoints in its work directory); a finished run returns its summary.
     """
     path = Path(model_path)
     model, metadata = load_model(path)
@@ -260,12 +249,28 @@ def simulate_model(
             f"{PRODUCTION_ENSEMBLES}"
         )
     dt_ps = _positive(timestep_fs, "time step (fs)") * 1e-3
+    tau = _positive(tau_ps, "thermostat coupling time tau (ps)")
     interval = max(1, round(_positive(sample_interval_ps, "sample interval (ps)") / dt_ps))
     n_eq = _steps(
         _positive(equilibration_ps, "equilibration (ps)"), dt_ps, interval, "equilibration"
     )
     n_prod = _steps(_positive(production_ps, "production (ps)"), dt_ps, interval, "production")
     chosen = select_device(device)
+    protocol = MDProtocol(
+        temperature_K=temperature,
+        timestep_fs=float(timestep_fs),
+        minimize=False,
+        equilibration_ps=n_eq * dt_ps,
+        production_ps=n_prod * dt_ps,
+        sample_interval_ps=interval * dt_ps,
+        thermo_interval_ps=interval * dt_ps,
+        production_ensemble=production_ensemble,
+        thermostat_collision_per_ps=1.0 / tau,
+        checkpoint_interval_ps=10 * interval * dt_ps,
+        seed=int(seed),
+        engine="torch",
+    )
+    system = CGSystem(model, n, box, mass, label=f"the model {path.name}")
     config = {
         "model_file": str(path.resolve()),
         "model_sha256": _sha256(path),
@@ -280,7 +285,7 @@ def simulate_model(
         "production_steps": n_prod,
         "sample_interval_steps": interval,
         "production_ensemble": production_ensemble,
-        "tau_ps": float(tau_ps),
+        "tau_ps": tau,
         "seed": int(seed),
         "reference_dir": None if reference is None else str(reference.path),
         "reference_sha256": None if reference is None else reference.fingerprint(),
@@ -289,33 +294,15 @@ def simulate_model(
     if rundir.prepare() == "complete":
         return json.loads(rundir.summary_path.read_text())
 
-    engine = TorchMD(
-        model,
-        lattice_positions(n, box, seed),
-        box,
-        mass,
-        timestep_fs=timestep_fs,
-        temperature_K=temperature,
-        thermostat="bussi",
-        tau_ps=tau_ps,
-        seed=seed,
-        device=chosen,
+    result = run_cg_md(
+        system, protocol, rundir.work, progress=progress, engine=TorchEngine(device=str(chosen))
     )
-    equil = engine.run(
-        n_eq,
-        sample_interval=interval,
-        checkpoint_dir=rundir.work / "equilibration",
-        callback=_progress_callback(progress, "equilibration", 0, n_eq, dt_ps),
+    traj = CGTrajectory(
+        positions_nm=result.bead_positions_nm,
+        box_nm=np.tile(result.box_nm, (len(result.times_ps), 1)),
+        times_ps=result.times_ps,
+        masses_amu=result.bead_masses_amu,
     )
-    if production_ensemble == "nve":
-        engine.thermostat = "none"
-    prod = engine.run(
-        n_prod,
-        sample_interval=interval,
-        checkpoint_dir=rundir.work / "production",
-        callback=_progress_callback(progress, "production", engine.step, n_prod, dt_ps),
-    )
-    traj = prod.trajectory
     kwargs: dict[str, Any] = {}
     if reference is not None:
         width = float(reference.rdf.bin_width_nm)
@@ -324,12 +311,14 @@ def simulate_model(
     analysis = analyze(traj, **kwargs)
     name = str(metadata.get("molecule") or (reference.molecule if reference else path.stem))
     write_results(rundir.path, analysis, traj, title=f"{name}: CG model {model.model_name}")
-    thermo = _stage_thermo(equil.thermo, prod.thermo)
-    write_thermo_csv(rundir.path / "thermo.csv", thermo)
-    pressure, pressure_err = mean_with_error(prod.thermo["pressure_bar"])
-    t_meas, t_err = mean_with_error(prod.thermo["temperature_K"])
-    conserved = prod.thermo["conserved_kJ_mol"]
-    drift = float(np.polyfit(prod.thermo["t_ps"], conserved, 1)[0]) if len(conserved) > 1 else 0.0
+    write_thermo_csv(rundir.path / "thermo.csv", result.thermo)
+    prod = result.thermo["stage"] == 1
+    pressure, pressure_err = mean_with_error(result.thermo["pressure_bar"][prod])
+    t_meas, t_err = mean_with_error(result.thermo["temperature_K"][prod])
+    drift = _conserved_drift(result.thermo["t_ps"], result.conserved_kJ_mol, prod)
+    speed = (
+        result.ns_per_day if math.isfinite(result.ns_per_day) and result.ns_per_day > 0 else None
+    )
     comparison = _comparison(analysis, reference, model.cutoff_nm)
     ref_p = None if reference is None else reference.pressure_bar
     notes = []
@@ -365,13 +354,13 @@ def simulate_model(
         "thermostat": "Bussi stochastic velocity rescaling"
         if production_ensemble == "nvt"
         else None,
-        "tau_ps": float(tau_ps),
+        "tau_ps": tau,
         "conserved_energy_drift_kj_mol_ps": drift,
-        "device": prod.device,
-        "steps_per_s": prod.steps_per_s,
-        "ns_per_day": prod.steps_per_s * dt_ps * 1e-3 * 86400.0
-        if math.isfinite(prod.steps_per_s)
-        else None,
+        "engine": protocol.engine,
+        "device": str(chosen),
+        "steps_per_s": None if speed is None else speed / (dt_ps * 1e-3 * 86400.0),
+        "ns_per_day": speed,
+        "wall_s": result.wall_s,
         "notes": notes,
         "files": {
             "rdf": "rdf.csv",
@@ -387,16 +376,15 @@ def simulate_model(
     return summary
 
 
-def _stage_thermo(
-    equil: dict[str, np.ndarray], prod: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Both stages in one table with a ``stage`` column (0 equilibration, 1 production)."""
-    table: dict[str, np.ndarray] = {
-        "stage": np.concatenate([np.zeros(len(equil["step"])), np.ones(len(prod["step"]))])
-    }
-    for column in THERMO_COLUMNS:
-        table[column] = np.concatenate([equil[column], prod[column]])
-    return table
+def _conserved_drift(
+    t_ps: np.ndarray, conserved_kJ_mol: np.ndarray | None, rows: np.ndarray
+) -> float:
+    """Slope of the conserved energy over the thermo ``rows`` (a mask), kJ/mol/ps; 0 with one
+    sample. Conserved: the total energy minus the energy the thermostat put in."""
+    if conserved_kJ_mol is None:
+        raise SimulationError("the torch engine returned no conserved energy")
+    t, e = np.asarray(t_ps)[rows], np.asarray(conserved_kJ_mol)[rows]
+    return float(np.polyfit(t, e, 1)[0]) if len(e) > 1 else 0.0
 
 
 def _state_dir_name(k: int, reference: AAReference) -> str:
