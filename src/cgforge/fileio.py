@@ -7,6 +7,7 @@ half-written file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -80,6 +81,15 @@ def read_state(path: str | Path, fresh: dict[str, Any]) -> dict[str, Any]:
 def write_npz(path: str | Path, **arrays: Any) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (provenance of inputs and results)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _json_default(value: Any) -> Any:

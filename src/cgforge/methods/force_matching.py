@@ -49,7 +49,6 @@ Units: nm, kJ/mol, kJ/mol/nm, ps, K, amu.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -65,7 +64,7 @@ from scipy.spatial import cKDTree
 
 from cgforge.engines.md import ProgressCallback
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import write_csv, write_json
+from cgforge.fileio import sha256_file, write_csv, write_json
 from cgforge.methods.force_data import (
     SUMMARY_FILE,
     TRAJECTORY_FILE,
@@ -741,14 +740,6 @@ def _closest_pair_nm(datasets: Sequence[ForceDataset], frames: Sequence[np.ndarr
     return best
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _positive(value: float, what: str) -> float:
     number = float(value)
     if not (math.isfinite(number) and number > 0):
@@ -979,8 +970,8 @@ def run_linear_fm(
         sources.append(
             {
                 "dir": str(path),
-                "summary_sha256": _sha256(path / SUMMARY_FILE),
-                "trajectory_sha256": _sha256(path / TRAJECTORY_FILE),
+                "summary_sha256": sha256_file(path / SUMMARY_FILE),
+                "trajectory_sha256": sha256_file(path / TRAJECTORY_FILE),
             }
         )
     config: dict[str, Any] = {

@@ -60,7 +60,6 @@ Units: γ in 1/ps, D in m²/s at the interface (nm²/ps inside the relation), ma
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -70,7 +69,7 @@ from typing import Any
 from cgforge.engines.cg_engine import resolved_protocol
 from cgforge.engines.md import MDProtocol, ProgressCallback
 from cgforge.errors import InputError
-from cgforge.fileio import write_text
+from cgforge.fileio import sha256_file, write_text
 from cgforge.provenance import collect
 from cgforge.rundir import RunDirectory
 from cgforge.units import NM2_PS_TO_M2_S, kT
@@ -346,7 +345,7 @@ def fit_friction(
         "reference_dir": None if reference is None else reference.path,
     }
     fit_config = {
-        "potential_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "potential_sha256": sha256_file(path),
         "reference_sha256": None if reference is None else reference.fingerprint(),
         "target_diffusion_m2_s": target,
         "target_diffusion_err_m2_s": target_err,

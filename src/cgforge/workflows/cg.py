@@ -56,6 +56,7 @@ from cgforge.engines.cg_start import read_start_configuration
 from cgforge.engines.cg_system import beads_for_cutoff, box_edges, timestep_limit_fs
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError
+from cgforge.fileio import sha256_file
 from cgforge.methods.ibi import (
     DEFAULT_CUTOFF_NM,
     IBIConfig,
@@ -241,10 +242,6 @@ def box_from_density(n_beads: int, mass_amu: float, density_g_cm3: float) -> np.
         raise InputError(f"--density must be positive (g/cm3), got {density_g_cm3!r}")
     volume = n_beads * mass_amu * AMU_NM3_TO_G_CM3 / density_g_cm3
     return np.full(3, volume ** (1.0 / 3.0))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _positive(value: float, what: str) -> float:
@@ -525,7 +522,7 @@ def run_cg(
     protocol = resolved_protocol(protocol)
     config = {
         "potential_file": str(path.resolve()),
-        "potential_sha256": _sha256(path),
+        "potential_sha256": sha256_file(path),
         "mass_amu": mass,
         "n_beads": n,
         "box_nm": box.tolist(),
@@ -535,7 +532,7 @@ def run_cg(
     }
     if start is not None:  # only then, so runs from a lattice keep their hashes
         config["start_file"] = str(start.path)
-        config["start_sha256"] = _sha256(start.path)
+        config["start_sha256"] = sha256_file(start.path)
     rundir = RunDirectory(out, config, overwrite=overwrite)
     if rundir.prepare() == "complete":
         return json.loads(rundir.summary_path.read_text())

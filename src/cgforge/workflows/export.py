@@ -41,7 +41,6 @@ input leaves the output directory untouched, and each is then moved into place a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -64,7 +63,7 @@ from cgforge.engines.cg_system import (
     lattice_positions,
 )
 from cgforge.errors import InputError
-from cgforge.fileio import atomic_path, check_creatable_dir, write_json, write_text
+from cgforge.fileio import atomic_path, check_creatable_dir, sha256_file, write_json, write_text
 from cgforge.potentials.io import (
     lammps_pair_commands,
     read_lammps,
@@ -582,10 +581,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
     check_creatable_dir(out)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export_potential(
     source: str | Path,
     fmt: str,
@@ -644,7 +639,7 @@ def export_potential(
         "cgforge_version": __version__,
         "format": name,
         "source": str(src.potential_path),
-        "source_sha256": _sha256(src.potential_path),
+        "source_sha256": sha256_file(src.potential_path),
         "metadata": None if src.metadata_path is None else str(src.metadata_path),
         "bead_mass_amu": src.mass_amu,
         "number_density_nm3": src.number_density_nm3,

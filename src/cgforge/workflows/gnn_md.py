@@ -36,7 +36,6 @@ point; the number of beads from the reference (its molecule count).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -51,7 +50,7 @@ from cgforge.engines.md import MDProtocol, ProgressCallback, write_thermo_csv
 from cgforge.engines.torch_cg import TorchEngine
 from cgforge.engines.torch_md import DEFAULT_TAU_PS, select_device
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import write_text
+from cgforge.fileio import sha256_file, write_text
 from cgforge.methods.gnn.base import load_model
 from cgforge.observables import mean_with_error
 from cgforge.provenance import collect
@@ -96,10 +95,6 @@ TABLE_COLUMNS = (
     "reference_dir",
     "run_dir",
 )
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _positive(value: Any, what: str) -> float:
@@ -273,7 +268,7 @@ def simulate_model(
     system = CGSystem(model, n, box, mass, label=f"the model {path.name}")
     config = {
         "model_file": str(path.resolve()),
-        "model_sha256": _sha256(path),
+        "model_sha256": sha256_file(path),
         "model_name": model.model_name,
         "bead_mass_amu": mass,
         "n_beads": n,
