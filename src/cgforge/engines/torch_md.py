@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cgforge.errors import InputError, SimulationError
+from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import atomic_path, write_npz
 from cgforge.methods.gnn.base import EnergyModel
 from cgforge.methods.gnn.neighbors import NeighborCache, use_neighbor_cache
@@ -201,20 +201,20 @@ class TorchMD:
         masses = np.full(n, float(masses)) if masses.ndim == 0 else masses
         if masses.shape != (n,) or not (np.all(np.isfinite(masses)) and np.all(masses > 0)):
             raise InputError(f"masses must be one or {n} positive values in amu")
-        self.timestep_fs = _positive(timestep_fs, "time step (fs)")
+        self.timestep_fs = require_positive(timestep_fs, "time step (fs)")
         self.dt_ps = self.timestep_fs * 1.0e-3
         if thermostat not in THERMOSTATS:
             raise InputError(f"unknown thermostat {thermostat!r}; use one of {THERMOSTATS}")
         self.thermostat = thermostat
-        self.tau_ps = _positive(tau_ps, "thermostat coupling time tau (ps)")
+        self.tau_ps = require_positive(tau_ps, "thermostat coupling time tau (ps)")
         if temperature_K is None and (thermostat != "none" or velocities_nm_ps is None):
             raise InputError("give the temperature (K) for the thermostat or the start velocities")
         self.temperature_K = (
-            None if temperature_K is None else _positive(temperature_K, "temperature (K)")
+            None if temperature_K is None else require_positive(temperature_K, "temperature (K)")
         )
         self.seed = int(seed)
-        self.max_force_kj_mol_nm = _positive(max_force_kj_mol_nm, "max_force_kj_mol_nm")
-        self.max_step_nm = _positive(max_step_nm, "max_step_nm")
+        self.max_force_kj_mol_nm = require_positive(max_force_kj_mol_nm, "max_force_kj_mol_nm")
+        self.max_step_nm = require_positive(max_step_nm, "max_step_nm")
         self.n_beads = n
         self.n_dof = 3 * n - 3
         self._rng = np.random.default_rng(self.seed)
@@ -631,16 +631,6 @@ def _rng_state_to_plain(rng: np.random.Generator) -> dict[str, Any]:
         return value
 
     return plain(state)
-
-
-def _positive(value: float, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} must be a positive number, got {value!r}") from exc
-    if not (math.isfinite(number) and number > 0.0):
-        raise InputError(f"{what} must be positive, got {value!r}")
-    return number
 
 
 def _count(value: int, what: str, *, minimum: int) -> int:

@@ -63,7 +63,7 @@ from scipy.interpolate import BSpline
 from scipy.spatial import cKDTree
 
 from cgforge.engines.md import ProgressCallback
-from cgforge.errors import InputError, SimulationError
+from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import sha256_file, write_csv, write_json
 from cgforge.methods.force_data import (
     SUMMARY_FILE,
@@ -740,13 +740,6 @@ def _closest_pair_nm(datasets: Sequence[ForceDataset], frames: Sequence[np.ndarr
     return best
 
 
-def _positive(value: float, what: str) -> float:
-    number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise InputError(f"{what} must be positive, got {value!r}")
-    return number
-
-
 def _plot(path: Path, result: LinearFMResult, table: TabulatedPotential, title: str) -> None:
     import matplotlib
 
@@ -919,14 +912,14 @@ def run_linear_fm(
     lam = float(regularisation)
     if not (math.isfinite(lam) and lam >= 0):
         raise InputError(f"--regularisation must be a number >= 0, got {regularisation!r}")
-    dr_table = _positive(table_spacing_nm, "table spacing (nm)")
+    dr_table = require_positive(table_spacing_nm, "table spacing (nm)")
     if isinstance(min_pair_samples, bool) or int(min_pair_samples) < 1:
         raise InputError(f"min_pair_samples must be a positive integer, got {min_pair_samples!r}")
     half_box = min(0.5 * float(np.min(ds.box_nm)) for ds in datasets)
     if cutoff_nm is None:
         cutoff = math.floor(min(DEFAULT_CUTOFF_NM, half_box) / 0.01 + 1e-9) * 0.01
     else:
-        cutoff = _positive(cutoff_nm, "--cutoff (nm)")
+        cutoff = require_positive(cutoff_nm, "--cutoff (nm)")
         if cutoff > half_box * (1.0 + 1e-12):
             raise InputError(
                 f"--cutoff {cutoff:g} nm exceeds half the smallest box edge of the runs "

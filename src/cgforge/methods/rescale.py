@@ -38,18 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cgforge.errors import InputError
+from cgforge.errors import InputError, require_positive
 from cgforge.observables.msd import MSDResult
 from cgforge.trajectory import CGTrajectory
 
 __all__ = ["TimeRescaling", "acceleration_factor", "rescale_diffusion"]
-
-
-def _positive(value: float, what: str) -> float:
-    number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise InputError(f"{what} must be a positive number, got {value!r}")
-    return number
 
 
 def _error(value: float | None, what: str) -> float:
@@ -65,8 +58,8 @@ def acceleration_factor(
     d_cg: float, d_cg_err: float | None, d_aa: float, d_aa_err: float | None
 ) -> tuple[float, float]:
     """α = D_CG / D_AA and its standard error (both D in the same unit)."""
-    cg = _positive(d_cg, "D_CG")
-    aa = _positive(d_aa, "D_AA")
+    cg = require_positive(d_cg, "D_CG")
+    aa = require_positive(d_aa, "D_AA")
     alpha = cg / aa
     rel = math.hypot(_error(d_cg_err, "D_CG error") / cg, _error(d_aa_err, "D_AA error") / aa)
     return alpha, alpha * rel
@@ -85,8 +78,8 @@ def rescale_diffusion(
     ``same_measurement``: α was measured as D / D_AA from this very D, so D's own error cancels
     (the result is D_AA with D_AA's error).
     """
-    value = _positive(d, "D")
-    a = _positive(alpha, "the acceleration factor alpha")
+    value = require_positive(d, "D")
+    a = require_positive(alpha, "the acceleration factor alpha")
     rel_d = _error(d_err, "D error") / value
     rel_a = _error(alpha_err, "alpha error") / a
     if same_measurement:
@@ -109,7 +102,7 @@ class TimeRescaling:
     source: str = "given"
 
     def __post_init__(self) -> None:
-        _positive(self.alpha, "the acceleration factor alpha")
+        require_positive(self.alpha, "the acceleration factor alpha")
         _error(self.alpha_err, "the error of alpha")
 
     @classmethod

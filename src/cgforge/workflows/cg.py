@@ -55,7 +55,7 @@ from cgforge.engines.cg_engine import (
 from cgforge.engines.cg_start import read_start_configuration
 from cgforge.engines.cg_system import beads_for_cutoff, box_edges, timestep_limit_fs
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
-from cgforge.errors import InputError
+from cgforge.errors import InputError, require_positive
 from cgforge.fileio import sha256_file
 from cgforge.methods.ibi import (
     DEFAULT_CUTOFF_NM,
@@ -242,13 +242,6 @@ def box_from_density(n_beads: int, mass_amu: float, density_g_cm3: float) -> np.
         raise InputError(f"--density must be positive (g/cm3), got {density_g_cm3!r}")
     volume = n_beads * mass_amu * AMU_NM3_TO_G_CM3 / density_g_cm3
     return np.full(3, volume ** (1.0 / 3.0))
-
-
-def _positive(value: float, what: str) -> float:
-    number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise InputError(f"{what} must be positive, got {value!r}")
-    return number
 
 
 def beads_for_reference(reference: AAReference, cutoff_nm: float) -> int:
@@ -490,7 +483,7 @@ def run_cg(
                 "give the bead mass with --mass (amu) or a --reference to take it from"
             )
         mass_amu = reference.bead_mass_amu
-    mass = _positive(mass_amu, "--mass (amu)")
+    mass = require_positive(mass_amu, "--mass (amu)")
     start = None
     if start_file is not None:
         start = read_start_configuration(start_file)

@@ -62,7 +62,7 @@ from cgforge.engines.cg_system import (
     create_cg_system,
     lattice_positions,
 )
-from cgforge.errors import InputError
+from cgforge.errors import InputError, require_positive
 from cgforge.fileio import atomic_path, check_creatable_dir, sha256_file, write_json, write_text
 from cgforge.potentials.io import (
     lammps_pair_commands,
@@ -116,15 +116,7 @@ class ExportSource:
 
 
 def _positive_or_none(value: Any, what: str, source: Path | str) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{source}: {what} = {value!r} is not a number") from None
-    if not (math.isfinite(number) and number > 0):
-        raise InputError(f"{source}: {what} must be a positive number, got {value!r}")
-    return number
+    return None if value is None else require_positive(value, f"{source}: {what}")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from cgforge.engines.cg_engine import CGSystem, run_cg_md
 from cgforge.engines.md import MDProtocol, ProgressCallback, write_thermo_csv
 from cgforge.engines.torch_cg import TorchEngine
 from cgforge.engines.torch_md import DEFAULT_TAU_PS, select_device
-from cgforge.errors import InputError, SimulationError
+from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import sha256_file, write_text
 from cgforge.methods.gnn.base import load_model
 from cgforge.observables import mean_with_error
@@ -95,16 +95,6 @@ TABLE_COLUMNS = (
     "reference_dir",
     "run_dir",
 )
-
-
-def _positive(value: Any, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} must be a positive number, got {value!r}") from exc
-    if not (math.isfinite(number) and number > 0):
-        raise InputError(f"{what} must be positive, got {value!r}")
-    return number
 
 
 def training_state_points(metadata: dict[str, Any]) -> list[dict[str, float]]:
@@ -205,7 +195,7 @@ def simulate_model(
                 "the bead mass is unknown: the model metadata has no bead_mass_amu; give "
                 "--mass (amu) or a --reference"
             )
-    mass = _positive(bead_mass_amu, "bead mass (amu)")
+    mass = require_positive(bead_mass_amu, "bead mass (amu)")
     if temperature_K is None:
         if reference is not None:
             temperature_K = reference.temperature_K
@@ -213,7 +203,7 @@ def simulate_model(
             temperature_K = points[0]["temperature_K"]
         else:
             raise InputError("give the temperature (K) or a --reference to take it from")
-    temperature = _positive(temperature_K, "temperature (K)")
+    temperature = require_positive(temperature_K, "temperature (K)")
     if density_g_cm3 is None:
         if reference is not None:
             density_g_cm3 = reference.density_g_cm3
@@ -223,7 +213,7 @@ def simulate_model(
             density_g_cm3 = points[0]["density_g_cm3"]
         else:
             raise InputError("give the density (g/cm3) or a --reference to take it from")
-    density = _positive(density_g_cm3, "density (g/cm3)")
+    density = require_positive(density_g_cm3, "density (g/cm3)")
     if n_beads is None:
         if reference is None:
             raise InputError("give the number of beads or a --reference (its molecule count)")
@@ -243,13 +233,15 @@ def simulate_model(
             f"unknown production ensemble {production_ensemble!r}; use one of "
             f"{PRODUCTION_ENSEMBLES}"
         )
-    dt_ps = _positive(timestep_fs, "time step (fs)") * 1e-3
-    tau = _positive(tau_ps, "thermostat coupling time tau (ps)")
-    interval = max(1, round(_positive(sample_interval_ps, "sample interval (ps)") / dt_ps))
+    dt_ps = require_positive(timestep_fs, "time step (fs)") * 1e-3
+    tau = require_positive(tau_ps, "thermostat coupling time tau (ps)")
+    interval = max(1, round(require_positive(sample_interval_ps, "sample interval (ps)") / dt_ps))
     n_eq = _steps(
-        _positive(equilibration_ps, "equilibration (ps)"), dt_ps, interval, "equilibration"
+        require_positive(equilibration_ps, "equilibration (ps)"), dt_ps, interval, "equilibration"
     )
-    n_prod = _steps(_positive(production_ps, "production (ps)"), dt_ps, interval, "production")
+    n_prod = _steps(
+        require_positive(production_ps, "production (ps)"), dt_ps, interval, "production"
+    )
     chosen = select_device(device)
     protocol = MDProtocol(
         temperature_K=temperature,

@@ -185,7 +185,8 @@ class RecordSet:
         }
 
 
-def _positive(scalars: dict[str, Any], name: str) -> float:
+def _positive_or_nan(scalars: dict[str, Any], name: str) -> float:
+    """``scalars[name]`` as a finite positive float, else NaN (the record is then skipped)."""
     try:
         value = float(scalars.get(name))
     except (TypeError, ValueError):
@@ -207,16 +208,16 @@ def _usable(record: Record, grids: LearningGrids) -> tuple[dict[str, Any] | None
             return None, f"{name} not on the '{grid}' grid"
         if not np.all(np.isfinite(item.data)):
             return None, f"non-finite {name}"
-    mass = _positive(record.scalars, "mass_amu")
-    d_cg = _positive(record.scalars, "diffusion_cg_m2_s")
-    temperature = _positive(record.scalars, "temperature_K")
+    mass = _positive_or_nan(record.scalars, "mass_amu")
+    d_cg = _positive_or_nan(record.scalars, "diffusion_cg_m2_s")
+    temperature = _positive_or_nan(record.scalars, "temperature_K")
     if not (math.isfinite(mass) and math.isfinite(d_cg) and math.isfinite(temperature)):
         return None, "no positive mass, D_CG or temperature"
     g = np.asarray(arrays["g_cg"].data, dtype=np.float64)
     onset = onset_index(g, grids)
     if onset is None:
         return None, f"g_cg never exceeds {G_STRUCTURAL}"
-    cutoff = _positive(record.scalars, "cutoff_nm")
+    cutoff = _positive_or_nan(record.scalars, "cutoff_nm")
     if not math.isfinite(cutoff):
         cutoff = float(grids.potential_r_nm[-1])
     cutoff = min(cutoff, float(grids.potential_r_nm[-1]))
@@ -236,9 +237,9 @@ def _usable(record: Record, grids: LearningGrids) -> tuple[dict[str, Any] | None
         "names": None,
     }
     if record.stage == "A":
-        fields["d_aa"] = _positive(record.scalars, "diffusion_aa_m2_s")
+        fields["d_aa"] = _positive_or_nan(record.scalars, "diffusion_aa_m2_s")
         if math.isfinite(fields["d_aa"]):
-            factor = _positive(record.scalars, "acceleration_factor")
+            factor = _positive_or_nan(record.scalars, "acceleration_factor")
             fields["acceleration"] = factor if math.isfinite(factor) else d_cg / fields["d_aa"]
         params = arrays.get("parameters")
         names = (record.provenance or {}).get("parameter_names")
