@@ -34,10 +34,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
 from cgforge.engines.cg_system import lattice_positions
+from cgforge.engines.torch_md import select_device
 from cgforge.fileio import write_json
 from cgforge.methods.force_data import ForceDataset, StatePoint
 from cgforge.methods.gnn.base import load_model
-from cgforge.methods.gnn.train import resolve_device, train_model
+from cgforge.methods.gnn.train import train_model
 from cgforge.units import AMU_NM3_TO_G_CM3
 
 RESULTS = Path(__file__).parent / "results" / "gnn_train.json"
@@ -111,11 +112,11 @@ def measure(model: str, data: ForceDataset, device: str, epochs: int) -> dict:
             n_blocks=data.n_frames,
             on_epoch=records.append,
         )
-        net, _ = load_model(Path(tmp) / model / "model.pt", map_location=resolve_device(device))
+        net, _ = load_model(Path(tmp) / model / "model.pt", map_location=select_device(device))
     timed = records[1:] if len(records) > 1 else records
     n_train = summary["n_frames_train"]
     seconds = sum(r["train_seconds"] for r in timed)
-    dev = resolve_device(device)
+    dev = select_device(device)
     pos = torch.tensor(data.positions_nm[0], dtype=torch.float32, device=dev)
     box = torch.tensor(data.box_nm[0], dtype=torch.float32, device=dev)
     net.energy_and_forces(pos, box)  # warm-up

@@ -87,14 +87,18 @@ SampleCallback = Callable[["TorchMD", int], None]
 
 
 def select_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` as named."""
+    """The torch device for ``device``: ``"auto"`` → CUDA when available, else CPU; ``"cpu"``,
+    ``"cuda"``, ``"cuda:1"`` as named. CUDA without a GPU, or another kind, is an InputError.
+
+    The one device choice of cgforge (MD with neural models, training, the ``--device`` flags).
+    """
     name = str(device).lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         chosen = torch.device(name)
     except RuntimeError as exc:
-        raise InputError(f"unknown torch device {device!r}; use auto, cpu or cuda") from exc
+        raise InputError(f"unknown torch device {device!r}; use auto, cpu, cuda or cuda:N") from exc
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} asked for, but torch sees no CUDA GPU; use cpu/auto")
     if chosen.type not in ("cpu", "cuda"):

@@ -70,6 +70,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cgforge.engines.torch_md import select_device
 from cgforge.errors import InputError
 from cgforge.fileio import atomic_path, write_csv
 from cgforge.methods.force_data import ForceDataset, load_force_data, time_block_split
@@ -83,7 +84,6 @@ __all__ = [
     "LR_SCHEDULES",
     "TrainConfig",
     "pair_noise_floor",
-    "resolve_device",
     "train_model",
 ]
 
@@ -154,20 +154,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError as exc:
-        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} requested but torch sees no CUDA GPU; use --device cpu")
-    return resolved
 
 
 # ====================================================================== data
@@ -517,7 +503,7 @@ def train_model(
         )
     except TypeError as exc:
         raise InputError(f"unknown training option: {exc}") from exc
-    dev = resolve_device(device)
+    dev = select_device(device)
     half_box = min(0.5 * float(np.min(ds.box_nm)) for ds in sets)
     # default: 1 nm, or just inside half the box (to 0.01 nm below; float32 boxes round)
     default_cutoff = math.floor(min(1.0, 0.98 * half_box) / 0.01 + 1e-9) * 0.01
