@@ -60,11 +60,11 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 from scipy.interpolate import BSpline
-from scipy.spatial import cKDTree
 
 from cgforge.engines.md import ProgressCallback
 from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import sha256_file, write_csv, write_json
+from cgforge.geometry import minimum_image_pairs, nearest_distances
 from cgforge.methods.force_data import (
     SUMMARY_FILE,
     TRAJECTORY_FILE,
@@ -218,37 +218,6 @@ class BSplineBasis:
 
 
 # ====================================================================== per frame
-def minimum_image_pairs(
-    positions_nm: ArrayLike, box_nm: ArrayLike, cutoff_nm: float
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
-    """All bead pairs closer than ``cutoff_nm`` under the minimum image (orthorhombic box).
-
-    Returns ``(i, j, d, r)``: indices with i < j ``(P,)``, separation vectors d = r_i − r_j
-    ``(P, 3)`` nm and distances ``(P,)`` nm. ``cutoff_nm`` may not exceed half the smallest
-    box edge.
-    """
-    pos = np.asarray(positions_nm, dtype=np.float64)
-    box = np.asarray(box_nm, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise InputError(f"positions must have shape (n_beads, 3), got {pos.shape}")
-    if box.shape != (3,) or not np.all(box > 0):
-        raise InputError(f"box must be three positive edge lengths in nm, got {box}")
-    if cutoff_nm > 0.5 * float(box.min()) * (1.0 + 1.0e-12):
-        raise InputError(
-            f"the cutoff {cutoff_nm:.4g} nm exceeds half the smallest box edge "
-            f"({0.5 * float(box.min()):.4g} nm); use a shorter cutoff"
-        )
-    wrapped = pos - box * np.floor(pos / box)
-    wrapped = np.where(wrapped >= box, wrapped - box, wrapped)
-    pairs = cKDTree(wrapped, boxsize=box).query_pairs(cutoff_nm, output_type="ndarray")
-    i = pairs[:, 0].astype(np.int64)
-    j = pairs[:, 1].astype(np.int64)
-    d = wrapped[i] - wrapped[j]
-    d -= box * np.round(d / box)
-    r = np.sqrt(np.einsum("ij,ij->i", d, d))
-    return i, j, d, r
-
-
 def _check_frame(frame: ForceFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pos = np.asarray(frame[0], dtype=np.float64)
     box = np.asarray(frame[1], dtype=np.float64)
@@ -732,11 +701,7 @@ def _closest_pair_nm(datasets: Sequence[ForceDataset], frames: Sequence[np.ndarr
     best = math.inf
     for ds, idx in zip(datasets, frames, strict=True):
         for k in idx:
-            pos, box = ds.positions_nm[k], ds.box_nm[k]
-            wrapped = pos - box * np.floor(pos / box)
-            wrapped = np.where(wrapped >= box, wrapped - box, wrapped)
-            dist, _ = cKDTree(wrapped, boxsize=box).query(wrapped, k=2)
-            best = min(best, float(dist[:, 1].min()))
+            best = min(best, float(nearest_distances(ds.positions_nm[k], ds.box_nm[k]).min()))
     return best
 
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from cgforge.errors import InputError
 from cgforge.fileio import write_csv
+from cgforge.geometry import minimum_image_pairs
 from cgforge.trajectory import CGTrajectory
 
 __all__ = ["RDF", "RDFResult", "pair_distances"]
@@ -39,28 +39,10 @@ def pair_distances(positions_nm: np.ndarray, box_nm: np.ndarray, r_max_nm: float
     """Minimum-image distances (nm) of all unordered bead pairs closer than ``r_max_nm``.
 
     ``positions_nm`` ``(N, 3)`` (any image), ``box_nm`` ``(3,)`` orthorhombic edges;
-    ``r_max_nm`` must not exceed half the smallest edge.
+    ``r_max_nm`` must not exceed half the smallest edge
+    (:func:`cgforge.geometry.minimum_image_pairs`).
     """
-    pos = np.asarray(positions_nm, dtype=np.float64)
-    box = np.asarray(box_nm, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise InputError(f"positions must have shape (n_beads, 3), got {pos.shape}")
-    if box.shape != (3,) or np.any(box <= 0):
-        raise InputError(f"box must be three positive edge lengths, got {box}")
-    if r_max_nm > 0.5 * box.min() * (1 + 1e-12):
-        raise InputError(
-            f"r_max {r_max_nm:g} nm exceeds half the smallest box edge ({0.5 * box.min():g} nm); "
-            "use a smaller r_max or a larger box"
-        )
-    wrapped = pos - box * np.floor(pos / box)
-    wrapped = np.where(wrapped >= box, wrapped - box, wrapped)
-    tree = cKDTree(wrapped, boxsize=box)
-    pairs = tree.query_pairs(r_max_nm, output_type="ndarray")
-    if pairs.size == 0:
-        return np.empty(0)
-    d = wrapped[pairs[:, 1]] - wrapped[pairs[:, 0]]
-    d -= box * np.round(d / box)
-    return np.sqrt(np.einsum("ij,ij->i", d, d))
+    return minimum_image_pairs(positions_nm, box_nm, r_max_nm, name="r_max")[3]
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 from torch import Tensor
 
 from cgforge.errors import InputError
+from cgforge.geometry import nearest_distances
 from cgforge.methods.gnn.base import EnergyModel
 from cgforge.methods.gnn.neighbors import neighbor_pairs
 from cgforge.units import kT
@@ -95,11 +95,7 @@ def nearest_neighbour_distances(
     frames = np.unique(np.linspace(0, pos.shape[0] - 1, min(max_frames, pos.shape[0])).round())
     out = []
     for f in frames.astype(int):
-        edges = box[f]
-        wrapped = pos[f] - edges * np.floor(pos[f] / edges)
-        wrapped = np.where(wrapped >= edges, wrapped - edges, wrapped)
-        distances, _ = cKDTree(wrapped, boxsize=edges).query(wrapped, k=2)
-        out.append(distances[:, 1])
+        out.append(nearest_distances(pos[f], box[f]))
     return np.concatenate(out)
 
 
