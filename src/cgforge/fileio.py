@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,7 +29,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        # an existing file keeps its permission bits; a new one gets the umask's
+        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -41,17 +44,21 @@ def _umask() -> int:
     return current
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically; returns the path."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+    return Path(path)
 
 
 def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def write_csv(path: str | Path, header: Sequence[str], columns: Sequence[Any]) -> Path:
-    """Write equal-length columns as CSV with ``header`` (names carry units, e.g. ``r_nm``)."""
+def write_columns_csv(path: str | Path, header: Sequence[str], columns: Sequence[Any]) -> Path:
+    """Write equal-length numeric columns as CSV with ``header`` (names carry units, e.g.
+    ``r_nm``): RDFs, MSDs, learning curves. A potential table with its metadata is
+    :func:`cgforge.potentials.io.write_csv`."""
     from cgforge.errors import InputError
 
     target = Path(path)

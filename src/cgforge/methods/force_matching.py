@@ -63,7 +63,7 @@ from scipy.interpolate import BSpline
 
 from cgforge.engines.md import ProgressCallback
 from cgforge.errors import InputError, SimulationError, require_positive
-from cgforge.fileio import sha256_file, write_csv, write_json
+from cgforge.fileio import sha256_file, write_columns_csv, write_json
 from cgforge.geometry import minimum_image_pairs, nearest_distances
 from cgforge.methods.force_data import (
     SUMMARY_FILE,
@@ -1003,9 +1003,9 @@ def run_linear_fm(
     provenance = f"cgforge linear force matching of {molecule}"
     write_potential_csv(out_path / "potential.csv", table, provenance=provenance)
     r_tab, f_tab = result.force_table(dr_table)
-    write_csv(out_path / "force_table.csv", ("r_nm", "F_kJ_mol_nm"), (r_tab, f_tab))
+    write_columns_csv(out_path / "force_table.csv", ("r_nm", "F_kJ_mol_nm"), (r_tab, f_tab))
     columns = list(zip(*residual_rows, strict=True))
-    write_csv(
+    write_columns_csv(
         out_path / "residuals.csv",
         (
             "dataset",

@@ -22,7 +22,7 @@ from scipy import fft as sp_fft
 
 from cgforge import units
 from cgforge.errors import InputError
-from cgforge.fileio import write_csv
+from cgforge.fileio import write_columns_csv
 from cgforge.observables.rdf import _read_csv
 from cgforge.trajectory import CGTrajectory
 
@@ -97,7 +97,7 @@ class MSDResult:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write ``t_ps,msd_nm2`` (one row per lag time) and return the path."""
-        return write_csv(path, ("t_ps", "msd_nm2"), (self.t_ps, self.msd_nm2))
+        return write_columns_csv(path, ("t_ps", "msd_nm2"), (self.t_ps, self.msd_nm2))
 
     @classmethod
     def from_csv(cls, path: str | Path) -> MSDResult:

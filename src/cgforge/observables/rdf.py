@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cgforge.errors import InputError
-from cgforge.fileio import write_csv
+from cgforge.fileio import write_columns_csv
 from cgforge.geometry import minimum_image_pairs
 from cgforge.trajectory import CGTrajectory
 
@@ -90,7 +90,7 @@ class RDFResult:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write ``r_nm,g,g_err`` (one row per bin) and return the path."""
-        return write_csv(path, ("r_nm", "g", "g_err"), (self.r_nm, self.g, self.g_err))
+        return write_columns_csv(path, ("r_nm", "g", "g_err"), (self.r_nm, self.g, self.g_err))
 
     @classmethod
     def from_csv(cls, path: str | Path) -> RDFResult:

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from cgforge.errors import InputError
-from cgforge.fileio import write_csv
+from cgforge.fileio import write_columns_csv
 from cgforge.trajectory import CGTrajectory
 
 __all__ = [
@@ -221,7 +221,7 @@ class TimeSeries:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write ``t_ps,<column>`` and return the path."""
-        return write_csv(path, ("t_ps", self.column), (self.times_ps, self.values))
+        return write_columns_csv(path, ("t_ps", self.column), (self.times_ps, self.values))
 
 
 def density_series(traj: CGTrajectory) -> TimeSeries:

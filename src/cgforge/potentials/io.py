@@ -28,20 +28,17 @@ Formats
     ``# columns:`` comment says so; VOTCA itself reads a four-column table as
     ``x y yerr flag``, so the default is the three-column form.
 
-Every write is atomic: the text goes to a temporary file in the target directory, is synced
-and then moved over the target with :func:`os.replace`, so an interrupted write never leaves
-a partial table.
+Every write is atomic (:func:`cgforge.fileio.write_text`): the text goes to a temporary file in
+the target directory and is then moved over the target with :func:`os.replace`, so an
+interrupted write never leaves a partial table. The directory must exist already.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import math
 import os
 import re
-import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +48,7 @@ import numpy as np
 
 from cgforge import __version__
 from cgforge.errors import InputError
+from cgforge.fileio import write_text
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import ANGSTROM_TO_NM, KCAL_TO_KJ
 
@@ -67,31 +65,15 @@ _LAMMPS_KEYWORD_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 # ---------------------------------------------------------------------- helpers
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same directory + os.replace).
-
-    An existing file keeps its permission bits; a new one gets 0644.
-    """
+def _write_table(path: PathLike, text: str) -> Path:
+    """Write a table's ``text`` atomically (:func:`cgforge.fileio.write_text`) into a directory
+    that must exist (a table is not the place to create one); an existing file keeps its
+    permission bits."""
     target = Path(path)
     directory = target.parent
     if not directory.is_dir():
         raise InputError(f"cannot write {target}: directory {directory} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    done = False
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, target)
-        done = True
-    finally:
-        if not done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-    return target
+    return write_text(target, text)
 
 
 def _data_lines(path: str | Path, meta: dict[str, str]) -> Iterator[tuple[str, list[str]]]:
@@ -173,7 +155,7 @@ def write_csv(
     lines.append(",".join(_CSV_HEADER))
     for r, u, f in zip(potential.r_nm, potential.u_kj_mol, potential.f_kj_mol_nm, strict=True):
         lines.append(f"{_fmt(r)},{_fmt(u)},{_fmt(f)}")
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return _write_table(path, "\n".join(lines) + "\n")
 
 
 def read_csv(path: PathLike) -> TabulatedPotential:
@@ -293,7 +275,7 @@ def write_lammps(
         f"{i} {_fmt(ri)} {_fmt(ei)} {_fmt(fi)}"
         for i, (ri, ei, fi) in enumerate(zip(r_a, e, f, strict=True), start=1)
     ]
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return _write_table(path, "\n".join(lines) + "\n")
 
 
 def lammps_pair_commands(
@@ -517,7 +499,7 @@ def write_gromacs_xvg(
         cols = [0.0] * 7
         cols[0], cols[col], cols[col + 1] = ri, vi, fi
         lines.append(" ".join(f"{x:.10e}" for x in cols))
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return _write_table(path, "\n".join(lines) + "\n")
 
 
 def read_gromacs_xvg(path: PathLike, *, column: str = "h") -> TabulatedPotential:
@@ -597,7 +579,7 @@ def write_votca(
         flag = "o" if wall is not None and r < wall - 1e-9 else "i"
         middle = f"{u:.10e} {f:.10e}" if with_force else f"{u:.10e}"
         lines.append(f"{r:.10e} {middle} {flag}")
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return _write_table(path, "\n".join(lines) + "\n")
 
 
 def read_votca(path: PathLike, *, force_column: bool | None = None) -> TabulatedPotential:

@@ -72,7 +72,7 @@ from torch import Tensor
 
 from cgforge.engines.torch_md import select_device
 from cgforge.errors import InputError
-from cgforge.fileio import atomic_path, write_csv
+from cgforge.fileio import atomic_path, write_columns_csv
 from cgforge.methods.force_data import ForceDataset, load_force_data, time_block_split
 from cgforge.methods.gnn.base import EnergyModel, build_model, save_model
 from cgforge.methods.gnn.prior import nearest_neighbour_distances, prior_from_distances
@@ -688,7 +688,7 @@ def train_model(
         },
     }
     save_model(net, out_path / "model.pt", metadata)
-    write_csv(
+    write_columns_csv(
         out_path / "history.csv",
         ("epoch", "train_loss", "val_loss", "lr"),
         (

@@ -293,12 +293,12 @@ def load_model_files(
 def write_training_record(folder: Path, report: Any) -> dict[str, str]:
     """Write ``learning_curve.csv`` / ``.png`` and ``training_history.csv`` of a
     :class:`~cgforge.methods.mobility.network.FitReport` into ``folder``; returns the names."""
-    from cgforge.fileio import write_csv
+    from cgforge.fileio import write_columns_csv
 
     files: dict[str, str] = {}
     if report.history:
         rows = np.array(report.history, dtype=np.float64)
-        write_csv(
+        write_columns_csv(
             folder / "training_history.csv",
             ("member", "epoch", "train_loss", "val_loss"),
             rows.T,
@@ -307,7 +307,9 @@ def write_training_record(folder: Path, report: Any) -> dict[str, str]:
     curve = report.learning_curve
     if curve:
         names = ("fraction", "n_train", "val_loss_mean", "val_loss_std", "baseline_val_loss")
-        write_csv(folder / "learning_curve.csv", names, [[row[n] for row in curve] for n in names])
+        write_columns_csv(
+            folder / "learning_curve.csv", names, [[row[n] for row in curve] for n in names]
+        )
         files["learning_curve"] = "learning_curve.csv"
         import matplotlib
 

@@ -20,8 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cgforge.errors import SimulationError
-from cgforge.fileio import write_csv as write_columns
-from cgforge.fileio import write_json
+from cgforge.fileio import write_columns_csv, write_json
 from cgforge.potentials.io import write_csv
 from cgforge.potentials.table import TabulatedPotential
 
@@ -105,7 +104,7 @@ class Prediction:
             self.potential,
             provenance=f"cgforge {self.model.get('kind', 'learned')} model {source}",
         )
-        write_columns(
+        write_columns_csv(
             folder / band,
             ("r_nm", "U_kJ_mol", "U_std_kJ_mol"),
             (self.r_nm, self.u_kj_mol, self.u_std_kj_mol),
