@@ -17,6 +17,7 @@ from cgforge.cli import export as export_commands
 from cgforge.cli import fm as fm_commands
 from cgforge.cli import references as references_commands
 from cgforge.cli import run as run_commands
+from cgforge.cli import tradeoff as tradeoff_commands
 from cgforge.cli import train as train_commands
 from cgforge.cli.progress import console
 from cgforge.errors import CGForgeError
@@ -36,6 +37,7 @@ export_commands.register(app)
 fm_commands.register(app)
 references_commands.register(app)
 run_commands.register(app)
+tradeoff_commands.register(app)
 train_commands.register(app)
 
 
