@@ -1,4 +1,5 @@
-"""``cgforge db``: create, generate, inspect, export and merge force-field databases."""
+"""``cgforge db``: create, generate, inspect, export and merge force-field databases, and
+measure which real liquids a mobility model trained on one covers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from cgforge.cli.progress import console
 
 db_app = typer.Typer(
     name="db",
-    help="The synthetic force-field database (SQLite): init, generate, status, export, merge.",
+    help="The synthetic force-field database (SQLite): init, generate, status, export, merge, coverage.",
     no_args_is_help=True,
 )
 
@@ -327,3 +328,60 @@ def generate(
         )
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
+
+
+@db_app.command("coverage")
+def coverage(
+    database: Path | None = typer.Option(
+        None, "--db", help="Database file (default: the shipped data/ffdb-cpu-quick.sqlite)."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", help="Mobility model directory (default: the shipped model)."
+    ),
+    out: Path = typer.Option(
+        Path("coverage"), "--out", help="Directory for coverage.json and coverage.png."
+    ),
+) -> None:
+    """Which shipped all-atom references the mobility model predicts in distribution, the
+    database's (mass, D, first-peak) cloud, and where the database must grow."""
+    from cgforge.workflows.coverage import run_coverage
+
+    result = run_coverage(database, model, out)
+    table = Table(title=f"coverage of {result['model']}")
+    for column in ("liquid", "mass/amu", "D_AA/m²s⁻¹", "g_max", "OOD", "reasons"):
+        table.add_column(column, justify="left" if column in ("liquid", "reasons") else "right")
+
+    def number(value: Any, fmt: str) -> str:
+        return "–" if value is None else format(value, fmt)
+
+    for row in result["liquids"]:
+        table.add_row(
+            str(row["liquid"]),
+            number(row["mass_amu"], ".1f"),
+            number(row["diffusion_m2_s"], ".3g"),
+            number(row["peak_height"], ".2f"),
+            "yes" if row["out_of_distribution"] else "no",
+            "; ".join(row["ood_reasons"]) or "–",
+        )
+    console.print(table)
+    cloud = result["cloud"]
+    if result["coverage"] is None:
+        console.print("no shipped references to cover", highlight=False)
+    else:
+        console.print(
+            f"coverage: {result['n_covered']}/{result['n_references']} = {result['coverage']:.2f}",
+            highlight=False,
+        )
+    d, m, h = cloud["diffusion_m2_s"], cloud["mass_amu"], cloud["peak_height"]
+    if d is not None:
+        console.print(
+            f"database {result['database']}: {cloud['n_records']} records, D_CG "
+            f"{d[0]:.3g}–{d[1]:.3g} m²/s, mass {m[0]:.0f}–{m[1]:.0f} amu, g_max "
+            f"{h[0]:.2f}–{h[1]:.2f}",
+            highlight=False,
+        )
+    for statement in result["advice"]["statements"]:
+        console.print(f"- {statement}", highlight=False, markup=False, soft_wrap=True)
+    console.print(
+        f"wrote {Path(out) / 'coverage.json'}, {Path(out) / 'coverage.png'}", highlight=False
+    )
