@@ -19,6 +19,7 @@ from cgforge.cli import references as references_commands
 from cgforge.cli import run as run_commands
 from cgforge.cli import tradeoff as tradeoff_commands
 from cgforge.cli import train as train_commands
+from cgforge.cli.options import with_flags
 from cgforge.cli.progress import console
 from cgforge.errors import CGForgeError
 
@@ -61,12 +62,15 @@ def _usage_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user-caused errors print one line and exit with status 2."""
+    """Run the CLI; user-caused errors print one line, with the command's flags in place of the
+    library parameters the error names, and exit with status 2."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=args, standalone_mode=False)
     except CGForgeError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        command = next((arg for arg in args if not arg.startswith("-")), None)
+        message = " ".join(with_flags(exc, command).split())  # one line, whatever it holds
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:

@@ -2,12 +2,76 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
 
 from cgforge.engines.md import MDProtocol
+from cgforge.errors import CGForgeError
 from cgforge.units import parse_time_ps
+
+#: The command-line flag of each library parameter that an error may name
+#: (:attr:`cgforge.errors.CGForgeError.parameters`); :data:`COMMAND_FLAGS` overrides it.
+FLAGS = {
+    "alpha_model": "--alpha",
+    "alpha_model[0]": "--alpha",
+    "alpha_model[1]": "--alpha-err",
+    "box_nm": "--box",
+    "coordinates_file": "--coordinates",
+    "cutoff_nm": "--cutoff",
+    "density_g_cm3": "--density",
+    "engine": "--engine",
+    "equilibration_ps": "--equilibrate",
+    "include_dir": "--include-dir",
+    "mass_amu": "--mass",
+    "methods": "--methods",
+    "n_beads": "--beads",
+    "n_molecules": "--molecules",
+    "out": "--out",
+    "overwrite": "--overwrite",
+    "platform": "--platform",
+    "production_ps": "--production",
+    "reference_dir": "--reference",
+    "regularisation": "--regularisation",
+    "sample_interval_ps": "--sample-every",
+    "start": "--start",
+    "start_file": "--start",
+    "step": "--step",
+    "stop": "--stop",
+    "temperature_K": "--temperature",
+    "timestep_fs": "--timestep",
+    "topology_file": "--topology",
+}
+
+#: Commands (the first word after ``cgforge``) whose flags for a parameter differ from FLAGS.
+COMMAND_FLAGS: dict[str, dict[str, str]] = {
+    "tradeoff": {"production_ps": "--run", "equilibration_ps": "--settle"},
+}
+
+
+def with_flags(error: CGForgeError, command: str | None = None) -> str:
+    """The message of ``error`` with the flags of ``command`` in place of the parameters it
+    names: ``name`` and ``name=True`` become the flag, ``name='value'`` the flag and the value.
+
+    A name inside a path, a file name or quotes, or the value right after the name itself
+    (``out out``: the directory ``out``), stays as it is."""
+    message = str(error)
+    flags = {**FLAGS, **COMMAND_FLAGS.get(command or "", {})}
+    for name in getattr(error, "parameters", ()):
+        flag = flags.get(name)
+        if flag is None:
+            continue
+        word = re.escape(name)
+        pattern = (
+            rf"(?<![\w./\\'\"-])(?<!{word} ){word}(?![\w/\\-]|\.\w)"
+            r"(?:=True\b|=(['\"])(.*?)\1)?"
+        )
+        message = re.sub(
+            pattern, lambda m, flag=flag: flag if m[2] is None else f"{flag} {m[2]}", message
+        )
+    return message
+
 
 #: Help of every command's CG-engine option.
 CG_ENGINE_HELP = (
