@@ -336,7 +336,7 @@ def test_run_cg_bad_input(tmp_path, lj_csv):
         )
     with pytest.raises(InputError, match="half the smallest box edge"):
         run_cg(lj_csv, mass_amu=MASS, n_beads=N, protocol=proto, out=tmp_path / "b", box_nm=1.5)
-    with pytest.raises(InputError, match=r"--density .*or --box"):
+    with pytest.raises(InputError, match=r"density_g_cm3 .*or box_nm"):
         run_cg(lj_csv, mass_amu=MASS, n_beads=N, protocol=proto, out=tmp_path / "c")
     with pytest.raises(InputError, match="not found"):
         run_cg(

@@ -272,7 +272,7 @@ def test_bad_input_is_refused_and_writes_nothing(run_dir, tmp_path):
         (dict(source=run_dir, fmt="hoomd"), "unknown export format"),
         (dict(source=tmp_path / "missing"), "not found"),
         (dict(source=tmp_path), "holds no potential.csv"),
-        (dict(source=run_dir, fmt="openmm", n_beads=50), "--beads"),
+        (dict(source=run_dir, fmt="openmm", n_beads=50), "use n_beads"),
     ]
     for i, (kwargs, message) in enumerate(cases):
         kwargs = {"fmt": "lammps", **kwargs}
@@ -288,10 +288,10 @@ def test_bad_input_is_refused_and_writes_nothing(run_dir, tmp_path):
     (tmp_path / "bad.csv").write_text("r_nm,U_kJ_mol\n0.1,1\n")
     with pytest.raises(InputError, match="rows"):
         export_potential(tmp_path / "bad.csv", "csv", tmp_path / "y")
-    # a non-empty output directory needs --overwrite
+    # a non-empty output directory needs overwrite=True
     out = tmp_path / "full"
     export_potential(run_dir, "votca", out)
-    with pytest.raises(InputError, match="not empty"):
+    with pytest.raises(InputError, match=r"not empty.*pass overwrite=True"):
         export_potential(run_dir, "votca", out)
     export_potential(run_dir, "votca", out, overwrite=True)
     assert sorted(EXPORT_FORMATS) == ["csv", "gromacs", "lammps", "openmm", "votca"]

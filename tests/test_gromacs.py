@@ -250,7 +250,8 @@ def test_missing_gmx_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # no gmx here
     with pytest.raises(InputError) as info:
         gmx_executable()
-    assert str(info.value) == GMX_MISSING
+    assert str(info.value) == GMX_MISSING and "use engine='openmm'" in GMX_MISSING
+    assert info.value.parameters == ("engine",)  # the CLI shows --engine openmm instead
     assert resolve_engine("auto", "auto") == "openmm"  # auto falls back to OpenMM
     out = tmp_path / "out"
     code = main(
@@ -274,7 +275,7 @@ def test_missing_gmx_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_engine_choice():
-    with pytest.raises(InputError, match="unknown --engine"):
+    with pytest.raises(InputError, match="unknown engine"):
         AAConfig(molecule="3-methylpentane", engine="lammps")
     # naming an OpenMM platform selects OpenMM under auto
     assert resolve_engine("auto", "cpu") == "openmm"

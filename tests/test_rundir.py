@@ -62,5 +62,5 @@ def test_an_out_that_cannot_be_created_is_one_input_error(tmp_path, parent_kind)
         out = tmp_path / "afile" / "run"
     else:
         out = Path("/proc/cgforge-run")
-    with pytest.raises(InputError, match=r"cannot create the run directory --out .*writable"):
+    with pytest.raises(InputError, match=r"cannot create the run directory out .*writable"):
         RunDirectory(out, {"x": 1}).prepare()

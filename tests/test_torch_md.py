@@ -145,6 +145,44 @@ def test_neighbor_cache_gives_fresh_results_and_gradients():
     assert 1 < cache.builds < cache.calls
 
 
+def test_verlet_list_forces_equal_fresh_ones_and_rebuild_past_half_the_skin(table_model):
+    box = torch.full((3,), BOX, dtype=F64)
+    x0 = torch.tensor(liquid(3), dtype=F64)
+    rng = np.random.default_rng(8)
+    unit = rng.normal(size=x0.shape)
+    unit = torch.tensor(unit / np.linalg.norm(unit, axis=1, keepdims=True), dtype=F64)
+    cache = NeighborCache(skin_nm=0.1)
+    with use_neighbor_cache(cache):
+        table_model.energy_forces_virial(x0, box)
+    assert cache.builds == 1
+    # every bead moves 0.049 nm < skin/2: the list is reused, the forces are the fresh ones
+    for moved, builds in ((0.049, 1), (0.051, 2)):
+        x = x0 + moved * unit
+        with use_neighbor_cache(cache):
+            energy, forces, virial = table_model.energy_forces_virial(x, box)
+        assert cache.builds == builds, moved  # past skin/2 the list is built again
+        fresh = table_model.energy_forces_virial(x, box)
+        assert torch.allclose(forces, fresh[1], rtol=1e-12, atol=1e-12)
+        assert float(energy) == pytest.approx(float(fresh[0]), rel=1e-12)
+        assert float(virial) == pytest.approx(float(fresh[2]), rel=1e-12)
+    # pairs entered the cutoff between the build and the reuse: the list held them (skin)
+    x = x0 + 0.049 * unit
+    pairs_0 = set(zip(*(t.tolist() for t in neighbor_pairs(x0, box, CUTOFF)[:2]), strict=True))
+    pairs_1 = set(zip(*(t.tolist() for t in neighbor_pairs(x, box, CUTOFF)[:2]), strict=True))
+    assert pairs_1 - pairs_0
+
+
+def test_md_with_a_verlet_list_follows_md_with_a_search_every_step(table_model):
+    cached = engine(table_model, seed=4)
+    fresh = engine(table_model, seed=4, neighbor_skin_nm=0.0)
+    a = cached.run(60, sample_interval=20)
+    b = fresh.run(60, sample_interval=20)
+    assert a.neighbor_builds < 20 and b.neighbor_builds == 60
+    assert np.allclose(a.trajectory.positions_nm, b.trajectory.positions_nm, rtol=0, atol=1e-9)
+    for column in ("potential_kJ_mol", "pressure_bar", "temperature_K"):
+        assert np.allclose(a.thermo[column], b.thermo[column], rtol=1e-9), column
+
+
 def test_cutoff_longer_than_half_box_is_refused():
     x = torch.zeros((4, 3), dtype=F64)
     with pytest.raises(InputError, match="half the shortest box edge"):
@@ -407,7 +445,7 @@ def test_neural_model_runs_through_the_cg_engine_interface(tmp_path):
     prod = result.thermo["stage"] == 1
     assert energy == pytest.approx(result.thermo["potential_kJ_mol"][prod][0], rel=1e-9)
     for table_engine in (OpenMMEngine(), LammpsEngine()):
-        with pytest.raises(InputError, match=r"the model m\.pt is a neural model.*torch engine"):
+        with pytest.raises(InputError, match=r"the model m\.pt is a neural model.*engine='torch'"):
             table_engine.run(system, p, tmp_path / table_engine.name)
         assert not (tmp_path / table_engine.name).exists()
     with pytest.raises(InputError, match="TabulatedPotential or a torch energy model"):

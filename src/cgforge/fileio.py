@@ -109,29 +109,31 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def check_creatable_dir(path: str | Path, what: str = "--out") -> Path:
+def check_creatable_dir(path: str | Path, what: str = "out") -> Path:
     """Refuse (:class:`~cgforge.errors.InputError`) a directory path that cannot be created or
     written, before any work: the nearest existing ancestor must be a directory in which a
     folder can be made (probed with an empty folder that is removed at once). ``what`` names the
-    path in the message (a command-line flag)."""
+    path in the message: the parameter that gave it (the command line shows its flag)."""
     from cgforge.errors import InputError
 
     target = Path(path)
     if target.exists() and not target.is_dir():
-        raise InputError(f"{what} {target} is a file; give a directory path")
+        raise InputError(f"{what} {target} is a file; give a directory path", parameters=what)
     ancestor = target if target.exists() else target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise InputError(
             f"cannot create {what} {target}: {ancestor} is a file, not a directory; give a "
-            "writable directory path"
+            "writable directory path",
+            parameters=what,
         )
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".cgforge-probe-", dir=ancestor))
     except OSError as exc:
         raise InputError(
             f"cannot create {what} {target}: {exc.strerror or exc} in {ancestor}; give a "
-            "writable directory path"
+            "writable directory path",
+            parameters=what,
         ) from None
     return target

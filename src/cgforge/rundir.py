@@ -27,7 +27,7 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 class RunDirectory:
-    """The output directory of one run (``--out``)."""
+    """The output directory of one run (``out``; ``--out`` on the command line)."""
 
     def __init__(
         self, path: str | Path, config: dict[str, Any], *, overwrite: bool = False
@@ -49,11 +49,12 @@ class RunDirectory:
         """Create or reopen the directory. Returns ``"new"``, ``"resume"`` or ``"complete"``."""
         marker = self.work / "config.json"
         if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"--out {self.path} is a file; give a directory path")
+            raise InputError(f"out {self.path} is a file; give a directory path", parameters="out")
         if self.path.exists() and any(self.path.iterdir()):
             if not marker.exists():
                 raise InputError(
-                    f"--out {self.path} exists and is not a cgforge run directory; choose a new path"
+                    f"out {self.path} exists and is not a cgforge run directory; choose a new path",
+                    parameters="out",
                 )
             stored = json.loads(marker.read_text())
             if self.overwrite or (stored.get("hash") != self.hash and self._nothing_done()):
@@ -61,8 +62,9 @@ class RunDirectory:
             elif stored.get("hash") != self.hash:
                 changed = _differences(stored.get("config", {}), self.config)
                 raise InputError(
-                    f"--out {self.path} holds a run with another configuration (differs in: "
-                    f"{', '.join(changed) or 'unknown'}); use another --out or add --overwrite"
+                    f"out {self.path} holds a run with another configuration (differs in: "
+                    f"{', '.join(changed) or 'unknown'}); use another out or pass overwrite=True",
+                    parameters=("out", "overwrite"),
                 )
             elif self.summary_path.exists():
                 return "complete"
@@ -73,8 +75,9 @@ class RunDirectory:
             write_json(marker, {"hash": self.hash, "config": self.config})
         except OSError as exc:
             raise InputError(
-                f"cannot create the run directory --out {self.path}: "
-                f"{exc.strerror or exc}; give a writable directory path"
+                f"cannot create the run directory out {self.path}: "
+                f"{exc.strerror or exc}; give a writable directory path",
+                parameters="out",
             ) from exc
         return "new"
 

@@ -74,8 +74,9 @@ def require_table(system: CGSystem, engine: str) -> TabulatedPotential:
     """``system``'s table; InputError naming the torch engine when it holds a neural model."""
     if is_neural_model(system.potential):
         raise InputError(
-            f"the {engine} engine runs tabulated potentials only and {system.label} is a neural "
-            f"model ({system.potential.model_name}); run it with the torch engine (--engine torch)"
+            f"{engine} runs tabulated potentials only and {system.label} is a neural model "
+            f"({system.potential.model_name}); run it with engine='torch'",
+            parameters="engine",
         )
     return system.potential
 

@@ -79,7 +79,7 @@ __all__ = [
 
 GMX_MISSING = (
     "GROMACS (gmx) is not on the PATH: install it with 'apt-get install gromacs' "
-    "(Debian/Ubuntu) or 'conda install -c conda-forge gromacs', or use --engine openmm"
+    "(Debian/Ubuntu) or 'conda install -c conda-forge gromacs', or use engine='openmm'"
 )
 STATE_FILE = "state.json"
 #: Steepest descent: at most as many steps as OpenMM's runner allows L-BFGS iterations, until the
@@ -106,7 +106,7 @@ def gmx_executable() -> str:
     """Path of the ``gmx`` executable; :class:`InputError` with the install hint if absent."""
     path = shutil.which("gmx")
     if path is None:
-        raise InputError(GMX_MISSING)
+        raise InputError(GMX_MISSING, parameters="engine")
     return path
 
 
@@ -118,7 +118,8 @@ def _version_text(gmx: str) -> str:
         )
     except OSError as exc:
         raise InputError(
-            f"cannot run {gmx} ({exc}); reinstall GROMACS or use --engine openmm"
+            f"cannot run {gmx} ({exc}); reinstall GROMACS or use engine='openmm'",
+            parameters="engine",
         ) from exc
     return done.stdout + done.stderr
 
@@ -1097,7 +1098,9 @@ class GromacsRunner:
         flush()
         if not times:
             raise SimulationError(
-                "production produced no samples; lengthen --production or shorten the sample interval"
+                "production produced no samples; lengthen production_ps or shorten the sample "
+                "interval",
+                parameters="production_ps",
             )
         return MDResult(
             times_ps=np.array(times),

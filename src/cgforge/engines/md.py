@@ -198,8 +198,9 @@ def select_platform(name: str) -> tuple[openmm.Platform, dict[str, str]]:
                 break
     if wanted not in available:
         raise InputError(
-            f"OpenMM platform '{name}' is not available here (available: {', '.join(sorted(available))}); "
-            "use --platform auto"
+            f"platform '{name}' is not available to OpenMM here (available: "
+            f"{', '.join(sorted(available))}); use platform='auto'",
+            parameters="platform",
         )
     properties = {"Precision": "mixed"} if wanted in ("cuda", "opencl") else {}
     return available[wanted], properties
@@ -351,8 +352,9 @@ class MDRunner:
             simulation.loadCheckpoint(str(self.workdir / name))
         except Exception as exc:  # OpenMM raises plain Exception for a foreign checkpoint
             raise InputError(
-                f"cannot resume from {self.workdir / name} ({exc}); it was written on another "
-                "platform or by another version: rerun with the same --platform or start afresh"
+                f"cannot resume from {self.workdir / name} ({exc}); it comes from other hardware "
+                "or another OpenMM version: rerun with the same platform or start afresh",
+                parameters="platform",
             ) from exc
 
     # ------------------------------------------------------------------ sampling

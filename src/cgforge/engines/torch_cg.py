@@ -67,8 +67,9 @@ class TorchEngine:
         p = protocol
         if p.production_ensemble == "langevin":
             raise InputError(
-                "the torch engine has no Langevin integrator; use --engine lammps or openmm for "
-                "a langevin production"
+                "TorchMD has no Langevin integrator; use engine='lammps' or engine='openmm' for "
+                "a langevin production",
+                parameters="engine",
             )
         torch_md, pair_model = _load_torch()
         device = self.device if p.platform in ("auto", "cpu") else p.platform
@@ -135,7 +136,9 @@ class TorchEngine:
                 speed = result.steps_per_s * p.dt_ps * 1e-3 * 86400.0
             stages[stage] = result
         if "production" not in stages:
-            raise InputError("production_ps gives no production steps; lengthen it")
+            raise InputError(
+                "production_ps gives no production steps; lengthen it", parameters="production_ps"
+            )
         return self._result(system, stages, sample_every, speed, time.perf_counter() - started)
 
     def _result(

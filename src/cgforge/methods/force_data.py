@@ -44,6 +44,8 @@ SUMMARY_FILE = "summary.json"
 TRAJECTORY_FILE = "cg_trajectory.npz"
 #: Keys of ``summary.json`` that label the state point.
 STATE_KEYS = ("molecule", "temperature_K", "density_g_cm3", "n_molecules")
+#: How to make an all-atom run with mapped forces, on the command line and in Python.
+FORCES_RUN = "`cgforge aa ... --forces` (run_aa with protocol.save_forces=True)"
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,8 @@ class ForceDataset:
         """A dataset from a CG trajectory that carries forces."""
         if traj.forces_kj_mol_nm is None:
             raise InputError(
-                f"{state.source}: the trajectory has no mapped forces; rerun `cgforge aa ... "
-                "--forces` to save mapped forces"
+                f"{state.source}: the trajectory has no mapped forces; rerun {FORCES_RUN} to save "
+                "mapped forces"
             )
         return cls(
             positions_nm=traj.positions_nm,
@@ -204,7 +206,7 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(
             f"{path} is missing: {run_dir} is not a finished all-atom run (rerun `cgforge aa` "
-            "with the same --out to finish it)"
+            "into the same directory to finish it)"
         )
     try:
         summary = json.loads(path.read_text())
@@ -234,14 +236,14 @@ def _load_trajectory(run_dir: Path) -> CGTrajectory:
     path = run_dir / TRAJECTORY_FILE
     if not path.is_file():
         raise InputError(
-            f"{path} is missing; {run_dir} is not a complete all-atom run (rerun `cgforge aa "
-            "... --forces` into a new --out)"
+            f"{path} is missing; {run_dir} is not a complete all-atom run (rerun {FORCES_RUN} "
+            "into a new directory)"
         )
     try:
         return CGTrajectory.load(path)
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as exc:
         raise InputError(
-            f"{path} is damaged ({type(exc).__name__}: {exc}); rerun `cgforge aa ... --forces`"
+            f"{path} is damaged ({type(exc).__name__}: {exc}); rerun {FORCES_RUN}"
         ) from exc
 
 
@@ -266,9 +268,7 @@ def load_force_dataset(
     """
     path = Path(run_dir)
     if not path.is_dir():
-        raise InputError(
-            f"run directory {path} not found; give the --out directory of `cgforge aa ... --forces`"
-        )
+        raise InputError(f"run directory {path} not found; give the run directory of {FORCES_RUN}")
     for value, what in ((start, "start"), (stride, "stride")):
         if isinstance(value, bool) or int(value) != value:
             raise InputError(f"frame {what} must be an integer, got {value!r}")
@@ -279,21 +279,21 @@ def load_force_dataset(
     summary = _read_summary(path)
     if summary.get("has_forces") is False:
         raise InputError(
-            f"{path} holds no mapped forces (has_forces is false); rerun `cgforge aa ... --forces` "
-            "to save mapped forces"
+            f"{path} holds no mapped forces (has_forces is false); rerun {FORCES_RUN} to save "
+            "mapped forces"
         )
     traj = _load_trajectory(path)
     if traj.forces_kj_mol_nm is None:
         raise InputError(
-            f"{path / TRAJECTORY_FILE} holds no mapped forces; rerun `cgforge aa ... --forces` to "
-            "save mapped forces"
+            f"{path / TRAJECTORY_FILE} holds no mapped forces; rerun {FORCES_RUN} to save mapped "
+            "forces"
         )
     where = path / SUMMARY_FILE
     n_molecules = _number(summary, "n_molecules", where)
     if int(n_molecules) != traj.n_beads:
         raise InputError(
             f"{path}: summary.json says {int(n_molecules)} molecules but {TRAJECTORY_FILE} has "
-            f"{traj.n_beads} beads; the directory mixes two runs (rerun into a new --out)"
+            f"{traj.n_beads} beads; the directory mixes two runs (rerun into a new directory)"
         )
     state = StatePoint(
         molecule=str(summary["molecule"]),
@@ -330,7 +330,7 @@ def load_force_data(
         run_dirs = [run_dirs]
     paths = [Path(p) for p in run_dirs]
     if not paths:
-        raise InputError("no run directories given; name at least one `cgforge aa --forces` run")
+        raise InputError(f"no run directories given; name at least one run of {FORCES_RUN}")
     seen: set[Path] = set()
     for p in paths:
         resolved = p.resolve()

@@ -876,7 +876,10 @@ def run_linear_fm(
         raise InputError(f"unknown penalty {penalty!r}; choose one of {', '.join(PENALTIES)}")
     lam = float(regularisation)
     if not (math.isfinite(lam) and lam >= 0):
-        raise InputError(f"--regularisation must be a number >= 0, got {regularisation!r}")
+        raise InputError(
+            f"regularisation must be a number >= 0, got {regularisation!r}",
+            parameters="regularisation",
+        )
     dr_table = require_positive(table_spacing_nm, "table spacing (nm)")
     if isinstance(min_pair_samples, bool) or int(min_pair_samples) < 1:
         raise InputError(f"min_pair_samples must be a positive integer, got {min_pair_samples!r}")
@@ -884,11 +887,12 @@ def run_linear_fm(
     if cutoff_nm is None:
         cutoff = math.floor(min(DEFAULT_CUTOFF_NM, half_box) / 0.01 + 1e-9) * 0.01
     else:
-        cutoff = require_positive(cutoff_nm, "--cutoff (nm)")
+        cutoff = require_positive(cutoff_nm, "cutoff_nm", parameter="cutoff_nm")
         if cutoff > half_box * (1.0 + 1e-12):
             raise InputError(
-                f"--cutoff {cutoff:g} nm exceeds half the smallest box edge of the runs "
-                f"({half_box:.4g} nm); use a shorter cutoff"
+                f"cutoff_nm {cutoff:g} exceeds half the smallest box edge of the runs "
+                f"({half_box:.4g} nm); use a shorter cutoff",
+                parameters="cutoff_nm",
             )
 
     fraction = float(validation_fraction)

@@ -72,27 +72,40 @@ class AAConfig:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise InputError(f"unknown --engine '{self.engine}'; use one of {', '.join(ENGINES)}")
+            raise InputError(
+                f"unknown engine '{self.engine}'; use one of {', '.join(ENGINES)}",
+                parameters="engine",
+            )
         if (self.molecule is None) == (self.topology_file is None):
             raise InputError(
-                "give either a molecule (name or SMILES) or --topology with --coordinates"
+                "give either a molecule (name or SMILES) or topology_file with coordinates_file",
+                parameters=("topology_file", "coordinates_file"),
             )
         if self.topology_file is not None and self.coordinates_file is None:
             raise InputError(
-                "--topology needs --coordinates (a .gro file with the positions and box)"
+                "topology_file needs coordinates_file (a .gro file with the positions and box)",
+                parameters=("topology_file", "coordinates_file"),
             )
         if self.molecule is not None and self.n_molecules < 2:
-            raise InputError(f"--molecules must be at least 2, got {self.n_molecules}")
+            raise InputError(
+                f"n_molecules must be at least 2, got {self.n_molecules}",
+                parameters="n_molecules",
+            )
         if self.molecule is not None:
             from cgforge.molecules.build import check_molecule
 
             check_molecule(self.molecule)  # unknown or oversized molecules: before any work
         if not 0.2 <= self.cutoff_nm <= 3.0:
-            raise InputError(f"--cutoff {self.cutoff_nm} nm is outside 0.2-3.0 nm")
+            raise InputError(
+                f"cutoff_nm {self.cutoff_nm} is outside 0.2-3.0 nm", parameters="cutoff_nm"
+            )
         if self.randomize is not None:
             self.parameter_ranges()  # checks the seed and ranges before any work
         if self.prerelax and self.molecule is None:
-            raise InputError("pre-relaxation needs a built-in molecule or SMILES, not --topology")
+            raise InputError(
+                "pre-relaxation needs a built-in molecule or SMILES, not topology_file",
+                parameters="topology_file",
+            )
 
     def parameter_ranges(self) -> tuple[Any, int] | None:
         """``(ParameterRanges, seed)`` of :attr:`randomize`, or None without randomisation."""
@@ -102,7 +115,9 @@ class AAConfig:
 
         if self.molecule is None:
             raise InputError(
-                "randomised bonded parameters need a built-in molecule or SMILES, not --topology"
+                "randomised bonded parameters need a built-in molecule or SMILES, not "
+                "topology_file",
+                parameters="topology_file",
             )
         spec = self.randomize
         if not isinstance(spec, dict) or set(spec) - {"seed", "ranges"}:
@@ -172,7 +187,9 @@ def resolve_engine(requested: str, platform: str = "auto") -> str:
     ``"gromacs"`` without ``gmx`` raises :class:`InputError` with the installation hint.
     """
     if requested not in ENGINES:
-        raise InputError(f"unknown --engine '{requested}'; use one of {', '.join(ENGINES)}")
+        raise InputError(
+            f"unknown engine '{requested}'; use one of {', '.join(ENGINES)}", parameters="engine"
+        )
     if requested == "gromacs":
         from cgforge.engines.gromacs import gmx_executable
 
@@ -341,7 +358,8 @@ def prepare_gromacs(config: AAConfig, engine: str = "openmm") -> PreparedSystem:
     except Exception as exc:
         raise InputError(
             f"cannot read topology {top_path}: {exc} (if it includes a force field, pass its "
-            "directory with --include-dir)"
+            "directory as include_dir)",
+            parameters="include_dir",
         ) from exc
     if top.topology.getNumAtoms() != len(gro.positions):
         raise InputError(

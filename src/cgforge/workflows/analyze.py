@@ -38,7 +38,10 @@ def run_analyze(
     config: AnalyzeConfig, out: str | Path, *, overwrite: bool = False
 ) -> dict[str, Any]:
     if config.temperature_K is not None and config.temperature_K <= 0:
-        raise InputError(f"--temperature must be positive, got {config.temperature_K}")
+        raise InputError(
+            f"temperature_K must be positive, got {config.temperature_K}",
+            parameters="temperature_K",
+        )
     files = [config.topology, *config.trajectory]
     for name in files:
         if not Path(name).is_file():
@@ -52,9 +55,10 @@ def run_analyze(
     )
     if traj.n_frames < MIN_FRAMES:
         raise InputError(
-            f"the trajectory holds {traj.n_frames} frames (after --start/--stop/--step); a "
+            f"the trajectory holds {traj.n_frames} frames (after start, stop and step); a "
             f"diffusion fit needs at least {MIN_FRAMES}: give a longer trajectory or a smaller "
-            "--step"
+            "step",
+            parameters=("start", "stop", "step"),
         )
     analysis = analyze(
         traj,

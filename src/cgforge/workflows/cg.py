@@ -194,7 +194,7 @@ def load_reference(reference_dir: str | Path) -> AAReference:
 
         if not is_reference_name(str(reference_dir)):
             raise InputError(
-                f"reference directory {path} not found; give the --out directory of 'cgforge aa' "
+                f"reference directory {path} not found; give the run directory of 'cgforge aa' "
                 "or 'cgforge analyze', or the name of a shipped reference ('cgforge references')"
             )
         path = resolve_reference(str(reference_dir))
@@ -203,7 +203,7 @@ def load_reference(reference_dir: str | Path) -> AAReference:
         if not required.is_file():
             raise InputError(
                 f"{required} is missing: {path} is not a finished reference run (rerun "
-                "'cgforge aa' with the same --out to finish it)"
+                "'cgforge aa' into the same directory to finish it)"
             )
     try:
         summary = json.loads(summary_path.read_text())
@@ -215,7 +215,7 @@ def load_reference(reference_dir: str | Path) -> AAReference:
     if missing:
         raise InputError(
             f"{summary_path} lacks {', '.join(missing)}; it is not a cgforge reference summary "
-            "(rerun 'cgforge aa' or 'cgforge analyze' with --temperature)"
+            "(rerun 'cgforge aa', or 'cgforge analyze' with the temperature)"
         )
     for key in REFERENCE_KEYS:
         if key in ("molecule", "box_nm"):
@@ -239,7 +239,9 @@ def load_reference(reference_dir: str | Path) -> AAReference:
 def box_from_density(n_beads: int, mass_amu: float, density_g_cm3: float) -> np.ndarray:
     """Cubic box edges (3,) in nm holding ``n_beads`` of ``mass_amu`` at ``density_g_cm3``."""
     if not (math.isfinite(density_g_cm3) and density_g_cm3 > 0):
-        raise InputError(f"--density must be positive (g/cm3), got {density_g_cm3!r}")
+        raise InputError(
+            f"density_g_cm3 must be positive, got {density_g_cm3!r}", parameters="density_g_cm3"
+        )
     volume = n_beads * mass_amu * AMU_NM3_TO_G_CM3 / density_g_cm3
     return np.full(3, volume ** (1.0 / 3.0))
 
@@ -254,7 +256,7 @@ def beads_for_reference(reference: AAReference, cutoff_nm: float) -> int:
 
 def _beads(value: int) -> int:
     if isinstance(value, bool) or int(value) != value or int(value) < 2:
-        raise InputError(f"--beads must be an integer >= 2, got {value!r}")
+        raise InputError(f"n_beads must be an integer >= 2, got {value!r}", parameters="n_beads")
     return int(value)
 
 
@@ -288,7 +290,7 @@ def temperature_note(
     return (
         f"the {stage} ran at {measured_K:.1f} ± {err:.1f} K against a {target_K:g} K target "
         f"(off by more than its error + {TEMPERATURE_TOLERANCE:.0%}): the time step is too long "
-        "for this potential or the thermostat cannot hold it; shorten --timestep"
+        "for this potential or the thermostat cannot hold it; shorten the time step"
     )
 
 
@@ -394,7 +396,7 @@ def _produce(
         notes.append(
             f"the time step {protocol.timestep_fs:g} fs exceeds the {limit:.1f} fs that the "
             "potential's stiffest accessible curvature allows (timestep_limit_fs): a jagged "
-            "table; shorten --timestep or smooth the potential"
+            "table; shorten the time step or smooth the potential"
         )
     summary: dict[str, Any] = {
         "molecule": name,
@@ -480,29 +482,40 @@ def run_cg(
     if mass_amu is None:
         if reference is None:
             raise InputError(
-                "give the bead mass with --mass (amu) or a --reference to take it from"
+                "give the bead mass as mass_amu or a reference_dir to take it from",
+                parameters=("mass_amu", "reference_dir"),
             )
         mass_amu = reference.bead_mass_amu
-    mass = require_positive(mass_amu, "--mass (amu)")
+    mass = require_positive(mass_amu, "mass_amu", parameter="mass_amu")
     start = None
     if start_file is not None:
         start = read_start_configuration(start_file)
         if density_g_cm3 is not None or box_nm is not None:
-            raise InputError("--start sets the box; give --density or --box only without it")
+            raise InputError(
+                "start_file sets the box; give density_g_cm3 or box_nm only without it",
+                parameters=("start_file", "density_g_cm3", "box_nm"),
+            )
         if n_beads is not None and _beads(n_beads) != start.n_beads:
             raise InputError(
-                f"--beads {n_beads} disagrees with the {start.n_beads} particles of {start.path}; "
-                "leave --beads out"
+                f"n_beads {n_beads} disagrees with the {start.n_beads} particles of {start.path}; "
+                "leave n_beads out",
+                parameters="n_beads",
             )
         n_beads = start.n_beads
         box_nm = start.box_nm.tolist()
     if n_beads is None:
         if reference is None:
-            raise InputError("give the number of beads with --beads or a --reference")
+            raise InputError(
+                "give the number of beads as n_beads or a reference_dir",
+                parameters=("n_beads", "reference_dir"),
+            )
         n_beads = reference.n_molecules
     n = _beads(n_beads)
     if density_g_cm3 is not None and box_nm is not None:
-        raise InputError("give either --density or --box, not both")
+        raise InputError(
+            "give either density_g_cm3 or box_nm, not both",
+            parameters=("density_g_cm3", "box_nm"),
+        )
     if box_nm is not None:
         box = box_edges(box_nm)
     elif density_g_cm3 is not None:
@@ -510,7 +523,10 @@ def run_cg(
     elif reference is not None:
         box = box_from_density(n, mass, reference.density_g_cm3)
     else:
-        raise InputError("give the start density with --density (g/cm3) or --box (nm)")
+        raise InputError(
+            "give the start density as density_g_cm3 (g/cm3) or box_nm (nm)",
+            parameters=("density_g_cm3", "box_nm"),
+        )
     CGSystem(potential, n, box, mass)  # checks mass, beads and cutoff before any work
     protocol = resolved_protocol(protocol)
     config = {

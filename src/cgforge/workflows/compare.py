@@ -359,15 +359,17 @@ def _check_model(model_dir: Path) -> None:
         from cgforge.workflows.predict import load_mobility_model
     except ImportError as exc:
         raise InputError(
-            f"--methods ml needs the ML extra, which is not installed ({exc}); install it with "
-            "pip install 'cgforge[ml]' or leave ml out of --methods"
+            f"ml in methods needs the ML extra, which is not installed ({exc}); install it with "
+            "pip install 'cgforge[ml]' or leave ml out of methods",
+            parameters="methods",
         ) from None
     try:
         load_mobility_model(model_dir)
     except ImportError as exc:
         raise InputError(
-            f"--methods ml needs torch, which is not installed ({exc}); install it with "
-            "pip install 'cgforge[ml]' or leave ml out of --methods"
+            f"ml in methods needs torch, which is not installed ({exc}); install it with "
+            "pip install 'cgforge[ml]' or leave ml out of methods",
+            parameters="methods",
         ) from None
 
 
@@ -463,7 +465,7 @@ def run_compare(
     reference = load_reference(reference_dir)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a directory path")
+        raise InputError(f"out {out} is a file; give a directory path", parameters="out")
     if "ml" in chosen:
         from cgforge.methods.mobility.model_io import resolve_model_dir
 
@@ -474,9 +476,15 @@ def run_compare(
     if alpha_model is not None and not callable(alpha_model):
         alpha, alpha_err = _predicted_alpha(alpha_model, reference)
         if not (math.isfinite(alpha) and alpha > 0):
-            raise InputError(f"--alpha must be a positive acceleration factor, got {alpha:g}")
+            name = "alpha_model[0]" if isinstance(alpha_model, tuple | list) else "alpha_model"
+            raise InputError(
+                f"{name} must be a positive acceleration factor, got {alpha:g}", parameters=name
+            )
         if not (math.isfinite(alpha_err) and alpha_err >= 0):
-            raise InputError(f"--alpha-err must be a non-negative error, got {alpha_err:g}")
+            raise InputError(
+                f"alpha_model[1] must be a non-negative error, got {alpha_err:g}",
+                parameters="alpha_model[1]",
+            )
     check_creatable_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     ibi_config = replace(settings.ibi, platform=platform, seed=seed, engine=engine)

@@ -115,8 +115,10 @@ class ExportSource:
         return self.number_density_nm3 * self.mass_amu * AMU_NM3_TO_G_CM3
 
 
-def _positive_or_none(value: Any, what: str, source: Path | str) -> float | None:
-    return None if value is None else require_positive(value, f"{source}: {what}")
+def _positive_or_none(value: Any, parameter: str, source: Path | str) -> float | None:
+    if value is None:
+        return None
+    return require_positive(value, f"{source}: {parameter}", parameter=parameter)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -181,8 +183,8 @@ def load_export_source(
         table_path = path / _POTENTIAL_CSV
         if not table_path.is_file():
             raise InputError(
-                f"{path} holds no {_POTENTIAL_CSV}; give the --out directory of 'cgforge ibi' or "
-                "'cgforge cg', its ibi/ work directory, or a potential table file"
+                f"{path} holds no {_POTENTIAL_CSV}; give the run directory of an IBI or CG run "
+                "('cgforge ibi', 'cgforge cg'), its ibi/ work directory, or a potential table file"
             )
         meta, meta_path = _run_metadata(path)
     elif path.is_file():
@@ -197,15 +199,16 @@ def load_export_source(
             "potential table file"
         )
     potential = read_potential(table_path)
-    mass = _positive_or_none(mass_amu, "--mass (amu)", "export")
-    density = _positive_or_none(density_g_cm3, "--density (g/cm3)", "export")
-    temperature = _positive_or_none(temperature_K, "--temperature (K)", "export")
+    mass = _positive_or_none(mass_amu, "mass_amu", "export")
+    density = _positive_or_none(density_g_cm3, "density_g_cm3", "export")
+    temperature = _positive_or_none(temperature_K, "temperature_K", "export")
     mass = meta["mass"] if mass is None else mass
     number = meta["number"]
     if density is not None:
         if mass is None:
             raise InputError(
-                "--density needs the bead mass to give a number density; add --mass (amu)"
+                "density_g_cm3 needs the bead mass to give a number density; add mass_amu",
+                parameters=("density_g_cm3", "mass_amu"),
             )
         number = density / (mass * AMU_NM3_TO_G_CM3)
     return ExportSource(
@@ -218,11 +221,13 @@ def load_export_source(
     )
 
 
-def _need(value: float | None, what: str, option: str, fmt: str, key: str) -> float:
+def _need(value: float | None, what: str, parameter: str, fmt: str, key: str) -> float:
     if value is None:
+        holds = "it" if key == parameter else key
         raise InputError(
-            f"the {fmt} export needs the {what}: give {option} or a run directory whose "
-            f"summary.json has {key}"
+            f"the {fmt} export needs the {what}: give {parameter} or a run directory whose "
+            f"summary.json holds {holds}",
+            parameters=parameter,
         )
     return value
 
@@ -262,7 +267,7 @@ def _cutoff_note(potential: TabulatedPotential) -> list[str]:
 
 
 def _box_edge_nm(src: ExportSource, n_beads: int, fmt: str) -> float:
-    number = _need(src.number_density_nm3, "density", "--density (g/cm3)", fmt, "density_g_cm3")
+    number = _need(src.number_density_nm3, "density", "density_g_cm3", fmt, "density_g_cm3")
     box = (n_beads / number) ** (1.0 / 3.0)
     try:
         check_cutoff(src.potential.cutoff_nm, box)
@@ -270,7 +275,8 @@ def _box_edge_nm(src: ExportSource, n_beads: int, fmt: str) -> float:
         need = math.ceil(number * (2.0 * src.potential.cutoff_nm) ** 3)
         raise InputError(
             f"{n_beads} beads at {number:.4g} nm^-3 make a box of {box:.4g} nm, shorter than "
-            f"twice the cutoff {src.potential.cutoff_nm:.4g} nm; use --beads {need} or more"
+            f"twice the cutoff {src.potential.cutoff_nm:.4g} nm; use n_beads {need} or more",
+            parameters="n_beads",
         ) from None
     return box
 
@@ -289,7 +295,7 @@ def _lammps_extension_nm(potential: TabulatedPotential) -> float | None:
 
 
 def _write_lammps(src: ExportSource, stage: Path, opts: _Options) -> list[str]:
-    mass = _need(src.mass_amu, "bead mass", "--mass (amu)", "LAMMPS", "bead_mass_amu")
+    mass = _need(src.mass_amu, "bead mass", "mass_amu", "LAMMPS", "bead_mass_amu")
     extend = _lammps_extension_nm(src.potential)
     table_name = "CG.table"
     write_lammps(
@@ -390,7 +396,7 @@ def _gromacs_readme(src: ExportSource, n_beads: int, with_gro: bool, mass: float
 
 
 def _write_gromacs(src: ExportSource, stage: Path, opts: _Options) -> list[str]:
-    mass = _need(src.mass_amu, "bead mass", "--mass (amu)", "GROMACS", "bead_mass_amu")
+    mass = _need(src.mass_amu, "bead mass", "mass_amu", "GROMACS", "bead_mass_amu")
     potential = src.potential
     rc = potential.cutoff_nm
     files = ["table_CG_CG.xvg", "table.xvg", "cg.top", "cg.mdp"]
@@ -456,7 +462,7 @@ def _write_gromacs(src: ExportSource, stage: Path, opts: _Options) -> list[str]:
 
 # ====================================================================== OpenMM
 def _write_openmm(src: ExportSource, stage: Path, opts: _Options) -> list[str]:
-    mass = _need(src.mass_amu, "bead mass", "--mass (amu)", "OpenMM", "bead_mass_amu")
+    mass = _need(src.mass_amu, "bead mass", "mass_amu", "OpenMM", "bead_mass_amu")
     box = _box_edge_nm(src, opts.n_beads, "OpenMM")
     system = create_cg_system(src.potential, opts.n_beads, box, mass)
     write_text(stage / "system.xml", openmm.XmlSerializer.serialize(system))
@@ -564,11 +570,12 @@ def _check_format(fmt: str) -> str:
 
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a directory path")
+        raise InputError(f"out {out} is a file; give a directory path", parameters="out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(
-            f"--out {out} is not empty; choose a new directory or add --overwrite (files of "
-            "the same names are replaced)"
+            f"out {out} is not empty; choose a new directory or pass overwrite=True (files of "
+            "the same names are replaced)",
+            parameters=("out", "overwrite"),
         )
     check_creatable_dir(out)
 
@@ -614,7 +621,7 @@ def export_potential(
     out_dir = Path(out)
     _check_out(out_dir, overwrite)
     if isinstance(n_beads, bool) or int(n_beads) != n_beads or int(n_beads) < 2:
-        raise InputError(f"--beads must be an integer >= 2, got {n_beads!r}")
+        raise InputError(f"n_beads must be an integer >= 2, got {n_beads!r}", parameters="n_beads")
     src = load_export_source(
         source, mass_amu=mass_amu, density_g_cm3=density_g_cm3, temperature_K=temperature_K
     )

@@ -136,9 +136,10 @@ def _cg_beads(reference: AAReference, cutoff_nm: float, n_beads: int | None) -> 
     edge = float(box[0])
     if cutoff_nm > 0.5 * edge:
         raise InputError(
-            f"--beads {n_beads} gives a box of {edge:.3g} nm, less than twice the predicted "
-            f"potential's cutoff {cutoff_nm:.4g} nm; use --beads {needed} or more (or leave "
-            "--beads out)"
+            f"n_beads {n_beads} gives a box of {edge:.3g} nm, less than twice the predicted "
+            f"potential's cutoff {cutoff_nm:.4g} nm; use n_beads {needed} or more (or leave "
+            "n_beads out)",
+            parameters="n_beads",
         )
     return int(n_beads)
 
@@ -210,11 +211,11 @@ def run_predict(
     _check_reference(reference)
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {folder} is a file; give a directory path")
+        raise InputError(f"out {folder} is a file; give a directory path", parameters="out")
     if n_beads is not None and (
         isinstance(n_beads, bool) or int(n_beads) != n_beads or int(n_beads) < 2
     ):
-        raise InputError(f"--beads must be an integer >= 2, got {n_beads!r}")
+        raise InputError(f"n_beads must be an integer >= 2, got {n_beads!r}", parameters="n_beads")
     check_creatable_dir(folder)
     protocol = (
         default_protocol(

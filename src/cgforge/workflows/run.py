@@ -16,7 +16,7 @@ Presets fix every setting of the three stages:
 * ``standard``: the publication protocol (500 molecules, ns-scale AA production, 1,000 CG beads,
   long IBI iterations) for a GPU or a cluster node.
 
-Each stage has its own run directory inside ``--out`` (``aa/``, ``cg/``) and resumes on its own, so
+Each stage has its own run directory inside ``out`` (``aa/``, ``cg/``) and resumes on its own, so
 a killed ``run`` continues with the stage it was in.
 """
 
@@ -111,7 +111,7 @@ def run_pipeline(
     settings = get_preset(preset) if isinstance(preset, str) else preset
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a directory path")
+        raise InputError(f"out {out} is a file; give a directory path", parameters="out")
     check_creatable_dir(out)
     sampling: dict[str, float] = {}
     if settings.aa_sample_interval_ps is not None:

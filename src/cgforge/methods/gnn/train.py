@@ -510,8 +510,9 @@ def train_model(
     cutoff = float(config.hyperparameters.get("cutoff_nm", default_cutoff))
     if not 0 < cutoff <= half_box * (1 + 1e-12):
         raise InputError(
-            f"--cutoff {cutoff:g} nm must be positive and at most half the smallest box edge "
-            f"of the runs ({half_box:.4g} nm); use --cutoff {default_cutoff:.2f} or shorter"
+            f"cutoff_nm {cutoff:g} must be positive and at most half the smallest box edge "
+            f"of the runs ({half_box:.4g} nm); use cutoff_nm {default_cutoff:.2f} or shorter",
+            parameters="cutoff_nm",
         )
     run_config = {
         "method": "GNN force matching",
