@@ -82,3 +82,44 @@ def stable_ranges():
         angle_theta0_deg=(106.0, 114.0),
         dihedral_v_kcal_mol=(-1.0, 1.0),
     )
+
+
+#: A small argon-like CG liquid used as an "all-atom" reference by CG method tests.
+LJ_REFERENCE = {"temperature_K": 180.0, "mass_amu": 40.0, "n_beads": 125, "cutoff_nm": 0.85}
+
+
+def lj_table():
+    """The reference liquid's pair potential: LJ (0.996 kJ/mol, 0.34 nm), smoothed to 0.85 nm."""
+    from cgforge.potentials import TabulatedPotential
+
+    grid = np.arange(0.2, LJ_REFERENCE["cutoff_nm"] + 1e-9, 0.002)
+    return TabulatedPotential.lj(0.996, 0.34, grid).smooth_cutoff(0.1)
+
+
+def lj_reference(root, production_ps: float = 20.0):
+    """A reference directory (summary.json, rdf.csv) of the LJ liquid run with its own table
+    (NPT at 285 bar, then NVT), and the table's CSV; returns (reference dir, table path)."""
+    from cgforge.potentials import write_csv
+    from cgforge.units import AMU_NM3_TO_G_CM3
+    from cgforge.workflows.aa import default_protocol
+    from cgforge.workflows.cg import run_cg
+
+    write_csv(root / "lj.csv", lj_table())
+    protocol = default_protocol(
+        10.0,
+        production_ps,
+        temperature_K=LJ_REFERENCE["temperature_K"],
+        pressure_bar=285.0,
+        timestep_fs=10.0,
+        seed=1,
+        save_particles=False,
+    )
+    run_cg(
+        root / "lj.csv",
+        mass_amu=LJ_REFERENCE["mass_amu"],
+        n_beads=LJ_REFERENCE["n_beads"],
+        protocol=protocol,
+        out=root / "ref",
+        density_g_cm3=12.7 * LJ_REFERENCE["mass_amu"] * AMU_NM3_TO_G_CM3,
+    )
+    return root / "ref", root / "lj.csv"

@@ -70,3 +70,12 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
     report = yield
     _fail_missing_extra(report)
     return report
+
+
+@pytest.fixture(scope="session")
+def lj_reference_run(tmp_path_factory):
+    """(reference dir, table CSV) of the small LJ liquid of ``_systems.lj_reference``, made once
+    per session for the CG-method tests that need an "all-atom" reference with a known potential."""
+    from _systems import lj_reference
+
+    return lj_reference(tmp_path_factory.mktemp("lj_reference"))

@@ -175,45 +175,7 @@ def test_bad_settings_and_inputs_are_refused():
 
 
 # ---------------------------------------------------------------------- the workflow (CG MD)
-LJ_T, LJ_MASS, LJ_N, LJ_CUT = 180.0, 40.0, 125, 0.85
-
-
-def _lj_table() -> TabulatedPotential:
-    grid = np.arange(0.2, LJ_CUT + 1e-9, 0.002)
-    return TabulatedPotential.lj(0.996, 0.34, grid).smooth_cutoff(0.1)
-
-
-@pytest.fixture(scope="module")
-def lj_reference(tmp_path_factory):
-    from cgforge.potentials import write_csv
-    from cgforge.units import AMU_NM3_TO_G_CM3
-    from cgforge.workflows.aa import default_protocol
-    from cgforge.workflows.cg import run_cg
-
-    root = tmp_path_factory.mktemp("lj")
-    write_csv(root / "lj.csv", _lj_table())
-    protocol = default_protocol(
-        10.0,
-        20.0,
-        temperature_K=LJ_T,
-        pressure_bar=285.0,
-        timestep_fs=10.0,
-        seed=1,
-        save_particles=False,
-    )
-    density = 12.7 * LJ_MASS * AMU_NM3_TO_G_CM3
-    run_cg(
-        root / "lj.csv",
-        mass_amu=LJ_MASS,
-        n_beads=LJ_N,
-        protocol=protocol,
-        out=root / "ref",
-        density_g_cm3=density,
-    )
-    return root
-
-
-def test_tradeoff_workflow_slows_the_liquid_and_resumes(lj_reference, tmp_path):
+def test_tradeoff_workflow_slows_the_liquid_and_resumes(lj_reference_run, tmp_path):
     """From the reference's own potential (D_CG/D_AA ≈ 1) toward half its mobility: the curve
     starts at the reference's structure and mobility and moves to slower, less faithful
     potentials; files are written, a rerun returns the stored result, and a run killed after
@@ -225,7 +187,7 @@ def test_tradeoff_workflow_slows_the_liquid_and_resumes(lj_reference, tmp_path):
     kwargs = dict(
         equilibration_ps=2.0, production_ps=10.0, timestep_fs=10.0, sample_interval_ps=0.2, seed=2
     )
-    summary = run_tradeoff(lj_reference / "ref", lj_reference / "lj.csv", out, config, **kwargs)
+    summary = run_tradeoff(*lj_reference_run, out, config, **kwargs)
     start, last = summary["curve"][0], summary["curve"][-1]
     assert 0.75 < start["ratio"] < 1.33 and start["rdf_deviation"] < 0.15
     assert last["ratio"] < 0.85 * start["ratio"]
@@ -233,15 +195,12 @@ def test_tradeoff_workflow_slows_the_liquid_and_resumes(lj_reference, tmp_path):
     for name in ("tradeoff.csv", "evaluations.csv", "curve_01_potential.csv", "tradeoff.png"):
         assert (out / name).is_file()
     assert summary["evaluations"] == len(list((out / "evaluations").iterdir()))
-    assert (
-        run_tradeoff(lj_reference / "ref", lj_reference / "lj.csv", out, config, **kwargs)
-        == summary
-    )
+    assert run_tradeoff(*lj_reference_run, out, config, **kwargs) == summary
     # killed after the last evaluation: the stored measurements are reused, no MD runs
     stamps = {p: p.stat().st_mtime_ns for p in (out / "evaluations").glob("*/measurement.json")}
     (out / "summary.json").unlink()
-    again = run_tradeoff(lj_reference / "ref", lj_reference / "lj.csv", out, config, **kwargs)
+    again = run_tradeoff(*lj_reference_run, out, config, **kwargs)
     assert again["curve"] == summary["curve"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     with pytest.raises(InputError, match=r"start potential .* not found"):
-        run_tradeoff(lj_reference / "ref", tmp_path / "none.csv", tmp_path / "x", config)
+        run_tradeoff(lj_reference_run[0], tmp_path / "none.csv", tmp_path / "x", config)

@@ -33,6 +33,7 @@ def tradeoff(
     settle: str = typer.Option("20ps", "--settle", help="Discarded start of each CG run."),
     run: str = typer.Option("100ps", "--run", help="Measured NVT run of each potential."),
     timestep: str = typer.Option("5fs", "--timestep", help="Time step (shortened if needed)."),
+    sample_every: str = typer.Option("0.5ps", "--sample-every", help="Sampling interval."),
     beads: int = typer.Option(
         None, "--beads", help="Number of beads (default: the reference's molecules)."
     ),
@@ -58,6 +59,7 @@ def tradeoff(
             equilibration_ps=parse_time_ps(settle, what="--settle"),
             production_ps=parse_time_ps(run, what="--run", allow_zero=False),
             timestep_fs=parse_time_ps(timestep, what="--timestep", allow_zero=False) * 1e3,
+            sample_interval_ps=parse_time_ps(sample_every, what="--sample-every", allow_zero=False),
             engine=engine,
             seed=seed,
             overwrite=overwrite,

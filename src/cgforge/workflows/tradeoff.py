@@ -78,11 +78,12 @@ EVALUATION_COLUMNS = (
 )
 
 
-def _time(value: float, what: str, *, allow_zero: bool = False) -> float:
+def _time(value: float, parameter: str, *, allow_zero: bool = False) -> float:
     number = float(value)
     if not (math.isfinite(number) and (number > 0 or (allow_zero and number == 0))):
         raise InputError(
-            f"{what} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}"
+            f"{parameter} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}",
+            parameters=parameter,
         )
     return number
 
@@ -281,25 +282,22 @@ def run_tradeoff(
             )
         start, source = read_potential(path), str(path.resolve())
     settings = {
-        "equilibration_ps": _time(
-            equilibration_ps, "the discarded start (equilibration_ps)", allow_zero=True
-        ),
-        "production_ps": _time(production_ps, "the production (production_ps)"),
-        "timestep_fs": _time(timestep_fs, "the time step (timestep_fs)"),
-        "sample_interval_ps": _time(
-            sample_interval_ps, "the sampling interval (sample_interval_ps)"
-        ),
+        "equilibration_ps": _time(equilibration_ps, "equilibration_ps", allow_zero=True),
+        "production_ps": _time(production_ps, "production_ps"),
+        "timestep_fs": _time(timestep_fs, "timestep_fs"),
+        "sample_interval_ps": _time(sample_interval_ps, "sample_interval_ps"),
         "seed": int(seed),
         "engine": resolve_engine_name(engine),
     }
     if settings["production_ps"] < 20 * settings["sample_interval_ps"]:
         raise InputError(
             "the production gives fewer than 20 samples for the MSD; lengthen production_ps or "
-            "sample more often"
+            "shorten sample_interval_ps",
+            parameters=("production_ps", "sample_interval_ps"),
         )
     beads = beads_for_reference(ref, start.cutoff_nm) if n_beads is None else int(n_beads)
     if isinstance(n_beads, bool) or beads < 2:
-        raise InputError(f"the number of beads must be an integer >= 2, got {n_beads!r}")
+        raise InputError(f"n_beads must be an integer >= 2, got {n_beads!r}", parameters="n_beads")
     box = box_from_density(beads, ref.bead_mass_amu, ref.density_g_cm3)
     CGSystem(start, beads, box, ref.bead_mass_amu, label=source)  # checks the cutoff fits
     run_config = {
