@@ -1,32 +1,51 @@
-"""Torch CG MD speed: steps/s of a one-bead liquid with the ``pair_table`` model in TorchMD.
+"""Neural CG MD speed: steps/s of TorchMD with a pair model and a SchNet, beside LAMMPS.
 
-The system is the one of ``benchmarks/cg_md.py`` (a 3-methylpentane-like one-bead liquid,
-Lennard-Jones ε = 2.5 kJ/mol, σ = 0.55 nm tabulated every 0.005 nm and tapered to zero over the
-last 0.1 nm before the 1.4 nm cutoff, 86.18 amu beads at 4.6 nm⁻³, 298.15 K, 5 fs time step),
-integrated by :class:`cgforge.engines.torch_md.TorchMD` (velocity Verlet + Bussi thermostat,
-Verlet neighbour list with a 0.1 nm skin, forces and virial by autograd) with
-:class:`cgforge.methods.gnn.pair.TabulatedPairModel` in float64 and float32, on the CPU (and
-CUDA when torch sees a GPU). Besides whole steps it times one force evaluation with a fresh
-neighbour search and one with a valid Verlet list. When ``benchmarks/results/cg_md.json``
-holds OpenMM's speed for the same system (the ``table`` variant) the ratio is reported.
+The system is the one-bead liquid of ``benchmarks/cg_md.py`` (a 3-methylpentane-like liquid,
+86.18 amu beads at 4.6 nm⁻³, 298.15 K, 5 fs time step, started from a jittered lattice), run by
+:class:`cgforge.engines.torch_md.TorchMD` (velocity Verlet + Bussi thermostat, Verlet
+neighbour list with a 0.1 nm skin, forces and virial by autograd) with two models:
 
-Torch's intra-op threads are set with ``--threads`` (default 1: on a shared machine more threads
-than free cores make torch far slower, not faster). Prints a table and writes
-``benchmarks/results/torch_md.json`` with the machine's load average before and after.
+* ``pair``: the Lennard-Jones table of ``cg_md.py`` (ε = 2.5 kJ/mol, σ = 0.55 nm, every 0.005 nm,
+  tapered to zero over the last 0.1 nm before the 1.4 nm cutoff) as a
+  :class:`~cgforge.methods.gnn.pair.TabulatedPairModel`;
+* ``schnet``: a :class:`~cgforge.methods.gnn.schnet.SchNet` of the default size (cutoff 1.0 nm,
+  width 64, 3 interactions, 32 Gaussians) with untrained weights (seed 0; the cost of a step
+  does not depend on the weights) and the repulsive prior of trained models (σ = 0.45 nm,
+  ε = 2.5 kJ/mol, n = 12), so that the untrained liquid stays stable;
 
-    python benchmarks/torch_md.py                       # 1000 beads, 200 steps, CPU (+ CUDA)
-    python benchmarks/torch_md.py --sizes 1000 4000 --steps 100 --threads 2
+for every size (216 and 1,000 beads), dtype (float32, float64) and number of torch intra-op
+threads (1, 2), on the CPU (and once on CUDA when torch sees a GPU). Beside them, in the same
+run, the same table on the LAMMPS engine through the CG-engine interface
+(:func:`cgforge.engines.cg_engine.run_cg_md`, engine ``lammps``, production only, 1 and 2
+OpenMP threads; steps/s between its first progress report after 10 % of the run and its last).
+Besides whole steps the torch rows time one force evaluation with a fresh neighbour search and
+one with a valid Verlet list. The 216-bead SchNet step is profiled (cProfile) and the shares of
+the model's forward pass, its backward pass, the neighbour list and the rest (integrator,
+blow-up checks, host transfers) are written as ``profile``.
+
+Prints a table and writes ``benchmarks/results/torch_md.json`` and ``.csv`` (one row per
+engine, model, size, dtype and thread count) with the machine description and its load average
+before and after (other jobs may share the machine; their load slows every row).
+
+    python benchmarks/torch_md.py                     # 216 and 1000 beads, 1 and 2 threads
+    python benchmarks/torch_md.py --quick             # a few steps each: checks that it runs
+    python benchmarks/torch_md.py --sizes 1000 --threads 1 --models schnet
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import cProfile
+import csv
+import io
 import math
 import os
+import pstats
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,15 +60,42 @@ from cg_md import (
     TIMESTEP_PS,
     lj_table,
 )
+from cgforge.engines.cg_engine import CGSystem, run_cg_md
 from cgforge.engines.cg_system import lattice_positions
-from cgforge.engines.torch_md import DEFAULT_SKIN_NM, TorchMD
-from cgforge.fileio import write_json
+from cgforge.engines.md import MDProtocol
+from cgforge.engines.torch_md import DEFAULT_SKIN_NM, DEFAULT_TAU_PS, TorchMD
+from cgforge.fileio import write_json, write_text
+from cgforge.methods.gnn.base import EnergyModel
 from cgforge.methods.gnn.neighbors import NeighborCache, use_neighbor_cache
 from cgforge.methods.gnn.pair import TabulatedPairModel
+from cgforge.methods.gnn.schnet import SchNet
 
 RESULTS = Path(__file__).parent / "results" / "torch_md.json"
-OPENMM_RESULTS = Path(__file__).parent / "results" / "cg_md.json"
 TABLE_DR_NM = 0.005
+MODELS = ("pair", "schnet")
+#: The SchNet of the benchmark: default architecture, prior as a trained model has it.
+SCHNET = {"cutoff_nm": 1.0, "prior_sigma_nm": 0.45, "prior_epsilon_kj_mol": 2.5}
+CSV_COLUMNS = (
+    "engine",
+    "model",
+    "n_beads",
+    "device",
+    "dtype",
+    "threads",
+    "steps",
+    "seconds",
+    "steps_per_s",
+    "ns_per_day",
+    "speed_vs_lammps",
+    "neighbor_builds",
+    "force_eval_fresh_search_ms",
+    "force_eval_verlet_list_ms",
+    "temperature_K",
+)
+
+
+def _box(n: int) -> float:
+    return (n / NUMBER_DENSITY_NM3) ** (1.0 / 3.0)
 
 
 def _sync(device: torch.device) -> None:
@@ -57,140 +103,289 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_forces(model, engine: TorchMD, repeats: int, skin_nm: float) -> float:
-    """Seconds per energy/force/virial evaluation (fresh search when skin_nm is None)."""
-    pos = engine.positions_nm.to(model.dtype)
-    box = engine.box_nm.to(model.dtype)
-    cache = NeighborCache(skin_nm)
-    with use_neighbor_cache(cache):
-        model.energy_forces_virial(pos, box)  # builds the list
-        _sync(engine.device)
-        tic = time.perf_counter()
-        for _ in range(repeats):
-            if skin_nm == 0.0:
-                cache.clear()
-            model.energy_forces_virial(pos, box)
-        _sync(engine.device)
-    return (time.perf_counter() - tic) / repeats
+def build_model(name: str, dtype: torch.dtype) -> EnergyModel:
+    """The benchmark's ``pair`` or ``schnet`` model in ``dtype``."""
+    if name == "pair":
+        return TabulatedPairModel.from_potential(lj_table(TABLE_DR_NM)).to(dtype)
+    torch.manual_seed(0)
+    return SchNet(**SCHNET).to(dtype)
 
 
-def measure(n: int, steps: int, device: str, dtype: torch.dtype) -> dict:
-    """Steps/s of ``steps`` NVT steps after an equilibration of ``steps // 2`` steps."""
-    box = (n / NUMBER_DENSITY_NM3) ** (1.0 / 3.0)
-    model = TabulatedPairModel.from_potential(lj_table(TABLE_DR_NM)).to(dtype)
-    engine = TorchMD(
+def make_engine(model: EnergyModel, n: int, device: str) -> TorchMD:
+    box = _box(n)
+    return TorchMD(
         model,
         lattice_positions(n, box, seed=1),
         box,
         MASS_AMU,
         timestep_fs=TIMESTEP_PS * 1e3,
         temperature_K=TEMPERATURE_K,
-        tau_ps=0.5,
+        tau_ps=DEFAULT_TAU_PS,
         seed=1,
         device=device,
     )
-    engine.run(max(20, steps // 2), sample_interval=max(20, steps // 2))  # warm-up
-    result = engine.run(steps, sample_interval=steps)
-    thermo = result.thermo
-    fresh = _time_forces(model, engine, 5, 0.0)
-    cached = _time_forces(model, engine, 20, DEFAULT_SKIN_NM)
-    steps_per_s = result.steps_per_s
+
+
+def _time_forces(model: EnergyModel, engine: TorchMD, repeats: int, fresh: bool) -> float:
+    """Seconds per energy/force/virial evaluation (a new neighbour search each when fresh)."""
+    pos = engine.positions_nm.to(model.dtype)
+    box = engine.box_nm.to(model.dtype)
+    cache = NeighborCache(DEFAULT_SKIN_NM)
+    with use_neighbor_cache(cache):
+        model.energy_forces_virial(pos, box)  # builds the list
+        _sync(engine.device)
+        tic = time.perf_counter()
+        for _ in range(repeats):
+            if fresh:
+                cache.clear()
+            model.energy_forces_virial(pos, box)
+        _sync(engine.device)
+    return (time.perf_counter() - tic) / repeats
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    steps_per_s = values["steps"] / values["seconds"]
     return {
-        "n_beads": n,
-        "box_nm": box,
-        "device": result.device,
-        "dtype": str(dtype).replace("torch.", ""),
-        "threads": torch.get_num_threads(),
-        "steps": steps,
-        "seconds": result.wall_s,
+        **values,
         "steps_per_s": steps_per_s,
         "ns_per_day": steps_per_s * TIMESTEP_PS * 86400.0 / 1000.0,
-        "neighbor_builds": result.neighbor_builds,
-        "force_eval_fresh_search_ms": fresh * 1e3,
-        "force_eval_verlet_list_ms": cached * 1e3,
-        "temperature_K": float(thermo["temperature_K"][-1]),
-        "potential_energy_per_bead_kj_mol": float(thermo["potential_kJ_mol"][-1]) / n,
     }
 
 
-def openmm_reference() -> dict[int, float]:
-    """OpenMM CPU steps/s of the ``table`` variant by bead count, from cg_md.json if present."""
-    if not OPENMM_RESULTS.is_file():
-        return {}
-    data = json.loads(OPENMM_RESULTS.read_text())
+def measure_torch(
+    model_name: str, n: int, steps: int, device: str, dtype: torch.dtype, threads: int, evals: int
+) -> dict[str, Any]:
+    """Steps/s of ``steps`` NVT steps after a warm-up of ``max(2, steps // 5)`` steps."""
+    torch.set_num_threads(threads)
+    model = build_model(model_name, dtype)
+    engine = make_engine(model, n, device)
+    warm = max(2, steps // 5)
+    engine.run(warm, sample_interval=warm)
+    result = engine.run(steps, sample_interval=steps)
+    return _row(
+        engine="torch",
+        model=model_name,
+        n_beads=n,
+        box_nm=_box(n),
+        device=result.device,
+        dtype=str(dtype).replace("torch.", ""),
+        threads=threads if engine.device.type == "cpu" else 0,
+        steps=steps,
+        seconds=result.wall_s,
+        neighbor_builds=result.neighbor_builds,
+        force_eval_fresh_search_ms=_time_forces(model, engine, evals, True) * 1e3,
+        force_eval_verlet_list_ms=_time_forces(model, engine, evals, False) * 1e3,
+        temperature_K=float(result.thermo["temperature_K"][-1]),
+        potential_energy_per_bead_kj_mol=float(result.thermo["potential_kJ_mol"][-1]) / n,
+    )
+
+
+def measure_lammps(n: int, steps: int, threads: int, workdir: Path) -> dict[str, Any]:
+    """The same table on the LAMMPS engine through :func:`run_cg_md` (production only)."""
+    from cgforge.engines.lammps_md import LammpsEngine
+
+    box = _box(n)
+    system = CGSystem(lj_table(TABLE_DR_NM), n, box, MASS_AMU)
+    protocol = MDProtocol(
+        temperature_K=TEMPERATURE_K,
+        timestep_fs=TIMESTEP_PS * 1e3,
+        equilibration_ps=0.0,
+        production_ps=steps * TIMESTEP_PS,
+        sample_interval_ps=steps * TIMESTEP_PS / 2,
+        thermo_interval_ps=steps * TIMESTEP_PS / 20,
+        checkpoint_interval_ps=steps * TIMESTEP_PS,
+        save_particles=False,
+        engine="lammps",
+        seed=1,
+    )
+    marks: list[tuple[float, int]] = []
+
+    def progress(stage: str, done: int, total: int, speed: float) -> None:
+        if stage == "production":
+            marks.append((time.perf_counter(), done))
+
+    tic = time.perf_counter()
+    run_cg_md(system, protocol, workdir, progress=progress, engine=LammpsEngine(threads=threads))
+    seconds = time.perf_counter() - tic
+    later = [m for m in marks if m[1] >= steps // 10]
+    if len(later) >= 2 and later[-1][1] > later[0][1]:
+        timed, seconds = later[-1][1] - later[0][1], later[-1][0] - later[0][0]
+    else:  # too few reports: the whole call, set-up included
+        timed = steps
+    return _row(
+        engine="lammps",
+        model="pair",
+        n_beads=n,
+        box_nm=box,
+        device="cpu",
+        dtype="float64",
+        threads=threads,
+        steps=timed,
+        seconds=seconds,
+    )
+
+
+def profile_step(n: int, steps: int, dtype: torch.dtype) -> dict[str, Any]:
+    """cProfile of ``steps`` TorchMD steps of the SchNet: shares of the step's time."""
+    torch.set_num_threads(1)
+    engine = make_engine(build_model("schnet", dtype), n, "cpu")
+    engine.run(2, sample_interval=2)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    engine.run(steps, sample_interval=steps)
+    profiler.disable()
+    cumulative: dict[tuple[str, str], float] = {}
+    for (filename, _, name), (_, _, _, cum, _) in pstats.Stats(profiler).stats.items():
+        key = (Path(filename).name, name)
+        cumulative[key] = max(cumulative.get(key, 0.0), cum)
+    total = cumulative[("torch_md.py", "run")]
+    model = cumulative.get(("base.py", "energy_forces_virial"), 0.0) / total
+    backward = cumulative.get(("__init__.py", "grad"), 0.0) / total
+    neighbours = cumulative.get(("neighbors.py", "neighbor_pairs"), 0.0) / total
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(8)
     return {
-        int(r["n_beads"]): float(r["steps_per_s"])
-        for r in data.get("results", [])
-        if r.get("variant") == "table" and r.get("platform") == "CPU"
+        "model": "schnet",
+        "n_beads": n,
+        "dtype": str(dtype).replace("torch.", ""),
+        "threads": 1,
+        "steps": steps,
+        "fractions": {
+            "model_forward_without_neighbour_list": model - backward - neighbours,
+            "model_backward": backward,
+            "neighbour_list": neighbours,
+            "outside_the_model": 1.0 - model,
+        },
+        "top_functions": text.getvalue().strip().splitlines()[-9:],
     }
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        cells = []
+        for column in CSV_COLUMNS:
+            value = row.get(column)
+            cells.append(
+                "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+            )
+        writer.writerow(cells)
+    return buffer.getvalue()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000])
-    parser.add_argument("--steps", type=int, default=200, help="timed steps at 1000 beads")
-    parser.add_argument("--min-steps", type=int, default=40)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[216, 1000])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU threads")
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
-    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--pair-steps", type=int, default=200, help="pair steps at 1000 beads")
+    parser.add_argument("--schnet-steps", type=int, default=20, help="SchNet steps at 1000 beads")
+    parser.add_argument("--lammps-steps", type=int, default=3000, help="at 1000 beads")
+    parser.add_argument("--min-steps", type=int, default=10, help="fewest timed torch steps")
+    parser.add_argument("--evals", type=int, default=3, help="timed force evaluations")
+    parser.add_argument("--no-lammps", action="store_true", help="leave the LAMMPS rows out")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profile")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few steps each (checks that it runs)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help=f"default {RESULTS}")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.pair_steps, args.schnet_steps, args.lammps_steps = 10, 1, 200
+        args.min_steps, args.evals = 2, 1
+    out = args.out or (
+        Path(tempfile.gettempdir()) / "cgforge_torch_md_quick.json" if args.quick else RESULTS
+    )
     devices = [d for d in args.devices if d != "cuda" or torch.cuda.is_available()]
-    openmm = openmm_reference()
+    threads_before = torch.get_num_threads()
     load_before = os.getloadavg()
-    rows = []
-    for device in devices:
+    rows: list[dict[str, Any]] = []
+
+    def report(row: dict[str, Any]) -> None:
+        rows.append(row)
+        print(
+            f"  {row['engine']:>6} {row['model']:>6} {row['n_beads']:>5} {row['device']:>6} "
+            f"{row['dtype']:>7} {row['threads']} thr: {row['steps_per_s']:9.1f} steps/s",
+            flush=True,
+        )
+
+    with tempfile.TemporaryDirectory() as scratch:
         for n in args.sizes:
-            steps = max(args.min_steps, round(args.steps * 1000 / n))
-            for name in args.dtypes:
-                row = measure(n, steps, device, getattr(torch, name))
-                reference = openmm.get(n)
-                row["openmm_cpu_table_steps_per_s"] = reference
-                row["speed_vs_openmm_cpu_table"] = (
-                    row["steps_per_s"] / reference if reference else math.nan
-                )
-                rows.append(row)
-                print(
-                    f"  {row['device']:>5} {n:>6} {row['dtype']:>8}: "
-                    f"{row['steps_per_s']:8.1f} steps/s",
-                    flush=True,
-                )
+            for device in devices:
+                for threads in args.threads if device == "cpu" else [1]:
+                    for model_name in args.models:
+                        base = args.pair_steps if model_name == "pair" else args.schnet_steps
+                        steps = max(args.min_steps, round(base * 1000 / n))
+                        for name in args.dtypes:
+                            dtype = getattr(torch, name)
+                            report(
+                                measure_torch(
+                                    model_name, n, steps, device, dtype, threads, args.evals
+                                )
+                            )
+            if not args.no_lammps:
+                for threads in args.threads:
+                    steps = max(100, round(args.lammps_steps * 1000 / n))
+                    work = Path(scratch) / f"lammps-{n}-{threads}"
+                    report(measure_lammps(n, steps, threads, work))
+    lammps = {
+        (r["n_beads"], r["threads"]): r["steps_per_s"] for r in rows if r["engine"] == "lammps"
+    }
+    for row in rows:
+        reference = lammps.get((row["n_beads"], row["threads"]))
+        row["speed_vs_lammps"] = row["steps_per_s"] / reference if reference else math.nan
+    profile = None
+    if not args.no_profile:
+        profile = profile_step(216, max(args.min_steps, 2 * args.schnet_steps), torch.float64)
+    torch.set_num_threads(threads_before)
     load_after = os.getloadavg()
     print(
-        f"\n{'device':>6} {'beads':>6} {'dtype':>8} {'steps/s':>9} {'ns/day':>8} "
-        f"{'F fresh ms':>11} {'F Verlet ms':>12} {'x OpenMM':>9}"
+        f"\n{'engine':>6} {'model':>6} {'beads':>5} {'device':>6} {'dtype':>7} {'thr':>3} "
+        f"{'steps/s':>9} {'ns/day':>8} {'x LAMMPS':>8} {'F fresh ms':>10} {'F Verlet ms':>11}"
     )
-    for row in rows:
+    for r in rows:
+        fresh = r.get("force_eval_fresh_search_ms", math.nan)
+        cached = r.get("force_eval_verlet_list_ms", math.nan)
         print(
-            f"{row['device']:>6} {row['n_beads']:>6} {row['dtype']:>8} {row['steps_per_s']:>9.1f} "
-            f"{row['ns_per_day']:>8.1f} {row['force_eval_fresh_search_ms']:>11.1f} "
-            f"{row['force_eval_verlet_list_ms']:>12.1f} {row['speed_vs_openmm_cpu_table']:>9.2f}"
+            f"{r['engine']:>6} {r['model']:>6} {r['n_beads']:>5} {r['device']:>6} "
+            f"{r['dtype']:>7} {r['threads']:>3} {r['steps_per_s']:>9.1f} {r['ns_per_day']:>8.1f} "
+            f"{r['speed_vs_lammps']:>8.3f} {fresh:>10.2f} {cached:>11.2f}"
         )
+    if profile is not None:
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in profile["fractions"].items())
+        print(f"profile of the {profile['n_beads']}-bead SchNet step: {shares}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
     result = {
         "benchmark": "torch_md",
+        "quick": args.quick,
         "machine": describe_machine(),
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),
         "devices_not_present": sorted(set(args.devices) - set(devices)),
         "system": {
-            "model": "pair_table (TabulatedPairModel), LJ eps 2.5 kJ/mol, sigma 0.55 nm",
+            "pair_model": "pair_table (TabulatedPairModel), LJ eps 2.5 kJ/mol, sigma 0.55 nm",
+            "schnet_model": {**SCHNET, "width": 64, "n_interactions": 3, "n_rbf": 32},
             "table_dr_nm": TABLE_DR_NM,
             "mass_amu": MASS_AMU,
             "number_density_nm3": NUMBER_DENSITY_NM3,
-            "cutoff_nm": CUTOFF_NM,
+            "pair_cutoff_nm": CUTOFF_NM,
             "switch_width_nm": SWITCH_WIDTH_NM,
             "temperature_K": TEMPERATURE_K,
             "timestep_ps": TIMESTEP_PS,
             "neighbor_skin_nm": DEFAULT_SKIN_NM,
-            "integrator": "velocity Verlet + Bussi thermostat (tau 0.5 ps)",
-            "torch_threads": args.threads,
+            "integrator": f"velocity Verlet + Bussi thermostat (tau {DEFAULT_TAU_PS} ps)",
+            "lammps": "run_cg_md engine lammps, same table, Nose-Hoover NVT production",
         },
         "results": rows,
+        "profile": profile,
     }
-    write_json(args.out, result)
-    print(f"written {args.out}")
+    write_json(out, result)
+    write_text(out.with_suffix(".csv"), _csv_text(rows))
+    print(f"written {out} and {out.with_suffix('.csv')}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,11 @@ CUDA device:
 
 The state (positions, velocities) is held in float64 whatever the model's dtype; forces are
 evaluated in the model's dtype and accumulated in float64. Neighbour searches are reused
-between steps through a Verlet list (:class:`~cgforge.methods.gnn.neighbors.NeighborCache`)
-that does not change any result.
+between steps through a Verlet list (:class:`~cgforge.methods.gnn.neighbors.NeighborCache`,
+rebuilt when a bead has moved more than half the skin) that does not change any result. A step
+reads numbers back from the device twice: the Verlet list's largest displacement and, in one
+transfer, the energy, virial, largest force, largest displacement and kinetic energy that the
+blow-up checks and the thermostat need.
 
 Units: positions nm, velocities nm/ps, masses amu, time step fs (converted to ps inside),
 energies kJ/mol, forces kJ/mol/nm, pressure bar. amu·nm²/ps² = kJ/mol, so F/m is in nm/ps².
@@ -276,26 +279,35 @@ class TorchMD:
         k = self.kinetic_energy() if kinetic_kj_mol is None else kinetic_kj_mol
         return (2.0 * k + self.virial_kj_mol) / (3.0 * self.volume_nm3) * KJ_MOL_NM3_TO_BAR
 
-    def _evaluate(self) -> None:
-        """Energy, forces and virial at the current positions; raise on a blow-up."""
+    def _forces(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Set the forces at the current positions; return the energy and virial (tensors)."""
         pos = self.positions_nm.to(self._model_dtype)
         with use_neighbor_cache(self.cache):
             energy, forces, virial = self.model.energy_forces_virial(pos, self._box_model)
         self.forces_kj_mol_nm = forces.to(torch.float64)
-        values = torch.stack(
-            [
-                energy.to(torch.float64),
-                virial.to(torch.float64),
-                self.forces_kj_mol_nm.abs().max(),
-            ]
-        ).tolist()
-        self.potential_kj_mol, self.virial_kj_mol, fmax = values
-        if not all(math.isfinite(v) for v in values):
+        return energy.to(torch.float64), virial.to(torch.float64)
+
+    def _evaluate(self) -> None:
+        """Energy, forces and virial at the current positions; raise on a blow-up."""
+        energy, virial = self._forces()
+        values = torch.stack([energy, virial, self.forces_kj_mol_nm.abs().max()]).tolist()
+        self._accept(*values)
+
+    def _accept(
+        self, energy: float, virial: float, fmax: float, step_max: float | None = None
+    ) -> None:
+        """Keep the energy and virial of a force evaluation; raise on a blow-up."""
+        self.potential_kj_mol, self.virial_kj_mol = energy, virial
+        if not all(math.isfinite(v) for v in (energy, virial, fmax)):
             self._blow_up("the energy or the forces are not finite numbers")
         if fmax > self.max_force_kj_mol_nm:
             self._blow_up(
                 f"a force of {fmax:.3g} kJ/mol/nm exceeds {self.max_force_kj_mol_nm:.3g} kJ/mol/nm "
                 "(beads overlap)"
+            )
+        if step_max is not None and step_max > self.max_step_nm:
+            self._blow_up(
+                f"a bead moved {step_max:.3g} nm in one step (more than {self.max_step_nm:g} nm)"
             )
 
     def _blow_up(self, what: str) -> None:
@@ -325,21 +337,30 @@ class TorchMD:
         return new
 
     def step_once(self) -> None:
-        """One velocity-Verlet step (plus the thermostat for NVT)."""
+        """One velocity-Verlet step (plus the thermostat for NVT).
+
+        The blow-up checks and the thermostat's kinetic energy share one transfer of five
+        numbers to the host per step (one device synchronisation on a GPU).
+        """
         dt = self.dt_ps
         self.velocities_nm_ps.add_(self.forces_kj_mol_nm * self._inv_mass, alpha=0.5 * dt)
         displacement = self.velocities_nm_ps * dt
         self.positions_nm.add_(displacement)
         self.step += 1
-        self._evaluate()
+        energy, virial = self._forces()
         self.velocities_nm_ps.add_(self.forces_kj_mol_nm * self._inv_mass, alpha=0.5 * dt)
-        step_max = float(displacement.abs().max())
-        if step_max > self.max_step_nm:
-            self._blow_up(
-                f"a bead moved {step_max:.3g} nm in one step (more than {self.max_step_nm:g} nm)"
-            )
+        energy, virial, fmax, step_max, kinetic = torch.stack(
+            [
+                energy,
+                virial,
+                self.forces_kj_mol_nm.abs().max(),
+                displacement.abs().max(),
+                self._kinetic(),
+            ]
+        ).tolist()
+        self._accept(energy, virial, fmax, step_max)
         if self.thermostat == "bussi":
-            self._bussi(self.kinetic_energy())
+            self._bussi(kinetic)
 
     # ------------------------------------------------------------------ running
     def thermo_row(self) -> list[float]:

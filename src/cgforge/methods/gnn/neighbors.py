@@ -54,7 +54,10 @@ _HALF_SHELL = [(0, 0, 0)] + [
 ]
 
 
-def _check(positions_nm: Tensor, box_nm: Tensor, cutoff_nm: float, method: str) -> None:
+def _check(
+    positions_nm: Tensor, box_nm: Tensor, cutoff_nm: float, method: str
+) -> tuple[float, ...]:
+    """Refuse bad input; return the box edges (nm) as Python floats (one host transfer)."""
     if positions_nm.ndim != 2 or positions_nm.shape[1] != 3:
         raise InputError(f"positions must have shape (N, 3) in nm, got {tuple(positions_nm.shape)}")
     if box_nm.shape != (3,):
@@ -64,19 +67,20 @@ def _check(positions_nm: Tensor, box_nm: Tensor, cutoff_nm: float, method: str) 
         )
     if method not in _METHODS:
         raise InputError(f"unknown neighbour search method {method!r}; use one of {_METHODS}")
-    box = box_nm.detach()
-    if not bool(torch.all(torch.isfinite(box))) or bool(torch.any(box <= 0)):
-        raise InputError(f"box edges must be positive finite lengths in nm, got {box.tolist()}")
+    edges = tuple(box_nm.detach().tolist())
+    if not all(math.isfinite(e) and e > 0.0 for e in edges):
+        raise InputError(f"box edges must be positive finite lengths in nm, got {list(edges)}")
     cutoff = float(cutoff_nm)
     if not (math.isfinite(cutoff) and cutoff > 0.0):
         raise InputError(f"cutoff must be a positive distance in nm, got {cutoff_nm}")
-    shortest = float(box.min())
+    shortest = min(edges)
     if cutoff > 0.5 * shortest * (1.0 + 1.0e-12):
         raise InputError(
             f"cutoff {cutoff:.4g} nm exceeds half the shortest box edge ({0.5 * shortest:.4g} "
             f"nm of {shortest:.4g} nm); "
             f"use a box with all edges >= {2.0 * cutoff:.4g} nm (more beads) or a shorter cutoff"
         )
+    return edges
 
 
 def _minimum_image(d: Tensor, box: Tensor) -> Tensor:
@@ -180,11 +184,11 @@ def neighbor_pairs(
         separations r_ij = x_j − x_i (P, 3) in nm, differentiable w.r.t. ``positions_nm``
         and ``box_nm``.
     """
-    _check(positions_nm, box_nm, cutoff_nm, method)
+    edges = _check(positions_nm, box_nm, cutoff_nm, method)
     box = box_nm.to(dtype=positions_nm.dtype, device=positions_nm.device)
     cache = _ACTIVE_CACHE.get()
     if cache is not None:
-        return cache.pairs(positions_nm, box, float(cutoff_nm), method)
+        return cache.pairs(positions_nm, box, float(cutoff_nm), method, box_edges_nm=edges)
     i, j = _search(positions_nm.detach(), box.detach(), float(cutoff_nm), method)
     return i, j, _pair_vectors(positions_nm, i, j, box)
 
@@ -231,12 +235,19 @@ class NeighborCache:
         self._entries.clear()
 
     def pairs(
-        self, positions_nm: Tensor, box_nm: Tensor, cutoff_nm: float, method: str = "auto"
+        self,
+        positions_nm: Tensor,
+        box_nm: Tensor,
+        cutoff_nm: float,
+        method: str = "auto",
+        *,
+        box_edges_nm: tuple[float, ...] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Same result as :func:`neighbor_pairs` (inputs already checked)."""
+        """Same result as :func:`neighbor_pairs` (inputs already checked; ``box_edges_nm``:
+        the box edges as floats when the caller has them, saving a transfer to the host)."""
         self.calls += 1
         pos = positions_nm.detach()
-        box_key = tuple(float(v) for v in box_nm.detach().cpu())
+        box_key = tuple(box_nm.detach().tolist()) if box_edges_nm is None else tuple(box_edges_nm)
         key = (cutoff_nm, pos.shape[0], box_key, pos.dtype, pos.device)
         entry = self._entries.get(key)
         with torch.no_grad():

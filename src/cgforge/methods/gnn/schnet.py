@@ -90,8 +90,12 @@ class _Interaction(torch.nn.Module):
         )
 
     def forward(self, x: Tensor, src: Tensor, dst: Tensor, rbf: Tensor, fc: Tensor) -> Tensor:
-        w = self.filter(rbf) * fc[:, None]  # (2P, width)
-        messages = self.in2f(x)[src] * w
+        """``rbf`` (P, n_rbf) and ``fc`` (P,) of the half pair list; ``src``/``dst`` (2P,) run
+        over both directions (the first P entries j → i, the next P i → j)."""
+        w = self.filter(rbf) * fc[:, None]  # (P, width): the filter depends on r only, so it is
+        # evaluated once per unordered pair and broadcast over both directions
+        h = self.in2f(x).index_select(0, src)  # (2P, width)
+        messages = (h.view(2, -1, h.shape[-1]) * w).view(-1, h.shape[-1])
         v = torch.zeros_like(x).index_add_(0, dst, messages)
         return x + self.f2out(v)
 
@@ -155,9 +159,8 @@ class SchNet(NetworkWithPrior):
         """Unscaled per-bead readout energies (n_beads,) from the half pair list (i < j)."""
         src = torch.cat([j, i])  # message from src ...
         dst = torch.cat([i, j])  # ... to dst, both directions
-        r2 = torch.cat([r_nm, r_nm])
-        rbf = torch.exp(self.rbf_coefficient * (r2[:, None] - self.rbf_centres) ** 2)
-        fc = cosine_cutoff(r2, self.cutoff_nm)
+        rbf = torch.exp(self.rbf_coefficient * (r_nm[:, None] - self.rbf_centres) ** 2)
+        fc = cosine_cutoff(r_nm, self.cutoff_nm)
         x = self.embedding.expand(n_beads, -1)
         for block in self.interactions:
             x = block(x, src, dst, rbf, fc)
