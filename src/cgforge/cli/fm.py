@@ -235,9 +235,18 @@ def transfer(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    allow_other_molecules: bool = typer.Option(
+        False,
+        "--allow-other-molecules",
+        help="Also run references of another molecule than the model was trained on.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
-    """Run a trained model at the state point of every reference: transferability.csv."""
+    """Run a trained model at the state point of every reference: transferability.csv.
+
+    State points outside the trained temperature/density range are flagged (extrapolated);
+    a state point whose run blows up is listed as failed with the reason.
+    """
     from cgforge.workflows.gnn_md import transferability_table
 
     path = model_file(model)
@@ -256,19 +265,25 @@ def transfer(
             [*references, *(more_references or [])],
             out,
             progress=progress,
+            allow_other_molecules=allow_other_molecules,
             **settings,
         )
     table = Table(title=f"transferability → {out / 'transferability.csv'}")
-    for column in ("T / K", "ρ / g cm⁻³", "trained", "RDF dev.", "P / bar", "D_CG/D_AA"):
+    columns = ("T / K", "ρ / g cm⁻³", "status", "trained", "extrap.", "RDF dev.", "P / bar")
+    for column in (*columns, "D_CG/D_AA", "notes"):
         table.add_column(column)
     for row in rows:
+        extrapolated = row.get("extrapolated")
         table.add_row(
             f"{row['temperature_K']:g}",
             f"{row['density_g_cm3']:.4g}",
+            str(row.get("status", "ok")),
             "yes" if row.get("trained_on") else "no",
+            "?" if extrapolated is None else "yes" if extrapolated else "no",
             _fmt(row.get("rdf_deviation"), "{:.2%}"),
             _fmt(row.get("pressure_bar"), "{:.1f}"),
             _fmt(row.get("acceleration_factor"), "{:.3g}"),
+            str(row.get("notes") or ""),
         )
     console.print(table)
 

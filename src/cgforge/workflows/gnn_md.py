@@ -21,7 +21,13 @@
 ``transferability_table``
     Runs the model at the state point (temperature and density) of each reference directory and
     writes ``transferability.csv`` with one row per state point, marking those the model was
-    trained on (from its metadata ``training_state_points``).
+    trained on (from its metadata ``training_state_points``) and flagging as ``extrapolated``
+    those whose temperature or density lies outside the trained range ([min, max] over the
+    training state points). References of another molecule than the model's (metadata
+    ``molecule`` against the reference's ``molecule``) are refused before any MD unless
+    ``allow_other_molecules``. A state point whose run blows up
+    (:class:`~cgforge.errors.SimulationError`, non-finite energies) gets a row with status
+    ``failed`` and the reason; the other state points still run.
 
 The box is fixed: runs are at constant volume, so the density is an input, not a result, and
 ``density_error`` is (ρ_run − ρ_ref)/ρ_ref, zero when the run uses the reference's density. How
@@ -79,7 +85,9 @@ TRAINED_ON_DENSITY_REL = 5.0e-3
 TABLE_COLUMNS = (
     "temperature_K",
     "density_g_cm3",
+    "status",
     "trained_on",
+    "extrapolated",
     "rdf_deviation",
     "rdf_r2",
     "density_error",
@@ -94,7 +102,13 @@ TABLE_COLUMNS = (
     "temperature_measured_K",
     "reference_dir",
     "run_dir",
+    "notes",
 )
+#: Columns of ``transferability.csv`` taken from each run's summary.
+_SUMMARY_COLUMNS = TABLE_COLUMNS[5:17]
+#: ``status`` of a table row: the run finished, or it blew up.
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
 
 
 def training_state_points(metadata: dict[str, Any]) -> list[dict[str, float]]:
@@ -143,6 +157,46 @@ def is_training_state(
         ):
             return True
     return False
+
+
+def training_range(metadata: dict[str, Any]) -> dict[str, tuple[float, float]] | None:
+    """The trained range ``{"temperature_K": (min, max), "density_g_cm3": (min, max)}`` over the
+    model's ``training_state_points``; None when the metadata lists none."""
+    points = training_state_points(metadata)
+    if not points:
+        return None
+    return {
+        key: (min(p[key] for p in points), max(p[key] for p in points))
+        for key in ("temperature_K", "density_g_cm3")
+    }
+
+
+def extrapolation_notes(
+    temperature_K: float, density_g_cm3: float, metadata: dict[str, Any]
+) -> list[str] | None:
+    """Why (T, ρ) lies outside the model's trained range (empty when inside; the tolerances of
+    :func:`is_training_state` widen the range); None when the metadata lists no state points."""
+    trained = training_range(metadata)
+    if trained is None:
+        return None
+    notes = []
+    t_lo, t_hi = trained["temperature_K"]
+    if not t_lo - TRAINED_ON_TEMPERATURE_K <= temperature_K <= t_hi + TRAINED_ON_TEMPERATURE_K:
+        notes.append(
+            f"temperature {temperature_K:g} K outside the trained range [{t_lo:g}, {t_hi:g}] K"
+        )
+    r_lo, r_hi = trained["density_g_cm3"]
+    tol = TRAINED_ON_DENSITY_REL * density_g_cm3
+    if not r_lo - tol <= density_g_cm3 <= r_hi + tol:
+        notes.append(
+            f"density {density_g_cm3:.4g} g/cm3 outside the trained range "
+            f"[{r_lo:.4g}, {r_hi:.4g}] g/cm3"
+        )
+    return notes
+
+
+def _same_molecule(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
 
 
 def _steps(time_ps: float, dt_ps: float, interval: int, what: str) -> int:
@@ -382,6 +436,8 @@ def transferability_table(
     model_path: str | Path,
     reference_dirs: Sequence[str | Path],
     out: str | Path,
+    *,
+    allow_other_molecules: bool = False,
     **md_settings: Any,
 ) -> list[dict[str, Any]]:
     """Run the model at every reference's state point; write ``out/transferability.csv``.
@@ -390,6 +446,12 @@ def transferability_table(
     ``n_beads`` is in ``md_settings``); the run goes to ``out/state_NN_<T>K_<rho>gcm3``
     (resumable). ``md_settings`` are keyword arguments of :func:`simulate_model` other than
     the state point. Returns the table rows (:data:`TABLE_COLUMNS`).
+
+    References of another molecule than the model metadata's ``molecule`` raise InputError
+    before any MD unless ``allow_other_molecules`` (then the row's note says so). A state
+    point outside the trained temperature or density range runs, with ``extrapolated`` true
+    and a note. A run that blows up gives a row with ``status`` ``failed`` and the reason in
+    ``notes`` (its other columns empty); the remaining state points still run.
     """
     if not reference_dirs:
         raise InputError("give at least one reference directory (a state point to test)")
@@ -400,33 +462,84 @@ def transferability_table(
             )
     _, metadata = load_model(model_path)
     references = [load_reference(d) for d in reference_dirs]
+    trained_molecule = metadata.get("molecule")
+    trained_molecule = None if trained_molecule is None else str(trained_molecule)
+    others = [
+        r
+        for r in references
+        if trained_molecule is not None and not _same_molecule(r.molecule, trained_molecule)
+    ]
+    if others and not allow_other_molecules:
+        listed = ", ".join(f"{r.path} ({r.molecule})" for r in others)
+        raise InputError(
+            f"the model was trained on {trained_molecule} but the reference(s) {listed} hold "
+            "another molecule; give references of the same molecule or pass "
+            "--allow-other-molecules (allow_other_molecules=True) to test it on other molecules"
+        )
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for k, reference in enumerate(references):
         run_dir = root / _state_dir_name(k, reference)
-        summary = simulate_model(
-            model_path,
-            run_dir,
-            temperature_K=reference.temperature_K,
-            density_g_cm3=reference.density_g_cm3,
-            reference_dir=reference.path,
-            **md_settings,
-        )
-        rows.append(
+        t, rho = reference.temperature_K, reference.density_g_cm3
+        notes: list[str] = []
+        if trained_molecule is None:
+            notes.append("the model metadata names no molecule; the molecule was not checked")
+        elif not _same_molecule(reference.molecule, trained_molecule):
+            notes.append(
+                f"reference molecule {reference.molecule} differs from the model's "
+                f"training molecule {trained_molecule}"
+            )
+        outside = extrapolation_notes(t, rho, metadata)
+        if outside is None:
+            notes.append("the model metadata lists no training state points")
+        elif outside:
+            notes.append("extrapolated: " + " and ".join(outside))
+        row: dict[str, Any] = dict.fromkeys(TABLE_COLUMNS)
+        row.update(
             {
-                "temperature_K": reference.temperature_K,
-                "density_g_cm3": reference.density_g_cm3,
-                "trained_on": is_training_state(
-                    reference.temperature_K, reference.density_g_cm3, metadata, reference.path
-                ),
-                **{c: summary.get(c) for c in TABLE_COLUMNS[3:15]},
+                "temperature_K": t,
+                "density_g_cm3": rho,
+                "status": STATUS_OK,
+                "trained_on": is_training_state(t, rho, metadata, reference.path),
+                "extrapolated": None if outside is None else bool(outside),
                 "reference_dir": str(reference.path),
                 "run_dir": str(run_dir.resolve()),
             }
         )
-    write_text(root / "transferability.csv", _table_csv(rows))
+        try:
+            summary = simulate_model(
+                model_path,
+                run_dir,
+                temperature_K=t,
+                density_g_cm3=rho,
+                reference_dir=reference.path,
+                **md_settings,
+            )
+            blown = _non_finite(summary)
+            if blown:
+                raise SimulationError(f"the run gave non-finite {', '.join(blown)}")
+        except SimulationError as exc:
+            reason = " ".join(str(exc).split())
+            row["status"] = STATUS_FAILED
+            notes.append(f"failed: {reason}")
+        else:
+            row.update({c: summary.get(c) for c in _SUMMARY_COLUMNS})
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+        write_text(root / "transferability.csv", _table_csv(rows))  # each row as it comes
     return rows
+
+
+def _non_finite(summary: dict[str, Any]) -> list[str]:
+    """Names of the energy-derived results of a run's summary that are not finite numbers."""
+    names = ("pressure_bar", "temperature_measured_K", "conserved_energy_drift_kj_mol_ps")
+    bad = []
+    for name in names:
+        value = summary.get(name)
+        if isinstance(value, int | float) and not math.isfinite(value):
+            bad.append(name)
+    return bad
 
 
 def _table_csv(rows: list[dict[str, Any]]) -> str:
