@@ -15,11 +15,8 @@ results as files.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
@@ -35,9 +32,15 @@ from cgforge.methods.ibi import (
 from cgforge.observables import mean_with_error
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.table import TabulatedPotential
-from cgforge.reference import ReferenceAnalysis, analyze
+from cgforge.reference import ReferenceAnalysis
 from cgforge.trajectory import CGTrajectory
-from cgforge.workflows.cg import AAReference, beads_for_reference, box_from_density, load_reference
+from cgforge.workflows.cg import (
+    AAReference,
+    analyse_cg_result,
+    beads_for_reference,
+    box_from_density,
+    load_reference,
+)
 
 __all__ = ["CGRun", "ibi", "reference", "simulate"]
 
@@ -183,21 +186,8 @@ def simulate(
     )
     system = CGSystem(potential, n, box, mass, label="the potential given to api.simulate")
     result = run_cg_md(system, protocol, Path(workdir), progress=progress)
-    traj = CGTrajectory(
-        positions_nm=result.bead_positions_nm,
-        box_nm=np.tile(result.box_nm, (len(result.times_ps), 1)),
-        times_ps=result.times_ps,
-        masses_amu=result.bead_masses_amu,
-    )
+    traj, analysis, _ = analyse_cg_result(result, ref)
     thermo = result.thermo
-    eq_density = thermo["density_g_cm3"][thermo["stage"] == 0]
-    series = eq_density[len(eq_density) // 2 :] if len(eq_density) >= 2 else None
-    kwargs = {}
-    if ref is not None:
-        width = float(ref.rdf.bin_width_nm)
-        top = min(float(ref.rdf.r_max_nm), 0.5 * float(np.min(result.box_nm)))
-        kwargs = {"rdf_bin_nm": width, "rdf_r_max_nm": math.floor(top / width + 1e-9) * width}
-    analysis = analyze(traj, density_series_g_cm3=series, **kwargs)
     prod = thermo["stage"] == 1
     pressure, pressure_err = mean_with_error(thermo["pressure_bar"][prod])
     measured_t, _ = mean_with_error(thermo["temperature_K"][prod])

@@ -294,9 +294,12 @@ def temperature_note(
     )
 
 
-def _analyse(
+def analyse_cg_result(
     result: MDResult, reference: AAReference | None
 ) -> tuple[CGTrajectory, ReferenceAnalysis, np.ndarray | None]:
+    """The production trajectory of a CG run, its analysis (RDF on ``reference``'s bins where
+    given, MSD, D, density from the second half of the NPT stage where there is one) and that
+    density series (None without an NPT stage)."""
     traj = CGTrajectory(
         positions_nm=result.bead_positions_nm,
         box_nm=np.tile(result.box_nm, (len(result.times_ps), 1)),
@@ -383,7 +386,7 @@ def _produce(
         label=name,
         positions_nm=positions_nm,
     )
-    traj, analysis, series = _analyse(result, reference)
+    traj, analysis, series = analyse_cg_result(result, reference)
     write_results(out, analysis, traj, title=f"{name}: one-bead CG model")
     write_thermo_csv(out / "thermo.csv", result.thermo)
     prod = result.thermo["stage"] == 1
