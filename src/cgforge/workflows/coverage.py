@@ -161,7 +161,7 @@ def _reference_paths(references: Any) -> list[Path]:
 def _liquid(model: Any, path: Path, grids: LearningGrids) -> dict[str, Any]:
     """One reference through the input path of ``cgforge predict``."""
     from cgforge.workflows.cg import load_reference
-    from cgforge.workflows.predict import _check_reference
+    from cgforge.workflows.predict import check_reference_for_prediction
 
     row: dict[str, Any] = {
         "liquid": path.name,
@@ -186,7 +186,7 @@ def _liquid(model: Any, path: Path, grids: LearningGrids) -> dict[str, Any]:
         row["peak_height"], row["peak_r_nm"] = first_peak(
             grids.rdf_r_nm, resample_rdf(reference.rdf, grids).g
         )
-        _check_reference(reference)
+        check_reference_for_prediction(reference)
         prediction = model.predict(
             reference.bead_mass_amu,
             reference.diffusion_m2_s,

@@ -144,7 +144,7 @@ def _cg_beads(reference: AAReference, cutoff_nm: float, n_beads: int | None) -> 
     return int(n_beads)
 
 
-def _check_reference(reference: AAReference) -> None:
+def check_reference_for_prediction(reference: AAReference) -> None:
     d = reference.diffusion_m2_s
     if not (math.isfinite(d) and d > 0):
         raise InputError(
@@ -208,7 +208,7 @@ def run_predict(
     model_dir = resolve_model_dir(model_dir)  # None: the model shipped with cgforge
 
     reference = load_reference(reference_dir)
-    _check_reference(reference)
+    check_reference_for_prediction(reference)
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"out {folder} is a file; give a directory path", parameters="out")
