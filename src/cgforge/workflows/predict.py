@@ -145,6 +145,8 @@ def _cg_beads(reference: AAReference, cutoff_nm: float, n_beads: int | None) -> 
 
 
 def check_reference_for_prediction(reference: AAReference) -> None:
+    """Refuse a reference that a mobility model cannot take as input: no positive all-atom D
+    or bead mass."""
     d = reference.diffusion_m2_s
     if not (math.isfinite(d) and d > 0):
         raise InputError(
