@@ -252,27 +252,51 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-def merge(paths: list[Path], out: Path) -> None:
-    """One result file from per-liquid result files, in the order of :data:`LIQUIDS`; each
-    liquid keeps its own command, machine load and wall time."""
+def _listed(part: dict, key: str) -> list:
+    """A per-run field of a result file: one value, or the list of a merged file."""
+    return list(part[f"{key}s"]) if f"{key}s" in part else [part[key]]
+
+
+def _nested(value: list) -> list:
+    """Load averages of one run ([1, 5, 15 min]) or of a merged file (a list of those)."""
+    return list(value) if value and isinstance(value[0], list) else [value]
+
+
+def merge(paths: list[Path], out: Path, replace: bool = False) -> None:
+    """One result file from per-liquid (or earlier merged) result files, in the order of
+    :data:`LIQUIDS`; each liquid keeps its own command, machine load and wall time. A liquid in
+    more than one file is an error, unless ``replace``: then the last file's record is kept."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     order = [n for n, _ in LIQUIDS]
-    records = sorted(
-        (r for part in parts for r in part["liquids"]), key=lambda r: order.index(r["liquid"])
-    )
-    if len({r["liquid"] for r in records}) != len(records):
-        raise SystemExit("error: a liquid appears in more than one file; merge each once")
+    chosen: dict[str, dict] = {}
+    for part in parts:
+        for record in part["liquids"]:
+            if record["liquid"] in chosen and not replace:
+                raise SystemExit(
+                    f"error: {record['liquid']} appears in more than one file; merge each once "
+                    "or pass --replace to keep the last file's"
+                )
+            chosen[record["liquid"]] = record
+    records = sorted(chosen.values(), key=lambda r: order.index(r["liquid"]))
     settings = {json.dumps(part["compare_settings"], sort_keys=True) for part in parts}
     if len(settings) != 1:
         raise SystemExit("error: the files were made with different CG settings")
     rows = table_rows(records)
     print_table(rows)
     result = {
-        **{k: v for k, v in parts[0].items() if k not in ("liquids", "table", "command")},
-        "commands": [part["command"] for part in parts],
-        "load_average_before": [part["load_average_before"] for part in parts],
-        "load_average_after": [part["load_average_after"] for part in parts],
-        "merged_from": [str(p) for p in paths],
+        **{
+            k: v
+            for k, v in parts[0].items()
+            if k not in ("liquids", "table", "command", "commands", "merged_from")
+        },
+        "commands": [c for part in parts for c in _listed(part, "command")],
+        "load_average_before": [x for part in parts for x in _nested(part["load_average_before"])],
+        "load_average_after": [x for part in parts for x in _nested(part["load_average_after"])],
+        "merged_from": [
+            m
+            for p, part in zip(paths, parts, strict=True)
+            for m in part.get("merged_from", [str(p)])
+        ],
         "table": rows,
         "liquids": records,
     }
@@ -306,9 +330,12 @@ def main() -> None:
         default=None,
         help="combine result JSONs of single liquids (run separately) into --out; no runs",
     )
+    parser.add_argument(
+        "--replace", action="store_true", help="with --merge: a later file's liquid replaces"
+    )
     args = parser.parse_args()
     if args.merge:
-        merge(args.merge, args.out or RESULTS / "eight_liquids.json")
+        merge(args.merge, args.out or RESULTS / "eight_liquids.json", replace=args.replace)
         return
 
     known = [n for n, _ in LIQUIDS]
