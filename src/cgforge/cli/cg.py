@@ -118,7 +118,10 @@ def cg(
     ),
     timestep: str = typer.Option("5fs", "--timestep", help="Time step."),
     ensemble: str = typer.Option(
-        "nvt", "--ensemble", help="Production ensemble: nvt (Nosé-Hoover) or nve."
+        "nvt",
+        "--ensemble",
+        help="Production ensemble: nvt (Nosé-Hoover), nve, or npt (Nosé-Hoover + the NPT "
+        "barostat; density from the production; lammps and openmm engines).",
     ),
     sample_every: str = typer.Option(
         None, "--sample-every", help="Bead sampling interval (default: run/100, at most 1ps)."
@@ -173,7 +176,11 @@ def _print_summary(summary: dict, out: Path) -> None:
     table = Table(title=f"{summary.get('molecule')} → {out}", show_header=False)
     rows = [
         ("beads", f"{summary['n_molecules']} × {summary['bead_mass_amu']:.3f} amu"),
-        ("density", f"{summary['density_g_cm3']:.4f} ± {summary['density_err_g_cm3']:.4f} g/cm3"),
+        (
+            "density",
+            f"{summary['density_g_cm3']:.4f} ± {summary['density_err_g_cm3']:.4f} g/cm3"
+            + (f" ({summary['density_source']})" if summary.get("density_source") else ""),
+        ),
         ("pressure", f"{summary['pressure_bar']:.1f} ± {summary['pressure_err_bar']:.1f} bar"),
         ("D", f"{summary['diffusion_m2_s']:.4g} ± {summary['diffusion_err_m2_s']:.2g} m2/s"),
     ]

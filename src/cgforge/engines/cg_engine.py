@@ -5,9 +5,11 @@ torch energy model (:func:`cgforge.methods.gnn.base.load_model`), the number of 
 orthorhombic box, the bead mass and optionally a start configuration (default: the
 jittered lattice of :func:`~cgforge.engines.cg_system.lattice_positions` from the protocol's
 seed). An engine runs it under an :class:`~cgforge.engines.md.MDProtocol` (minimisation, NPT
-equilibration, production at the NPT mean volume under ``nvt``, ``nve`` or ``langevin``) in a
+equilibration, production at the NPT mean volume under ``nvt``, ``nve`` or ``langevin``, or
+from that volume under the equilibration's barostat, ``npt``: LAMMPS and OpenMM) in a
 work directory that makes it resumable, and returns an :class:`~cgforge.engines.md.MDResult`:
-unwrapped bead positions, sample times, the production box, and one thermo table whose columns
+unwrapped bead positions, sample times, the production box (for ``npt`` also every
+sample's box, ``frame_box_nm``, and ``box_nm`` their mean), and one thermo table whose columns
 are :data:`THERMO_COLUMNS` for every engine (``t_ps``, ``stage`` (0 equilibration,
 1 production), ``potential_kJ_mol``, ``kinetic_kJ_mol``, ``total_kJ_mol``, ``temperature_K``,
 ``volume_nm3``, ``density_g_cm3``, ``pressure_bar``).

@@ -900,6 +900,12 @@ class GromacsRunner:
 
     # ------------------------------------------------------------------ stages
     def run(self) -> MDResult:
+        if self.protocol.production_ensemble == "npt":
+            raise InputError(
+                "the GROMACS engine runs production at constant volume (nvt, nve or langevin), "
+                "not npt",
+                parameters="production_ensemble",
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         state = self._load_state()

@@ -31,12 +31,17 @@ The protocol is that of :class:`~cgforge.engines.md.MDRunner`, in LAMMPS ``units
    Langevin start at the start density removes. The production box is the mean NPT volume of
    the second half of equilibration (all of it under MTK); bead positions are scaled to it.
 4. **Production** at that volume: ``nvt`` (``fix nvt``, a Nosé–Hoover chain of 3 with damping
-   1/``thermostat_collision_per_ps``), ``nve`` (``fix nve``), or ``langevin`` (``fix nve`` +
+   1/``thermostat_collision_per_ps``), ``nve`` (``fix nve``), ``langevin`` (``fix nve`` +
    ``fix langevin`` with damping 1/``production_friction_per_ps`` and ``zero yes``, so the net
    random force vanishes and the friction only damps the total momentum, which starts at zero:
-   no drift). Samples are gathered from the library: unwrapped positions (``compute
-   property/atom xu yu zu``, from image flags) and forces through ``lammps.gather`` ordered
-   by atom ID, thermodynamics (every ``thermo_interval_ps``) from a ``fix vector`` of the
+   no drift), or ``npt``: the equilibration's ``fix npt ... iso`` (same damping, the protocol's
+   pressure), started afresh at that volume, so that the volume fluctuates; each sample then
+   records its box. The unwrapped positions (``xu``: wrapped position plus image flag times
+   the current edge) are dilated with the box about its centre, as ``fix npt`` remaps the
+   atoms; the MSD and D come from these positions as they are (see
+   :func:`cgforge.workflows.cg.analyse_cg_result`). Samples are gathered from the library:
+   unwrapped positions (``compute property/atom xu yu zu``, from image flags) and forces
+   through ``lammps.gather`` ordered by atom ID, thermodynamics (every ``thermo_interval_ps``) from a ``fix vector`` of the
    thermo keywords, read after each ``run``; one ``run`` per position sample (every LAMMPS
    ``run`` costs one extra force evaluation, so fewer, longer runs keep cgforge's overhead over
    a plain LAMMPS input small).
@@ -64,7 +69,13 @@ import numpy as np
 
 from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem, require_table
 from cgforge.engines.lammps_lib import Lammps
-from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, production_samples
+from cgforge.engines.md import (
+    MDProtocol,
+    MDResult,
+    ProgressCallback,
+    production_boxes,
+    production_samples,
+)
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import read_state, write_json, write_npz
 from cgforge.potentials.io import write_lammps
@@ -227,7 +238,7 @@ class LammpsRunner:
                 f"fix cg_bath all langevin {T} {T} {MELT_DAMP_PS * 1000.0:.10g} "
                 f"{_lammps_seed(p.seed, 1 + 2 * step)} zero yes",
             ]
-        elif phase == "npt":
+        elif phase == "npt" or p.production_ensemble == "npt":
             p_atm = p.pressure_bar / ATM_TO_BAR
             lines = [
                 f"fix cg_int all npt temp {T} {T} {NPT_TDAMP_STEPS * dt:.10g} "
@@ -318,6 +329,8 @@ class LammpsRunner:
             out["bead_forces_kj_mol_nm"] = self._gather("f") * _FORCE_TO_KJ_NM
         if self.protocol.save_particles:
             out["particle_positions_nm"] = xyz.astype(np.float32)
+        if self.protocol.production_ensemble == "npt":
+            out["box_nm"] = self._box_nm()
         return out
 
     def _box_nm(self) -> np.ndarray:
@@ -490,17 +503,19 @@ class LammpsRunner:
 
     def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
         times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
+        frame_box = production_boxes(self.workdir, state["chunks"])
         return MDResult(
             times_ps=times,
             bead_positions_nm=positions,
             bead_forces_kj_mol_nm=forces,
-            box_nm=np.array(state["box_nm"]),
+            box_nm=np.array(state["box_nm"]) if frame_box is None else frame_box.mean(axis=0),
             bead_masses_amu=np.full(self.n, self.system.mass_amu),
             thermo=self._stage_thermo(state, None),
             platform=f"LAMMPS (CPU, {self.threads} thread{'s' if self.threads > 1 else ''})",
             ns_per_day=self._segment_speed,
             wall_s=wall_s,
             particle_chunks=chunks,
+            frame_box_nm=frame_box,
         )
 
     def _report(self, stage: str, done: int, total: int) -> None:

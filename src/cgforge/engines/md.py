@@ -14,6 +14,11 @@ for CG runs). The protocol is
    ``production_friction_per_ps``). Langevin friction slows diffusion by design: it is the
    production ensemble of the friction baseline (:mod:`cgforge.methods.friction`), which adds
    the friction a CG model lacks, never a way to measure a model's Newtonian mobility.
+   ``npt`` keeps the equilibration's Monte Carlo barostat (same pressure and interval) in
+   production, started from that mean volume, with the Nosé–Hoover chain of ``nvt`` as
+   thermostat (not the equilibration's Langevin integrator, whose friction would slow
+   diffusion); the volume then fluctuates and every sample records its box
+   (:attr:`MDResult.frame_box_nm`).
 
 Bead positions (mass-weighted centres, unwrapped), mapped forces (sum over each bead's particles),
 and thermodynamics (energies, temperature, volume, density, instantaneous molecular pressure) are
@@ -42,7 +47,7 @@ from cgforge.units import KB_KJ_MOL_K, density_g_cm3
 
 STATE_FILE = "state.json"
 #: Production ensembles of :class:`MDProtocol`.
-PRODUCTION_ENSEMBLES = ("nvt", "nve", "langevin")
+PRODUCTION_ENSEMBLES = ("nvt", "nve", "langevin", "npt")
 #: CG MD engines of :class:`MDProtocol` (see :mod:`cgforge.engines.cg_engine`); all-atom runs
 #: ignore the field.
 CG_ENGINES = ("auto", "lammps", "openmm", "torch")
@@ -63,7 +68,8 @@ class MDProtocol:
     production_ps: float = 1000.0
     sample_interval_ps: float = 1.0
     thermo_interval_ps: float = 0.1
-    production_ensemble: str = "nvt"  # "nvt" (Nosé–Hoover chain), "nve" or "langevin"
+    # "nvt" (Nosé–Hoover chain), "nve", "langevin" or "npt" (Nosé–Hoover chain + barostat)
+    production_ensemble: str = "nvt"
     thermostat_collision_per_ps: float = 1.0  # Nosé–Hoover coupling frequency
     friction_per_ps: float = 1.0  # Langevin friction of the equilibration stage only
     barostat_interval: int = 25
@@ -150,7 +156,7 @@ class MDResult:
     times_ps: np.ndarray  # (F,)
     bead_positions_nm: np.ndarray  # (F, B, 3) unwrapped bead centres
     bead_forces_kj_mol_nm: np.ndarray | None  # (F, B, 3)
-    box_nm: np.ndarray  # (3,) production box
+    box_nm: np.ndarray  # (3,) production box; the mean of frame_box_nm for an npt production
     bead_masses_amu: np.ndarray  # (B,)
     thermo: dict[str, np.ndarray]  # columns with units in the names, production and equilibration
     platform: str
@@ -160,6 +166,17 @@ class MDResult:
     # the engine's conserved energy at every thermo row (kJ/mol; for a thermostatted stage the
     # total energy minus the energy the thermostat put in), where the engine tracks it, else None
     conserved_kJ_mol: np.ndarray | None = None
+    # (F, 3) box of every sample of an npt production (its volume varies); None where the
+    # production box is constant (box_nm)
+    frame_box_nm: np.ndarray | None = None
+
+    @property
+    def frame_boxes_nm(self) -> np.ndarray:
+        """(F, 3) box of every production sample: :attr:`frame_box_nm`, else :attr:`box_nm`
+        repeated."""
+        if self.frame_box_nm is not None:
+            return np.asarray(self.frame_box_nm, dtype=float)
+        return np.tile(np.asarray(self.box_nm, dtype=float), (len(self.times_ps), 1))
 
     def iter_particle_frames(self):
         """Yield (time_ps, positions_nm (P,3)) of production frames from the chunk files."""
@@ -204,6 +221,20 @@ def select_platform(name: str) -> tuple[openmm.Platform, dict[str, str]]:
         )
     properties = {"Precision": "mixed"} if wanted in ("cuda", "opencl") else {}
     return available[wanted], properties
+
+
+def production_boxes(workdir: Path, chunk_names: list[str]) -> np.ndarray | None:
+    """(F, 3) per-sample boxes (nm) of a run's production chunks (their ``box_nm`` arrays), or
+    None where a production chunk with samples has none (a constant-volume production)."""
+    boxes = []
+    for name in chunk_names:
+        with np.load(workdir / name) as data:
+            if str(data["stage"]) != "production" or not len(data["times_ps"]):
+                continue
+            if "box_nm" not in data:
+                return None
+            boxes.append(np.asarray(data["box_nm"], dtype=float).reshape(-1, 3))
+    return np.concatenate(boxes) if boxes else None
 
 
 def production_samples(
@@ -310,8 +341,12 @@ class MDRunner:
             )
             integrator.setRandomNumberSeed(p.seed + 1)
         else:
-            barostat.setFrequency(0)  # present only to compute the molecular pressure
-            if p.production_ensemble == "nvt":
+            if p.production_ensemble == "npt":
+                # the equilibration's barostat, its own random stream (a checkpoint restores it)
+                barostat.setRandomNumberSeed(p.seed + 19)
+            else:
+                barostat.setFrequency(0)  # present only to compute the molecular pressure
+            if p.production_ensemble in ("nvt", "npt"):
                 integrator = openmm.NoseHooverIntegrator(
                     T,
                     p.thermostat_collision_per_ps / openmm.unit.picosecond,
@@ -407,6 +442,9 @@ class MDRunner:
             out["bead_forces_kj_mol_nm"] = map_forces(f, self.groups)
         if self.protocol.save_particles:
             out["particle_positions_nm"] = xyz.astype(np.float32)
+        if self.protocol.production_ensemble == "npt":
+            box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+            out["box_nm"] = np.diag(np.asarray(box, dtype=float)).copy()
         return out
 
     # ------------------------------------------------------------------ stages
@@ -563,17 +601,19 @@ class MDRunner:
 
     def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
         times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
+        frame_box = production_boxes(self.workdir, state["chunks"])
         return MDResult(
             times_ps=times,
             bead_positions_nm=positions,
             bead_forces_kj_mol_nm=forces,
-            box_nm=np.array(state["box_nm"]),
+            box_nm=np.array(state["box_nm"]) if frame_box is None else frame_box.mean(axis=0),
             bead_masses_amu=self.bead_masses,
             thermo=self._load_thermo(state),
             platform=self.platform.getName(),
             ns_per_day=self._segment_speed,
             wall_s=wall_s,
             particle_chunks=chunks,
+            frame_box_nm=frame_box,
         )
 
     def _report(self, stage: str, done: int, total: int) -> None:

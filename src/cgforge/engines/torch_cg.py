@@ -10,8 +10,8 @@ the device). :class:`TorchMD` has no barostat and no minimiser, so under an
   and does not minimise (``minimize`` is ignored);
 * equilibrates for ``equilibration_ps`` at the **start volume** (Bussi thermostat, coupling
   time ``1/thermostat_collision_per_ps``): the box, and so the density, is the system's;
-* runs production under ``nvt`` (Bussi, a global thermostat) or ``nve``; ``langevin`` is
-  refused (TorchMD has no Langevin integrator).
+* runs production under ``nvt`` (Bussi, a global thermostat) or ``nve``; ``langevin`` and
+  ``npt`` are refused (TorchMD has no Langevin integrator and no barostat).
 
 Thermo and positions are sampled every ``thermo_interval_ps`` (positions kept every
 ``sample_interval_ps``); the result has the columns of every CG engine
@@ -69,6 +69,12 @@ class TorchEngine:
             raise InputError(
                 "TorchMD has no Langevin integrator; use engine='lammps' or engine='openmm' for "
                 "a langevin production",
+                parameters="engine",
+            )
+        if p.production_ensemble == "npt":
+            raise InputError(
+                "the torch engine runs at constant volume (TorchMD has no barostat); use "
+                "engine='lammps' or engine='openmm' for an npt production",
                 parameters="engine",
             )
         torch_md, pair_model = _load_torch()

@@ -71,6 +71,12 @@ class AAConfig:
     prerelax: bool = False
 
     def __post_init__(self) -> None:
+        if self.protocol.production_ensemble == "npt":
+            raise InputError(
+                "all-atom runs produce at constant volume (nvt, nve or langevin); the npt "
+                "production is for CG runs (cgforge cg)",
+                parameters="production_ensemble",
+            )
         if self.engine not in ENGINES:
             raise InputError(
                 f"unknown engine '{self.engine}'; use one of {', '.join(ENGINES)}",

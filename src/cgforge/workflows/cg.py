@@ -22,7 +22,8 @@ run directory a valid reference directory itself):
   reference's bins;
 * ``rdf_r2``: R² of g_CG against g_AA over the common range of both RDFs;
 * ``density_error``: (ρ_CG − ρ_AA) / ρ_AA, with ρ_CG the NPT density of the CG model at the
-  reference's barostat pressure;
+  reference's barostat pressure (``density_source``: the second half of the NPT
+  equilibration, or the production itself for an ``npt`` production);
 * ``converged``, ``iterations`` (IBI only);
 * ``engine``: the CG engine that ran the production.
 
@@ -298,21 +299,44 @@ def analyse_cg_result(
     result: MDResult, reference: AAReference | None
 ) -> tuple[CGTrajectory, ReferenceAnalysis, np.ndarray | None]:
     """The production trajectory of a CG run, its analysis (RDF on ``reference``'s bins where
-    given, MSD, D, density from the second half of the NPT stage where there is one) and that
-    density series (None without an NPT stage)."""
+    given, MSD, D, density) and the density series behind that density: the production's
+    (every thermo row's box) for an ``npt`` production, whose volume varies, else the second
+    half of the NPT equilibration (None without an NPT stage: the density is the production
+    box's).
+
+    The trajectory carries every sample's box (:attr:`MDResult.frame_boxes_nm`), so the RDF of
+    an ``npt`` production normalises and applies the minimum image frame by frame. Its MSD
+    and D come from the unwrapped positions as the engine sampled them. Under a barostat these
+    are rescaled with the box (LAMMPS's ``fix npt`` dilates them about the box centre, OpenMM's
+    Monte Carlo barostat moves each bead's centre by the edge ratio at each accepted move),
+    which adds to a displacement at most (ΔL/L)·|r|, r the distance from the scaling centre, and
+    does not grow with the lag. A liquid's relative volume fluctuation is
+    sqrt(kT κ_T / V), ~1 % for a few hundred beads of an organic liquid (3 % for the 150
+    soft LJ beads of ``tests/test_npt_production.py``, falling as 1/sqrt(N)), so ΔL/L is
+    ~0.3-1 % and the spurious displacement a few 0.01 nm at most (≲ 1e-3 nm² in the MSD,
+    whose cross term averages to zero); against an MSD that grows linearly to ~1 nm² over the
+    fit window this changes D by far less than its statistical error, so no correction is
+    made.
+    """
+    boxes = result.frame_boxes_nm
     traj = CGTrajectory(
         positions_nm=result.bead_positions_nm,
-        box_nm=np.tile(result.box_nm, (len(result.times_ps), 1)),
+        box_nm=boxes,
         times_ps=result.times_ps,
         masses_amu=result.bead_masses_amu,
     )
     thermo = result.thermo
-    eq_density = thermo["density_g_cm3"][thermo["stage"] == 0]
-    series = eq_density[len(eq_density) // 2 :] if len(eq_density) >= 2 else None
+    if result.frame_box_nm is not None:  # npt production: the density of its own boxes
+        series = thermo["density_g_cm3"][thermo["stage"] == 1]
+        if len(series) < 2:
+            series = traj.density_g_cm3
+    else:
+        eq_density = thermo["density_g_cm3"][thermo["stage"] == 0]
+        series = eq_density[len(eq_density) // 2 :] if len(eq_density) >= 2 else None
     kwargs: dict[str, Any] = {}
     if reference is not None:
         width = float(reference.rdf.bin_width_nm)
-        top = min(float(reference.rdf.r_max_nm), 0.5 * float(np.min(result.box_nm)))
+        top = min(float(reference.rdf.r_max_nm), 0.5 * float(np.min(boxes)))
         kwargs = {"rdf_bin_nm": width, "rdf_r_max_nm": math.floor(top / width + 1e-9) * width}
     return traj, analyze(traj, density_series_g_cm3=series, **kwargs), series
 
@@ -412,7 +436,11 @@ def _produce(
         "pressure_bar": pressure,
         "pressure_err_bar": pressure_err,
         "density_source": (
-            "NPT equilibration, second half" if series is not None else "production box"
+            "NPT production"
+            if result.frame_box_nm is not None
+            else "NPT equilibration, second half"
+            if series is not None
+            else "production box"
         ),
         **analysis.summary_fields(),
         **_comparison(analysis, reference, potential.cutoff_nm),
