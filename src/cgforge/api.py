@@ -145,7 +145,8 @@ def simulate(
 ) -> CGRun:
     """CG MD of ``potential``: NPT equilibration (``equilibration_ps``; 0: none) at
     ``pressure_bar``, then production under ``production_ensemble`` (``nvt``, ``nve`` or
-    ``langevin`` with ``friction_per_ps``) at the equilibrated volume. The state point, bead
+    ``langevin`` with ``friction_per_ps``, at the equilibrated volume; ``npt``: the barostat
+    stays on). The state point, bead
     mass and bead count default to ``ref``'s (its NPT pressure, its molecule count or more for
     the cutoff); without ``ref`` give them all. The RDF is measured on ``ref``'s bins."""
     if ref is None:
