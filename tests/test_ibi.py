@@ -485,7 +485,9 @@ def test_ibi_records_the_time_step_limit_and_the_temperature_error(ibi_run):
         update = json.loads((workdir / f"iter_{i:03d}" / "update.json").read_text())
         assert update["timestep_limit_fs"] > fast_config().timestep_fs
         record = json.loads((workdir / f"iter_{i:03d}" / "result.json").read_text())
-        assert 0.0 < record["temperature_err_K"] < 0.02 * T
+        # σ_T of one sample is T·sqrt(2/(3N)) ≈ 10 K here; a 12 ps run has a handful of
+        # independent blocks, so the standard error is a few K, and far below 5 % of T
+        assert 0.0 < record["temperature_err_K"] < 0.05 * T
     assert "ran at" not in result.reason and "exceeds" not in result.reason
     assert "the target's own" in result.reason
 
