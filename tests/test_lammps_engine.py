@@ -461,5 +461,5 @@ def test_temperature_off_target_is_noted():
 
     assert temperature_note(298.15, 300.0, 0.5) is None  # within error + 1 %
     note = temperature_note(298.15, 309.0, 0.8)  # the 5 fs 3-methylpentane run of issue 11
-    assert note is not None and "309.0" in note and "timestep" in note
+    assert note is not None and "309.0" in note and "time step" in note
     assert temperature_note(298.15, 290.0, 6.0) is None  # off, but within its error + 1 %
