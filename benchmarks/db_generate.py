@@ -13,7 +13,7 @@ system with the ``quick`` preset (100 molecules, 30 + 60 ps AA, up to 10 IBI ite
 
 Stage B: a fixed batch of ``--b-records`` records (default 8) over the stage-A parents, bead
 masses uniform in 20–200 amu, ``tiny`` preset (64 beads, 2 + 8 ps, 5 fs steps scaled by
-√(m/m_A) below the parent's mass), OpenMM CPU platform with one thread per worker, on a
+√(m/m_A) below the parent's mass), the LAMMPS CG engine (``--cg-engine``) with one thread per worker, on a
 LocalCluster of 1 and of 2 worker processes. records/hour = done records / wall time of the
 stage (cluster start-up excluded, reported apart); parallel efficiency = rate(2) / (2 rate(1)).
 
@@ -60,7 +60,12 @@ MASS_RANGE_AMU = (20.0, 200.0)
 
 
 def stage_a(
-    root: Path, preset: str, engine: str, platform: str, molecules: tuple[str, ...] = MOLECULES
+    root: Path,
+    preset: str,
+    engine: str,
+    platform: str,
+    molecules: tuple[str, ...] = MOLECULES,
+    cg_engine: str = "lammps",
 ) -> tuple[Path, dict[str, Any]]:
     """One stage-A record per molecule on one worker; returns the database and the timings."""
     path = root / f"stage_a_{preset}_{engine}.db"
@@ -76,6 +81,7 @@ def stage_a(
         threads=1,
         platform=platform,
         engine=engine,
+        cg_engine=cg_engine,
     )
     total = time.perf_counter() - tic
     systems = []
@@ -113,7 +119,14 @@ def stage_a(
     return path, result
 
 
-def stage_b(parents_db: Path, root: Path, workers: int, n_records: int, platform: str) -> dict:
+def stage_b(
+    parents_db: Path,
+    root: Path,
+    workers: int,
+    n_records: int,
+    platform: str,
+    cg_engine: str = "lammps",
+) -> dict:
     """``n_records`` stage-B records on ``workers`` local workers from a copy of the parents."""
     path = root / f"stage_b_{workers}w.db"
     shutil.copyfile(parents_db, path)
@@ -127,6 +140,7 @@ def stage_b(parents_db: Path, root: Path, workers: int, n_records: int, platform
         workers=workers,
         threads=1,
         platform=platform,
+        cg_engine=cg_engine,
     )
     total = time.perf_counter() - tic
     stage = report.stages["B"]
@@ -156,6 +170,7 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["openmm", "gromacs"])
     parser.add_argument("--quick-molecule", default=None, help="add one quick-preset system")
     parser.add_argument("--platform", default="cpu", help="OpenMM platform")
+    parser.add_argument("--cg-engine", default="lammps", help="CG engine of IBI and stage B")
     parser.add_argument("--b-records", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -167,14 +182,17 @@ def main() -> None:
         stage_a_results = []
         parents = None
         for engine in engines:
-            path, result = stage_a(root, "tiny", engine, args.platform)
+            path, result = stage_a(root, "tiny", engine, args.platform, cg_engine=args.cg_engine)
             stage_a_results.append(result)
             parents = parents or path
         if args.quick_molecule:
-            _, result = stage_a(root, "quick", engines[0], args.platform, (args.quick_molecule,))
+            _, result = stage_a(
+                root, "quick", engines[0], args.platform, (args.quick_molecule,), args.cg_engine
+            )
             stage_a_results.append(result)
         stage_b_results = [
-            stage_b(parents, root, w, args.b_records, args.platform) for w in args.workers
+            stage_b(parents, root, w, args.b_records, args.platform, args.cg_engine)
+            for w in args.workers
         ]
     load_after = os.getloadavg()
     rates = {r["workers"]: r["records_per_hour"] for r in stage_b_results}
@@ -196,6 +214,7 @@ def main() -> None:
             "stage_b_mass_range_amu": list(MASS_RANGE_AMU),
             "threads_per_worker": 1,
             "platform": args.platform,
+            "cg_engine": args.cg_engine,
         },
         "stage_a": stage_a_results,
         "stage_b": stage_b_results,
