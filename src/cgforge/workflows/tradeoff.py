@@ -18,6 +18,7 @@ configuration and provenance).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -220,8 +221,6 @@ class _Evaluator:
 
 
 def _potential_digest(potential: TabulatedPotential) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for array in (potential.r_nm, potential.u_kj_mol, potential.f_kj_mol_nm):
         digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
@@ -340,8 +339,8 @@ def _write(
     )
     write_text(root / "tradeoff.csv", _csv(curve, CURVE_COLUMNS, units))
     write_text(root / "evaluations.csv", _csv(evaluations, EVALUATION_COLUMNS, units))
-    for k, point in enumerate(result.curve):
-        potential = result.basis.potential(point.evaluation.coefficients)
+    potentials = [result.basis.potential(p.evaluation.coefficients) for p in result.curve]
+    for k, (point, potential) in enumerate(zip(result.curve, potentials, strict=True)):
         write_csv(
             root / f"curve_{k:02d}_potential.csv",
             potential,
@@ -351,7 +350,7 @@ def _write(
                 f"{point.evaluation.rdf_deviation:.3%}"
             ),
         )
-    _plot(root / "tradeoff.png", result, ref)
+    _plot(root / "tradeoff.png", result, potentials, ref)
     unreached = [p for p in result.curve if not p.reached]
     notes = [
         f"target D_CG/D_AA = {p.target_ratio:.3g} not reached; the closest point found has "
@@ -383,7 +382,13 @@ def _write(
     return summary
 
 
-def _plot(path: Path, result: TradeoffResult, ref: AAReference) -> None:
+def _plot(
+    path: Path,
+    result: TradeoffResult,
+    potentials: list[TabulatedPotential],
+    ref: AAReference,
+) -> None:
+    """The curve, the RDFs and the potentials (``potentials``: one per curve point)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -407,12 +412,11 @@ def _plot(path: Path, result: TradeoffResult, ref: AAReference) -> None:
     ax.legend(fontsize=8)
     ax_g.plot(ref.rdf.r_nm, ref.rdf.g, "k-", lw=2, label="AA")
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(result.curve)))
-    for p, colour in zip(result.curve, colours, strict=True):
+    for p, u, colour in zip(result.curve, potentials, colours, strict=True):
         m = p.evaluation.measurement
         if m is None:
             continue
         ax_g.plot(m.rdf.r_nm, m.rdf.g, color=colour, lw=1, label=f"{p.evaluation.ratio:.2f}")
-        u = result.basis.potential(p.evaluation.coefficients)
         r = u.r_nm[u.r_nm <= u.cutoff_nm]
         ax_u.plot(r, u.energy(r), color=colour, lw=1)
     ax_g.set_xlabel("r (nm)")
@@ -420,11 +424,7 @@ def _plot(path: Path, result: TradeoffResult, ref: AAReference) -> None:
     ax_g.legend(title="D_CG/D_AA", fontsize=7)
     ax_u.set_xlabel("r (nm)")
     ax_u.set_ylabel("U (kJ/mol)")
-    finite = [
-        float(np.min(result.basis.potential(p.evaluation.coefficients).u_kj_mol))
-        for p in result.curve
-    ]
-    ax_u.set_ylim(min(finite) * 1.3 - 0.5, 5.0)
+    ax_u.set_ylim(min(float(np.min(u.u_kj_mol)) for u in potentials) * 1.3 - 0.5, 5.0)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
