@@ -145,6 +145,21 @@ def test_analyze_agrees_with_aa(aa_run, tmp_path):
         (["aa", "3-methylpentane", "--production", "2"], "no unit"),
         (["aa", "3-methylpentane", "--molecules", "8", "--pack-density", "9"], "density"),
         (["aa", "--topology", "missing.top", "--coordinates", "missing.gro"], "not found"),
+        (["aa", "3-methylpentane", "--density-scale", "0"], "--density-scale must be a factor"),
+        (["aa", "3-methylpentane", "--density-scale", "1.6"], "within 0.5-1.5, got 1.6"),
+        (
+            ["aa", "3-methylpentane", "--density-scale", "1.05", "--density", "0.7"],
+            "give --density-scale or --density, not both",
+        ),
+        (
+            ["aa", "3-methylpentane", "--density-scale", "1.05", "--ensemble", "npt"],
+            "use --ensemble nvt, nve or langevin",
+        ),
+        (
+            ["aa", "3-methylpentane", "--density", "0.7", "--equilibrate", "0ps"],
+            "--density needs an NPT equilibration (--equilibrate > 0)",
+        ),
+        (["aa", "3-methylpentane", "--density-relax", "-1ps"], "--density-relax must be"),
         (["analyze", "--topology", "missing.gro", "--trajectory", "missing.xtc"], "not found"),
     ],
 )

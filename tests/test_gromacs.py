@@ -528,3 +528,106 @@ def test_langevin_production_maps_to_gromacs_stochastic_dynamics():
     assert settings["ref-t"] == pytest.approx(protocol.temperature_K)
     assert settings["tcoupl"] == "no"
     assert "nh-chain-length" not in settings
+
+
+def _fixed_density_runner(tmp_path, name, protocol, progress=None):
+    molecule, positions, box = _small_liquid()
+    top = GromacsSystem.from_molecule(molecule, 27, tmp_path / "system.top")
+    groups = np.repeat(np.arange(27), molecule.n_atoms)
+    return GromacsRunner(
+        top,
+        positions,
+        box,
+        groups,
+        protocol,
+        tmp_path / name,
+        cutoff_nm=0.8,
+        threads=1,
+        progress=progress,
+    )
+
+
+@needs_gmx
+def test_fixed_density_production_follows_a_discarded_relax_stage(tmp_path):
+    """--density-scale 1.05: production at exactly 1.05 × the NPT mean density, after an NVT
+    relax stage that resumes from its checkpoint and stays out of production."""
+    settings = {"sample_interval_ps": 0.2, "thermo_interval_ps": 0.1, "seed": 4}
+    dense = default_protocol(
+        4.0, 10.0, production_density_scale=1.05, density_relax_ps=4.0, **settings
+    )
+
+    def kill_in_relax(stage, done, total, speed):
+        if stage == "relax" and 0 < done < total:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        _fixed_density_runner(tmp_path, "dense", dense, kill_in_relax).run()
+    result = _fixed_density_runner(tmp_path, "dense", dense).run()
+    work = tmp_path / "dense"
+    assert "Restarting from checkpoint" in (work / "relax.log").read_text()
+    th = result.thermo
+    eq, prod, relax = (
+        th["stage"] == MDRunner.STAGE_IDS[s] for s in ("equilibration", "production", "relax")
+    )
+    # thermo rows: equilibration, then the relax stage (one run, no duplicates), then production
+    np.testing.assert_allclose(th["t_ps"][relax], np.arange(1, 41) * 0.1, atol=1e-9)
+    np.testing.assert_allclose(th["t_ps"][prod], np.arange(1, 101) * 0.1, atol=1e-9)
+    assert np.flatnonzero(relax).max() < np.flatnonzero(prod).min()
+    npt_volume = th["volume_nm3"][eq][20:].mean()
+    assert result.npt_volume_nm3 == pytest.approx(npt_volume, rel=1e-9)
+    assert npt_volume / np.prod(result.box_nm) == pytest.approx(1.05, rel=1e-3)
+    density = th["density_g_cm3"]
+    assert density[prod].mean() / density[eq][20:].mean() == pytest.approx(1.05, rel=2e-3)
+    for stage in (relax, prod):
+        np.testing.assert_allclose(th["volume_nm3"][stage], np.prod(result.box_nm), rtol=1e-6)
+    # production samples only: 50 frames from the production run, none from the relax stage
+    np.testing.assert_allclose(result.times_ps, np.arange(1, 51) * 0.2, atol=1e-9)
+    start = (work / "production-start.gro").read_text().splitlines()
+    assert start[0] == "cgforge production start"
+    assert _gro_box_of(work / "relax-start.gro") == pytest.approx(result.box_nm, abs=2e-6)
+    # The pressure rises on compression, but 27 molecules over 10 ps cannot show it robustly:
+    # samples scatter by ~1300 bar, so the means by ~150 bar, against an expected rise of a
+    # few hundred bar; the test does not assert it.
+
+
+def _gro_box_of(path):
+    return [float(v) for v in path.read_text().splitlines()[-1].split()]
+
+
+@needs_gmx
+def test_cli_density_scale_records_the_fixed_density(tmp_path):
+    out = tmp_path / "dense"
+    code = main(
+        [
+            "aa",
+            "3-methylpentane",
+            "--molecules",
+            "27",
+            "--equilibrate",
+            "1ps",
+            "--production",
+            "2ps",
+            "--density-scale",
+            "1.05",
+            "--density-relax",
+            "0.5ps",
+            "--engine",
+            "gromacs",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["density_source"].startswith("fixed: production_density_scale")
+    assert summary["density_scale"] == pytest.approx(1.05, rel=1e-3)
+    assert summary["density_target_g_cm3"] == pytest.approx(1.05 * summary["density_npt_g_cm3"])
+    assert summary["density_g_cm3"] == pytest.approx(summary["density_target_g_cm3"], rel=1e-3)
+    assert summary["density_relax_ps"] == pytest.approx(0.5)
+    protocol = summary["provenance"]["config"]["protocol"]
+    assert protocol["production_density_scale"] == 1.05 and protocol["density_relax_ps"] == 0.5
+    rows = (out / "thermo.csv").read_text().splitlines()[1:]
+    stages = [row.split(",")[1] for row in rows]
+    assert stages.count("relax") == 25 and stages.count("production") == 100
+    assert stages == sorted(stages, key=["equilibration", "relax", "production"].index)

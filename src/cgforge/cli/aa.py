@@ -37,6 +37,22 @@ def aa(
         None, "--sample-every", help="Bead sampling interval (default: run/100, at most 1ps)."
     ),
     forces: bool = typer.Option(False, "--forces", help="Also save mapped (per-molecule) forces."),
+    density_scale: float = typer.Option(
+        None,
+        "--density-scale",
+        help="Production at a fixed density: this factor (0.5-1.5) times the NPT mean density, "
+        "e.g. 1.05 for 5 % denser (NVT relaxation first, see --density-relax).",
+    ),
+    production_density: float = typer.Option(
+        None,
+        "--density",
+        help="Production at this fixed density, g/cm3 (instead of --density-scale).",
+    ),
+    density_relax: str = typer.Option(
+        "50ps",
+        "--density-relax",
+        help="NVT relaxation at a fixed --density-scale/--density before production (discarded).",
+    ),
     cutoff: float = typer.Option(1.0, "--cutoff", help="Nonbonded cutoff, nm (PME beyond)."),
     density: float = typer.Option(
         None, "--pack-density", help="Packing density, g/cm3 (default: 0.9 x reference)."
@@ -70,6 +86,13 @@ def aa(
     RDF, D, density."""
     from cgforge.workflows.aa import AAConfig
 
+    density_settings: dict[str, float] = {
+        "density_relax_ps": parse_time_ps(density_relax, what="--density-relax")
+    }
+    if density_scale is not None:
+        density_settings["production_density_scale"] = density_scale
+    if production_density is not None:
+        density_settings["production_density_g_cm3"] = production_density
     protocol = protocol_from_options(
         equilibrate,
         production,
@@ -81,6 +104,7 @@ def aa(
         save_forces=forces,
         platform=platform,
         seed=seed,
+        **density_settings,
     )
     config = AAConfig(
         molecule=molecule,
@@ -161,6 +185,9 @@ def _print_summary(summary: dict, out: Path) -> None:
         ("D", f"{summary['diffusion_m2_s']:.4g} ± {summary['diffusion_err_m2_s']:.2g} m2/s"),
         ("fit window", "{:.3g}-{:.3g} ps".format(*summary["diffusion_fit_window_ps"])),
     ]
+    if "density_scale" in summary:  # a fixed production density
+        npt = summary["density_npt_g_cm3"]
+        rows.append(("fixed density", f"{summary['density_scale']:.4f} x NPT mean {npt:.4f} g/cm3"))
     if "ns_per_day" in summary:
         rows.append(("speed", f"{summary['ns_per_day']:.2f} ns/day on {summary['platform']}"))
     if "engine" in summary:

@@ -14,6 +14,12 @@ The stages mirror the OpenMM runner:
 4. production at that volume with leap-frog ``md`` and a Nosé–Hoover thermostat (``nvt``) or no
    thermostat (``nve``).
 
+A fixed production density (``production_density_scale`` × the NPT mean density or
+``production_density_g_cm3`` of the protocol) sets step 3's box to the volume of that density
+instead and runs a discarded ``relax`` stage before production: ``density_relax_ps`` of stochastic
+dynamics (``sd``, the equilibration's friction) without barostat at the new volume; production
+starts from its last frame (positions and velocities at full precision).
+
 The Hamiltonian is OpenMM's (:mod:`cgforge.engines.openmm_system`): PME with the given cutoff
 (``rvdw = rcoulomb``), Lennard-Jones truncated without any potential modifier, the analytic
 long-range correction of energy and pressure for both LJ terms (``DispCorr = AllEnerPres``:
@@ -413,8 +419,9 @@ def mdp_settings(
     n_steps: int,
     constraints: str = "h-bonds",
 ) -> dict[str, Any]:
-    """The ``.mdp`` options of one stage: ``"minimize"``, ``"equilibration"``,
-    ``"production"`` or ``"rerun"`` (single-point energies, no constraints applied)."""
+    """The ``.mdp`` options of one stage: ``"minimize"``, ``"equilibration"``, ``"relax"``
+    (NVT at a fixed production density before production), ``"production"`` or ``"rerun"``
+    (single-point energies, no constraints applied)."""
     p = protocol
     thermo = p.stride(p.thermo_interval_ps)
     calc = math.gcd(thermo, 100)
@@ -479,6 +486,20 @@ def mdp_settings(
                 "gen-temp": p.temperature_K,
                 "gen-seed": p.seed + 3,
                 "continuation": "no",
+                # the last frame (x, v) starts production at full precision
+                "nstxout": n_steps,
+                "nstvout": n_steps,
+            }
+        )
+    elif stage == "relax":
+        settings.update(
+            {
+                "integrator": "sd",
+                "tau-t": 1.0 / p.friction_per_ps,
+                "ld-seed": p.seed + 7,
+                "pcoupl": "no",
+                "gen-vel": "no",
+                "continuation": "no",  # constrain the rescaled start configuration
                 # the last frame (x, v) starts production at full precision
                 "nstxout": n_steps,
                 "nstvout": n_steps,
@@ -800,7 +821,7 @@ class GromacsRunner:
         tpr = next(
             (
                 self.workdir / f"{s}.tpr"
-                for s in ("minimize", "equilibration", "production")
+                for s in ("minimize", "equilibration", "relax", "production")
                 if (self.workdir / f"{s}.tpr").exists()
             ),
             None,
@@ -936,10 +957,23 @@ class GromacsRunner:
             state["done"] = [*state["done"], "equilibration"]
             self._commit(state)
 
+        n_relax = p.relax_steps if n_eq > 0 else 0
         if "production-start" not in state["done"]:
-            box_prod = self._write_production_start(n_eq)
+            # with a relax stage the rescaled configuration starts it (relax-start.gro)
+            start_name = "relax-start.gro" if n_relax > 0 else "production-start.gro"
+            box_prod, npt_volume = self._write_production_start(n_eq, start_name)
             state["box_nm"] = box_prod.tolist()
+            if npt_volume is not None:
+                state["npt_volume_nm3"] = npt_volume
             state["done"] = [*state["done"], "production-start"]
+            self._commit(state)
+
+        if n_relax > 0 and "relax" not in state["done"]:
+            self._grompp("relax", self.workdir / "relax-start.gro", n_relax, state)
+            self._read_masses()
+            self._mdrun("relax", n_relax)
+            self._write_relaxed_start(n_relax, np.array(state["box_nm"], dtype=float))
+            state["done"] = [*state["done"], "relax"]
             self._commit(state)
 
         if "production" not in state["done"]:
@@ -952,33 +986,48 @@ class GromacsRunner:
         self._read_masses()
         return self._result(state, time.perf_counter() - started)
 
-    def _write_production_start(self, n_eq: int) -> np.ndarray:
-        """The production start: last NPT frame scaled to the mean volume of its second half."""
-        if n_eq == 0:
-            # no equilibration: start from the minimised structure, velocities drawn in grompp
-            shutil.copyfile(self.workdir / "minimized.gro", self.workdir / "production-start.gro")
-            return _gro_box(self.workdir / "minimized.gro")
+    def _last_frame(self, stage: str, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions (nm), velocities (nm/ps) and box (nm) of a stage's last frame."""
         from MDAnalysis.coordinates.TRR import TRRReader
 
+        with TRRReader(str(self.workdir / f"{stage}.trr"), convert_units=False) as reader:
+            ts = reader[len(reader) - 1]
+            if ts.data.get("step", n_steps) != n_steps or not ts.has_velocities:
+                raise SimulationError(
+                    f"the {stage} trajectory lacks its last frame; remove the run directory "
+                    "and start again"
+                )
+            return (
+                np.array(ts.positions, dtype=float),
+                np.array(ts.velocities, dtype=float),
+                np.array(ts.dimensions[:3], dtype=float),
+            )
+
+    def _write_production_start(
+        self, n_eq: int, name: str = "production-start.gro"
+    ) -> tuple[np.ndarray, float | None]:
+        """The production (or relax) start ``name``: the last NPT frame scaled to the mean
+        volume of its second half, or to the protocol's fixed production density. Returns
+        the box and that mean NPT volume (None without equilibration)."""
+        if n_eq == 0:
+            # no equilibration: start from the minimised structure, velocities drawn in grompp
+            shutil.copyfile(self.workdir / "minimized.gro", self.workdir / name)
+            return _gro_box(self.workdir / "minimized.gro"), None
         self._read_masses()
         thermo = self._thermo("equilibration")
         self._check_thermo(thermo, "equilibration")
-        with TRRReader(str(self.workdir / "equilibration.trr"), convert_units=False) as reader:
-            ts = reader[len(reader) - 1]
-            if ts.data.get("step", n_eq) != n_eq or not ts.has_velocities:
-                raise SimulationError(
-                    "the equilibration trajectory lacks its last frame; remove the run "
-                    "directory and start again"
-                )
-            xyz = np.array(ts.positions, dtype=float)
-            vel = np.array(ts.velocities, dtype=float)
-            box_now = np.array(ts.dimensions[:3], dtype=float)
+        xyz, vel, box_now = self._last_frame("equilibration", n_eq)
         volumes = thermo["volume_nm3"]
-        if len(volumes) >= 2:
-            target = float(np.mean(volumes[len(volumes) // 2 :]))
-            box_prod = box_now * (target / np.prod(box_now)) ** (1.0 / 3.0)
-        else:
-            box_prod = box_now
+        p = self.protocol
+        npt_volume = (
+            float(np.mean(volumes[len(volumes) // 2 :]))
+            if len(volumes) >= 2
+            else float(np.prod(box_now))
+        )
+        target = npt_volume
+        if p.fixed_density:
+            target = p.production_volume(npt_volume, float(self.masses.sum()))
+        box_prod = box_now * (target / np.prod(box_now)) ** (1.0 / 3.0)
         xyz = mapping.make_whole(xyz, box_now, self.groups)
         com = mapping.center_of_mass(xyz, self.masses, self.groups)
         xyz += (com * (box_prod / box_now - 1.0))[self.groups]
@@ -986,12 +1035,28 @@ class GromacsRunner:
             self.system.topology,
             xyz,
             box_prod,
+            self.workdir / name,
+            velocities_nm_ps=vel,
+            title=f"cgforge {name.removesuffix('-start.gro')} start",
+            decimals=6,
+        )
+        return box_prod, npt_volume
+
+    def _write_relaxed_start(self, n_relax: int, box_prod: np.ndarray) -> None:
+        """production-start.gro: the last frame of the relax stage (box unchanged)."""
+        self._read_masses()
+        thermo = self._thermo("relax")
+        self._check_thermo(thermo, "relax")
+        xyz, vel, _ = self._last_frame("relax", n_relax)
+        write_gro(
+            self.system.topology,
+            mapping.make_whole(xyz, box_prod, self.groups),
+            box_prod,
             self.workdir / "production-start.gro",
             velocities_nm_ps=vel,
             title="cgforge production start",
             decimals=6,
         )
-        return box_prod
 
     # ------------------------------------------------------------------ results
     def _thermo(self, stage: str) -> dict[str, np.ndarray]:
@@ -1040,15 +1105,15 @@ class GromacsRunner:
 
         p = self.protocol
         sample = p.stride(p.sample_interval_ps)
-        eq = (
-            self._thermo("equilibration") if (self.workdir / "equilibration.edr").exists() else None
-        )
+        parts = [
+            self._thermo(stage)
+            for stage in ("equilibration", "relax")
+            if (self.workdir / f"{stage}.edr").exists() and stage in state["done"]
+        ]
         prod = self._thermo("production")
         self._check_thermo(prod, "production")
-        thermo = {
-            c: np.concatenate([eq[c], prod[c]]) if eq is not None else prod[c]
-            for c in self.THERMO_COLUMNS
-        }
+        parts.append(prod)
+        thermo = {c: np.concatenate([part[c] for part in parts]) for c in self.THERMO_COLUMNS}
         box_prod = np.array(state["box_nm"], dtype=float)
         times, positions, forces, steps = [], [], [], []
         chunks: list[Path] = []
@@ -1119,6 +1184,7 @@ class GromacsRunner:
             ns_per_day=performance_ns_per_day(self.workdir / "production.log") or self._speed,
             wall_s=wall_s,
             particle_chunks=chunks,
+            npt_volume_nm3=state.get("npt_volume_nm3"),
         )
 
     def _report(self, stage: str, done: int, total: int) -> None:

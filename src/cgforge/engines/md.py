@@ -20,6 +20,14 @@ for CG runs). The protocol is
    diffusion); the volume then fluctuates and every sample records its box
    (:attr:`MDResult.frame_box_nm`).
 
+A fixed production density (:attr:`MDProtocol.production_density_scale` × the NPT mean density,
+or an absolute :attr:`MDProtocol.production_density_g_cm3`; force matching at a compressed or
+expanded state point) replaces step 3's volume by the one of that density, bead centres scaled
+the same way, and inserts a discarded ``relax`` stage before production: ``density_relax_ps`` of
+Langevin dynamics (the equilibration's integrator and friction) at the new, fixed volume, so that
+production starts from a configuration relaxed at its density. Its thermo rows carry the stage
+``relax`` and it holds no samples.
+
 Bead positions (mass-weighted centres, unwrapped), mapped forces (sum over each bead's particles),
 and thermodynamics (energies, temperature, volume, density, instantaneous molecular pressure) are
 sampled during production. Work is done in segments; after each segment the samples are written to a
@@ -48,6 +56,10 @@ from cgforge.units import KB_KJ_MOL_K, density_g_cm3
 STATE_FILE = "state.json"
 #: Production ensembles of :class:`MDProtocol`.
 PRODUCTION_ENSEMBLES = ("nvt", "nve", "langevin", "npt")
+#: Allowed range of :attr:`MDProtocol.production_density_scale` (and of the ratio an absolute
+#: production density makes with the NPT mean density): beyond it a liquid state point is
+#: unphysical (or the input a typo).
+DENSITY_SCALE_RANGE = (0.5, 1.5)
 #: CG MD engines of :class:`MDProtocol` (see :mod:`cgforge.engines.cg_engine`); all-atom runs
 #: ignore the field.
 CG_ENGINES = ("auto", "lammps", "openmm", "torch")
@@ -83,6 +95,13 @@ class MDProtocol:
     production_friction_per_ps: float | None = None
     # CG MD engine (one of CG_ENGINES); "auto" is resolved by cgforge.engines.cg_engine
     engine: str = "auto"
+    # Fixed production density: production_density_scale × the mean NPT density of the second
+    # half of equilibration (1.0: that density itself), or an absolute density in g/cm³; not
+    # both. A fixed density other than the NPT mean gets a discarded NVT (Langevin) stage of
+    # density_relax_ps at the new volume before production.
+    production_density_scale: float = 1.0
+    production_density_g_cm3: float | None = None
+    density_relax_ps: float = 50.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -123,6 +142,57 @@ class MDProtocol:
                 "the langevin production ensemble needs production_friction_per_ps "
                 "(the Langevin friction, 1/ps)"
             )
+        self._check_density()
+
+    def _check_density(self) -> None:
+        scale, density = self.production_density_scale, self.production_density_g_cm3
+        low, high = DENSITY_SCALE_RANGE
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, int | float)
+            or not (math.isfinite(scale) and low <= scale <= high)
+        ):
+            raise InputError(
+                f"production_density_scale must be a factor on the NPT mean density within "
+                f"{low:g}-{high:g}, got {scale!r}",
+                parameters="production_density_scale",
+            )
+        if density is not None and (
+            isinstance(density, bool)
+            or not isinstance(density, int | float)
+            or not (math.isfinite(density) and 0.0 < density <= 5.0)
+        ):
+            raise InputError(
+                f"production_density_g_cm3 must be a liquid density in g/cm³ (0-5), "
+                f"got {density!r}",
+                parameters="production_density_g_cm3",
+            )
+        if density is not None and scale != 1.0:
+            raise InputError(
+                "give production_density_scale or production_density_g_cm3, not both",
+                parameters=("production_density_scale", "production_density_g_cm3"),
+            )
+        relax = self.density_relax_ps
+        if isinstance(relax, bool) or not (isinstance(relax, int | float) and relax >= 0):
+            raise InputError(
+                f"invalid MD setting density_relax_ps={relax!r}; give a non-negative time in ps",
+                parameters="density_relax_ps",
+            )
+        if not self.fixed_density:
+            return
+        which = "production_density_g_cm3" if density is not None else "production_density_scale"
+        if self.production_ensemble == "npt":
+            raise InputError(
+                f"{which} fixes the production density, which an npt production does not keep; "
+                "use production_ensemble nvt, nve or langevin",
+                parameters=(which, "production_ensemble"),
+            )
+        if self.steps(self.equilibration_ps) == 0:
+            raise InputError(
+                f"{which} needs an NPT equilibration (equilibration_ps > 0) before the "
+                "production at the fixed density",
+                parameters=(which, "equilibration_ps"),
+            )
 
     @property
     def dt_ps(self) -> float:
@@ -134,18 +204,57 @@ class MDProtocol:
     def stride(self, interval_ps: float) -> int:
         return max(1, round(interval_ps / self.dt_ps))
 
+    @property
+    def fixed_density(self) -> bool:
+        """Whether production runs at a density other than the NPT mean (a scale other than
+        1 or an absolute density)."""
+        return self.production_density_g_cm3 is not None or self.production_density_scale != 1.0
+
+    @property
+    def relax_steps(self) -> int:
+        """Steps of the discarded NVT stage at the fixed production density (0: none)."""
+        return self.steps(self.density_relax_ps) if self.fixed_density else 0
+
+    def production_volume(self, npt_volume_nm3: float, total_mass_amu: float) -> float:
+        """The production volume (nm³) given the mean NPT volume: that volume divided by
+        :attr:`production_density_scale`, or the volume of :attr:`production_density_g_cm3`.
+        An absolute density more than :data:`DENSITY_SCALE_RANGE` away from the NPT mean one
+        is an :class:`InputError`."""
+        if self.production_density_g_cm3 is None:
+            return npt_volume_nm3 / self.production_density_scale
+        npt_density = density_g_cm3(total_mass_amu, npt_volume_nm3)
+        ratio = self.production_density_g_cm3 / npt_density
+        low, high = DENSITY_SCALE_RANGE
+        if not low <= ratio <= high:
+            raise InputError(
+                f"production_density_g_cm3 {self.production_density_g_cm3:g} is {ratio:.3g} "
+                f"times the NPT mean density {npt_density:.4f} g/cm³, outside {low:g}-{high:g}; "
+                "give a density near the liquid's",
+                parameters="production_density_g_cm3",
+            )
+        return npt_volume_nm3 / ratio
+
     def to_dict(self) -> dict[str, Any]:
         """The settings as a dict; ``production_friction_per_ps`` only when it is set and
         ``engine`` only when it names an engine other than OpenMM, so that protocols without
         Langevin production run on OpenMM (and all-atom protocols, which leave ``engine`` at
         ``"auto"``) keep the run-directory hashes they had before these fields existed. CG
         workflows resolve ``"auto"`` to an engine before they hash a protocol. Not a round trip
-        for ``engine="openmm"``: copy protocols with ``dataclasses.replace``."""
+        for ``engine="openmm"``: copy protocols with ``dataclasses.replace``. Likewise the
+        fixed-density fields appear only for a fixed density (``production_density_scale`` other
+        than 1, ``production_density_g_cm3`` set; ``density_relax_ps`` with either), the only
+        case they act in."""
         out = asdict(self)
         if out["production_friction_per_ps"] is None:
             del out["production_friction_per_ps"]
         if out["engine"] in ("auto", "openmm"):
             del out["engine"]
+        if out["production_density_scale"] == 1.0:
+            del out["production_density_scale"]
+        if out["production_density_g_cm3"] is None:
+            del out["production_density_g_cm3"]
+        if not self.fixed_density:
+            del out["density_relax_ps"]
         return out
 
 
@@ -169,6 +278,9 @@ class MDResult:
     # (F, 3) box of every sample of an npt production (its volume varies); None where the
     # production box is constant (box_nm)
     frame_box_nm: np.ndarray | None = None
+    # the mean NPT volume (nm³, second half of equilibration) the production volume was set
+    # from (a fixed production density scales it); None without equilibration
+    npt_volume_nm3: float | None = None
 
     @property
     def frame_boxes_nm(self) -> np.ndarray:
@@ -340,6 +452,13 @@ class MDRunner:
                 T, p.friction_per_ps / openmm.unit.picosecond, p.dt_ps * openmm.unit.picosecond
             )
             integrator.setRandomNumberSeed(p.seed + 1)
+        elif stage == "relax":
+            # the equilibration's integrator at the fixed production volume
+            integrator = openmm.LangevinMiddleIntegrator(
+                T, p.friction_per_ps / openmm.unit.picosecond, p.dt_ps * openmm.unit.picosecond
+            )
+            integrator.setRandomNumberSeed(p.seed + 7)
+            barostat.setFrequency(0)  # present only to compute the molecular pressure
         else:
             if p.production_ensemble == "npt":
                 # the equilibration's barostat, its own random stream (a checkpoint restores it)
@@ -426,7 +545,8 @@ class MDRunner:
         "density_g_cm3",
         "pressure_bar",
     )
-    STAGE_IDS: ClassVar[dict[str, int]] = {"equilibration": 0, "production": 1}
+    #: the discarded NVT stage at a fixed production density is ``relax``
+    STAGE_IDS: ClassVar[dict[str, int]] = {"equilibration": 0, "production": 1, "relax": 2}
 
     def _sample(self, simulation: app.Simulation) -> dict[str, np.ndarray]:
         want_forces = self.protocol.save_forces
@@ -487,34 +607,33 @@ class MDRunner:
             box_now = np.diag(
                 current.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer)
             )
-            if len(volumes) >= 2:
-                target_volume = float(np.mean(volumes[len(volumes) // 2 :]))
+            npt_volume = (
+                float(np.mean(volumes[len(volumes) // 2 :]))
+                if len(volumes) >= 2
+                else float(np.prod(box_now))
+            )
+            target_volume = npt_volume
+            if p.fixed_density:
+                target_volume = p.production_volume(npt_volume, float(self.masses.sum()))
+            if len(volumes) >= 2 or p.fixed_density:
                 box_prod = box_now * (target_volume / np.prod(box_now)) ** (1.0 / 3.0)
             else:
                 box_prod = box_now
-            positions = self._scale_beads(
-                current.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer),
-                box_now,
-                box_prod,
+            following = "relax" if p.relax_steps > 0 else "production"
+            if p.steps(p.equilibration_ps) > 0:
+                state = dict(state, npt_volume_nm3=npt_volume)
+            state = self._start_stage(current, box_now, box_prod, following, state)
+
+        if state["stage"] == "relax":
+            # discarded NVT stage at the fixed production density, then production from its end
+            box_prod = np.array(state["box_nm"])
+            state = self._run_stage("relax", p.relax_steps, box_prod, state)
+            simulation = self._make_simulation("relax", box_prod)
+            self._load_checkpoint(simulation, state["checkpoint"])
+            current = simulation.context.getState(
+                getPositions=True, getVelocities=True, enforcePeriodicBox=False
             )
-            velocities = current.getVelocities(asNumpy=True).value_in_unit(
-                openmm.unit.nanometer / openmm.unit.picosecond
-            )
-            production = self._make_simulation("production", box_prod)
-            production.context.setPositions(positions)
-            production.context.setVelocities(velocities)
-            production.context.applyConstraints(1e-6)
-            production.context.applyVelocityConstraints(1e-6)
-            previous = state["checkpoint"]
-            state = {
-                "stage": "production",
-                "step": 0,
-                "chunks": state["chunks"],
-                "checkpoint": self._save_checkpoint(production, "production-0.chk"),
-                "box_nm": box_prod.tolist(),
-            }
-            self._commit(state)
-            (self.workdir / previous).unlink(missing_ok=True)
+            state = self._start_stage(current, box_prod, box_prod, "production", state)
 
         if state["stage"] == "production":
             box_prod = np.array(state["box_nm"])
@@ -523,6 +642,44 @@ class MDRunner:
             self._commit(state)
 
         return self._result(state, time.perf_counter() - started)
+
+    def _start_stage(
+        self,
+        current: openmm.State,
+        box_from: np.ndarray,
+        box_to: np.ndarray,
+        stage: str,
+        state: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Commit the start of ``stage`` (relax or production) in the box ``box_to``: the
+        positions and velocities of ``current`` (in ``box_from``), bead centres scaled."""
+        positions = self._scale_beads(
+            current.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer),
+            box_from,
+            box_to,
+        )
+        velocities = current.getVelocities(asNumpy=True).value_in_unit(
+            openmm.unit.nanometer / openmm.unit.picosecond
+        )
+        simulation = self._make_simulation(stage, box_to)
+        simulation.context.setPositions(positions)
+        simulation.context.setVelocities(velocities)
+        simulation.context.applyConstraints(1e-6)
+        simulation.context.applyVelocityConstraints(1e-6)
+        previous = state["checkpoint"]
+        new = {
+            "stage": stage,
+            "step": 0,
+            "chunks": state["chunks"],
+            "checkpoint": self._save_checkpoint(simulation, f"{stage}-0.chk"),
+            "box_nm": np.asarray(box_to, dtype=float).tolist(),
+        }
+        if state.get("npt_volume_nm3") is not None:
+            new["npt_volume_nm3"] = state["npt_volume_nm3"]
+        self._commit(new)
+        if previous != new["checkpoint"]:
+            (self.workdir / previous).unlink(missing_ok=True)
+        return new
 
     def _scale_beads(self, xyz: np.ndarray, box_from: np.ndarray, box_to: np.ndarray) -> np.ndarray:
         """Scale bead centres affinely to the new box, keeping each bead's internal geometry."""
@@ -614,6 +771,7 @@ class MDRunner:
             wall_s=wall_s,
             particle_chunks=chunks,
             frame_box_nm=frame_box,
+            npt_volume_nm3=state.get("npt_volume_nm3"),
         )
 
     def _report(self, stage: str, done: int, total: int) -> None:

@@ -4,6 +4,13 @@ molecule (built-in name, SMILES, or the user's GROMACS .top + .gro) → OPLS-AA 
 liquid → MD (minimise, NPT, production at the NPT mean volume) → centre-of-mass beads →
 RDF, MSD/D, density, pressure → files of the output contract (see :mod:`cgforge.reference`).
 
+A fixed production density (the protocol's ``production_density_scale`` × the NPT mean density,
+or ``production_density_g_cm3``; a force-matching state point) rescales the last NPT frame to
+that density and relaxes it in a discarded NVT stage (``relax`` in thermo.csv) before
+production; the summary's density is then the production density, ``density_source`` says
+where it came from, and ``density_npt_g_cm3``/``density_scale`` record the NPT mean density and
+the ratio to it.
+
 The MD engine is OpenMM (:class:`~cgforge.engines.md.MDRunner`) or GROMACS
 (:class:`~cgforge.engines.gromacs.GromacsRunner`), with the same protocol, the same Hamiltonian
 and the same output files; ``engine="auto"`` picks OpenMM on a CUDA GPU, else GROMACS where
@@ -31,6 +38,7 @@ from cgforge.provenance import collect
 from cgforge.reference import analyze, write_results
 from cgforge.rundir import RunDirectory
 from cgforge.trajectory import CGTrajectory
+from cgforge.units import density_g_cm3
 
 #: Packing density for molecules without a reference density, g/cm³ (NPT corrects it).
 DEFAULT_PACKING_DENSITY_G_CM3 = 0.6
@@ -503,6 +511,9 @@ def finish_aa(
     prod = thermo["stage"] == 1
     eq_density = thermo["density_g_cm3"][eq]
     density_series = eq_density[len(eq_density) // 2 :] if len(eq_density) >= 2 else None
+    fixed = _fixed_density_fields(config.protocol, result, density_series)
+    if fixed:
+        density_series = None  # the production box's density: the fixed one
     analysis = analyze(traj, density_series_g_cm3=density_series)
     write_results(
         out, analysis, traj, title=f"{prepared.name}: all-atom reference, centres of mass"
@@ -526,6 +537,7 @@ def finish_aa(
         if density_series is not None
         else "production box",
         **analysis.summary_fields(),
+        **fixed,
         "production_ensemble": config.protocol.production_ensemble,
         "production_ps": config.protocol.production_ps,
         "cutoff_nm": prepared.cutoff_nm,
@@ -556,6 +568,35 @@ def finish_aa(
     rundir.write_summary(summary)
     rundir.clean_work()
     return summary
+
+
+def _fixed_density_fields(
+    protocol: MDProtocol, result: MDResult, npt_series: np.ndarray | None
+) -> dict[str, Any]:
+    """Summary fields of a fixed production density (none without one): its source, the
+    target, the mean NPT density it refers to and the ratio of the two."""
+    if not protocol.fixed_density:
+        return {}
+    mass = float(np.sum(result.bead_masses_amu))
+    production = density_g_cm3(mass, float(np.prod(result.box_nm)))
+    absolute = protocol.production_density_g_cm3
+    npt = None if result.npt_volume_nm3 is None else density_g_cm3(mass, result.npt_volume_nm3)
+    if absolute is not None:
+        source, target = "fixed: production_density_g_cm3", absolute
+    else:
+        source = "fixed: production_density_scale x NPT mean density (second half)"
+        target = production if npt is None else protocol.production_density_scale * npt
+    fields: dict[str, Any] = {
+        "density_source": source,
+        "density_target_g_cm3": target,
+        "density_relax_ps": protocol.relax_steps * protocol.dt_ps,
+    }
+    if npt is not None:
+        fields["density_npt_g_cm3"] = npt
+        if npt_series is not None:
+            fields["density_npt_err_g_cm3"] = mean_with_error(npt_series)[1]
+        fields["density_scale"] = production / npt
+    return fields
 
 
 def _write_structure(out: Path, prepared: PreparedSystem, result: MDResult) -> None:
