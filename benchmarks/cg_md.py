@@ -252,7 +252,7 @@ def measure_torch(n: int, steps: int, threads: int, dr_nm: float) -> dict:
     import torch
 
     from cgforge.engines.torch_md import TorchMD
-    from cgforge.methods.gnn.pair import TabulatedPairModel
+    from cgforge.potentials.neural.pair import TabulatedPairModel
 
     torch.set_num_threads(threads)
     box = (n / NUMBER_DENSITY_NM3) ** (1.0 / 3.0)

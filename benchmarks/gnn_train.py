@@ -37,8 +37,8 @@ from cgforge.engines.cg_system import lattice_positions
 from cgforge.engines.torch_md import select_device
 from cgforge.fileio import write_json
 from cgforge.methods.force_data import ForceDataset, StatePoint
-from cgforge.methods.gnn.base import load_model
 from cgforge.methods.gnn.train import train_model
+from cgforge.potentials.neural.base import load_model
 from cgforge.units import AMU_NM3_TO_G_CM3
 
 RESULTS = Path(__file__).parent / "results" / "gnn_train.json"

@@ -7,7 +7,7 @@ neighbour list with a 0.1 nm skin, forces and virial by autograd) with two model
 
 * ``pair``: the Lennard-Jones table of ``cg_md.py`` (ε = 2.5 kJ/mol, σ = 0.55 nm, every 0.005 nm,
   tapered to zero over the last 0.1 nm before the 1.4 nm cutoff) as a
-  :class:`~cgforge.methods.gnn.pair.TabulatedPairModel`;
+  :class:`~cgforge.potentials.neural.pair.TabulatedPairModel`;
 * ``schnet``: a :class:`~cgforge.methods.gnn.schnet.SchNet` of the default size (cutoff 1.0 nm,
   width 64, 3 interactions, 32 Gaussians) with untrained weights (seed 0; the cost of a step
   does not depend on the weights) and the repulsive prior of trained models (σ = 0.45 nm,
@@ -65,10 +65,10 @@ from cgforge.engines.cg_system import lattice_positions
 from cgforge.engines.md import MDProtocol
 from cgforge.engines.torch_md import DEFAULT_SKIN_NM, DEFAULT_TAU_PS, TorchMD
 from cgforge.fileio import write_json, write_text
-from cgforge.methods.gnn.base import EnergyModel
-from cgforge.methods.gnn.neighbors import NeighborCache, use_neighbor_cache
-from cgforge.methods.gnn.pair import TabulatedPairModel
 from cgforge.methods.gnn.schnet import SchNet
+from cgforge.potentials.neural.base import EnergyModel
+from cgforge.potentials.neural.neighbors import NeighborCache, use_neighbor_cache
+from cgforge.potentials.neural.pair import TabulatedPairModel
 
 RESULTS = Path(__file__).parent / "results" / "torch_md.json"
 TABLE_DR_NM = 0.005

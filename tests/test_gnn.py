@@ -26,10 +26,10 @@ from _systems import lj_fluid
 from cgforge.cli.fm import register
 from cgforge.errors import InputError
 from cgforge.methods.force_data import ForceDataset, StatePoint
-from cgforge.methods.gnn.base import build_model, load_model, save_model
 from cgforge.methods.gnn.prior import PairPrior, fit_prior, nearest_neighbour_distances
 from cgforge.methods.gnn.study import run_study
 from cgforge.methods.gnn.train import train_model
+from cgforge.potentials.neural.base import build_model, load_model, save_model
 from cgforge.trajectory import CGTrajectory
 from cgforge.units import AMU_NM3_TO_G_CM3, KJ_MOL_NM3_TO_BAR, kT
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from cgforge.cli.fm import register
 from cgforge.errors import InputError, SimulationError
-from cgforge.methods.gnn.base import build_model, save_model
 from cgforge.observables.rdf import RDFResult
+from cgforge.potentials.neural.base import build_model, save_model
 from cgforge.units import AMU_NM3_TO_G_CM3
 from cgforge.workflows import gnn_md
 from cgforge.workflows.gnn_md import extrapolation_notes, training_range, transferability_table

@@ -28,10 +28,10 @@ from cgforge.methods.gnn import (
     save_model,
     use_neighbor_cache,
 )
-from cgforge.methods.gnn.pair import LennardJonesModel, TabulatedPairModel
 from cgforge.methods.ibi import rdf_noise
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials import TabulatedPotential
+from cgforge.potentials.neural.pair import LennardJonesModel, TabulatedPairModel
 from cgforge.units import AMU_NM3_TO_G_CM3, KB_KJ_MOL_K
 from cgforge.workflows.gnn_md import is_training_state, simulate_model, transferability_table
 

@@ -1,7 +1,7 @@
 """One interface for every coarse-grained MD engine: a CG system and a protocol in, one result out.
 
 A :class:`CGSystem` is a one-bead-per-molecule liquid: a tabulated pair potential or a trained
-torch energy model (:func:`cgforge.methods.gnn.base.load_model`), the number of beads, an
+torch energy model (:func:`cgforge.potentials.neural.base.load_model`), the number of beads, an
 orthorhombic box, the bead mass and optionally a start configuration (default: the
 jittered lattice of :func:`~cgforge.engines.cg_system.lattice_positions` from the protocol's
 seed). An engine runs it under an :class:`~cgforge.engines.md.MDProtocol` (minimisation, NPT
@@ -50,7 +50,7 @@ from cgforge.errors import InputError, SimulationError
 from cgforge.potentials.table import TabulatedPotential
 
 if TYPE_CHECKING:
-    from cgforge.methods.gnn.base import EnergyModel
+    from cgforge.potentials.neural.base import EnergyModel
 
 #: Thermo columns of every CG engine's :attr:`MDResult.thermo`, units in the names.
 THERMO_COLUMNS = MDRunner.THERMO_COLUMNS
@@ -60,13 +60,13 @@ STAGE_IDS = MDRunner.STAGE_IDS
 
 def is_neural_model(potential: Any) -> bool:
     """Whether ``potential`` is a torch energy model
-    (:class:`~cgforge.methods.gnn.base.EnergyModel`, what
-    :func:`~cgforge.methods.gnn.base.load_model` returns). Imports no torch: without torch
+    (:class:`~cgforge.potentials.neural.base.EnergyModel`, what
+    :func:`~cgforge.potentials.neural.base.load_model` returns). Imports no torch: without torch
     loaded no such model can exist."""
     if "torch" not in sys.modules:
         return False
     try:
-        from cgforge.methods.gnn.base import EnergyModel
+        from cgforge.potentials.neural.base import EnergyModel
     except ImportError:
         return False
     return isinstance(potential, EnergyModel)

@@ -1,7 +1,7 @@
 """The torch adapter of the CG-engine interface: a CG system run by :class:`TorchMD`.
 
 The system's potential is either a table, which becomes a
-:class:`~cgforge.methods.gnn.pair.TabulatedPairModel` in float64, or a trained torch energy
+:class:`~cgforge.potentials.neural.pair.TabulatedPairModel` in float64, or a trained torch energy
 model (:func:`~cgforge.engines.cg_engine.is_neural_model`), run as it is (its dtype, moved to
 the device). :class:`TorchMD` has no barostat and no minimiser, so under an
 :class:`~cgforge.engines.md.MDProtocol` this engine
@@ -40,7 +40,7 @@ from cgforge.errors import InputError
 def _load_torch() -> tuple[Any, Any]:
     try:
         from cgforge.engines.torch_md import TorchMD
-        from cgforge.methods.gnn.pair import TabulatedPairModel
+        from cgforge.potentials.neural.pair import TabulatedPairModel
     except ImportError as exc:
         raise InputError(
             f"the torch engine needs PyTorch ({exc}); install it with pip install 'cgforge[ml]'"

@@ -29,7 +29,7 @@ CUDA device:
 
 The state (positions, velocities) is held in float64 whatever the model's dtype; forces are
 evaluated in the model's dtype and accumulated in float64. Neighbour searches are reused
-between steps through a Verlet list (:class:`~cgforge.methods.gnn.neighbors.NeighborCache`,
+between steps through a Verlet list (:class:`~cgforge.potentials.neural.neighbors.NeighborCache`,
 rebuilt when a bead has moved more than half the skin) that does not change any result. A step
 reads numbers back from the device twice: the Verlet list's largest displacement and, in one
 transfer, the energy, virial, largest force, largest displacement and kinetic energy that the
@@ -54,8 +54,8 @@ from numpy.typing import ArrayLike
 
 from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import atomic_path, write_npz
-from cgforge.methods.gnn.base import EnergyModel
-from cgforge.methods.gnn.neighbors import NeighborCache, use_neighbor_cache
+from cgforge.potentials.neural.base import EnergyModel
+from cgforge.potentials.neural.neighbors import NeighborCache, use_neighbor_cache
 from cgforge.trajectory import CGTrajectory
 from cgforge.units import KB_KJ_MOL_K, KJ_MOL_NM3_TO_BAR, density_g_cm3
 

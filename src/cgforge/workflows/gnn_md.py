@@ -1,7 +1,7 @@
 """CG liquids simulated with a saved torch energy model, and its transferability table.
 
 ``simulate_model``
-    A model file (:func:`cgforge.methods.gnn.base.save_model`) → a
+    A model file (:func:`cgforge.potentials.neural.base.save_model`) → a
     :class:`~cgforge.engines.cg_engine.CGSystem` (N beads on a jittered lattice in a cubic box
     at a given density) and an :class:`~cgforge.engines.md.MDProtocol` run by
     :func:`~cgforge.engines.cg_engine.run_cg_md` on the torch engine
@@ -57,8 +57,8 @@ from cgforge.engines.torch_cg import TorchEngine
 from cgforge.engines.torch_md import DEFAULT_TAU_PS, select_device
 from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import sha256_file, write_text
-from cgforge.methods.gnn.base import load_model
 from cgforge.observables import mean_with_error
+from cgforge.potentials.neural.base import load_model
 from cgforge.provenance import collect
 from cgforge.reference import analyze, write_results
 from cgforge.rundir import RunDirectory

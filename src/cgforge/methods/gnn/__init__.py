@@ -1,19 +1,22 @@
-"""Torch energy models for coarse-grained beads: interface, neighbour lists, models, training.
+"""Torch energy models for coarse-grained beads: graph neural networks, priors, training.
 
-:mod:`~cgforge.methods.gnn.base`
+The model interface, the neighbour lists and the pair models are potentials that the torch
+MD engines use too, so they live in :mod:`cgforge.potentials.neural` (re-exported here):
+
+:mod:`~cgforge.potentials.neural.base`
     :class:`EnergyModel` (positions, box → energy in kJ/mol; forces and virial by autograd),
     the model registry and the model file format.
-:mod:`~cgforge.methods.gnn.neighbors`
+:mod:`~cgforge.potentials.neural.neighbors`
     minimum-image neighbour pairs in an orthorhombic box (brute force and cell list).
-:mod:`~cgforge.methods.gnn.pair`
+:mod:`~cgforge.potentials.neural.pair`
     tabulated and Lennard-Jones pair models (``"pair_table"``, ``"lj"``).
 
-Graph neural networks (SchNet, HIP-NN-TS), priors and force-matching training live in their
-own submodules; import them directly. Molecular dynamics with any of these models is
-:mod:`cgforge.engines.torch_md`.
+Graph neural networks (SchNet, HIP-NN-TS), priors and force-matching training live in the
+submodules of this package; import them directly. Molecular dynamics with any of these models
+is :mod:`cgforge.engines.torch_md`.
 """
 
-from cgforge.methods.gnn.base import (
+from cgforge.potentials.neural.base import (
     EnergyModel,
     build_model,
     load_model,
@@ -21,7 +24,7 @@ from cgforge.methods.gnn.base import (
     registered_models,
     save_model,
 )
-from cgforge.methods.gnn.neighbors import (
+from cgforge.potentials.neural.neighbors import (
     NeighborCache,
     full_pairs,
     neighbor_pairs,

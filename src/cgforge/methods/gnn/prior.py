@@ -38,8 +38,8 @@ from torch import Tensor
 
 from cgforge.errors import InputError
 from cgforge.geometry import nearest_distances
-from cgforge.methods.gnn.base import EnergyModel
-from cgforge.methods.gnn.neighbors import neighbor_pairs
+from cgforge.potentials.neural.base import EnergyModel
+from cgforge.potentials.neural.neighbors import neighbor_pairs
 from cgforge.units import kT
 
 __all__ = [

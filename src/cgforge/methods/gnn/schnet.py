@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from cgforge.errors import InputError
-from cgforge.methods.gnn.base import register_model
 from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, NetworkWithPrior
+from cgforge.potentials.neural.base import register_model
 
 __all__ = ["SchNet", "check_common", "cosine_cutoff", "shifted_softplus"]
 

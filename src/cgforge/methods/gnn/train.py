@@ -45,7 +45,7 @@ repeats the uninterrupted one exactly: after every epoch the model, optimiser, s
 history are checkpointed atomically into ``OUT/.cgforge/checkpoint.pt``, and the same call
 after a kill continues from there.
 
-Files in ``OUT``: ``model.pt`` (:func:`~cgforge.methods.gnn.base.save_model`; metadata: cutoff,
+Files in ``OUT``: ``model.pt`` (:func:`~cgforge.potentials.neural.base.save_model`; metadata: cutoff,
 bead mass, molecule, training state points, loss history, noise floor, units),
 ``history.csv`` (``epoch,train_loss,val_loss,lr``: the force losses L_F in (kJ/mol/nm)² — the
 training loss averaged over the epoch's steps — and the epoch's learning rate), ``loss.png``
@@ -74,8 +74,8 @@ from cgforge.engines.torch_md import select_device
 from cgforge.errors import InputError
 from cgforge.fileio import atomic_path, write_columns_csv
 from cgforge.methods.force_data import ForceDataset, load_force_data, time_block_split
-from cgforge.methods.gnn.base import EnergyModel, build_model, save_model
 from cgforge.methods.gnn.prior import nearest_neighbour_distances, prior_from_distances
+from cgforge.potentials.neural.base import EnergyModel, build_model, save_model
 from cgforge.provenance import collect
 from cgforge.rundir import RunDirectory
 from cgforge.units import KJ_MOL_NM3_TO_BAR, kT

@@ -16,7 +16,7 @@ name (:func:`register_model`, :func:`build_model`) and stored as one file
 
 Models that should see the box-scaling virial (pressure in MD) must build their pair vectors
 from ``box_nm`` with differentiable operations, as
-:func:`cgforge.methods.gnn.neighbors.neighbor_pairs` does.
+:func:`cgforge.potentials.neural.neighbors.neighbor_pairs` does.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ MODEL_VERSION = 1
 
 #: Modules that register models when imported; :func:`build_model` imports them on demand.
 BUILTIN_MODEL_MODULES = (
-    "cgforge.methods.gnn.pair",
+    "cgforge.potentials.neural.pair",
     "cgforge.methods.gnn.schnet",
     "cgforge.methods.gnn.hipnn",
     "cgforge.methods.gnn.prior",
@@ -235,7 +235,7 @@ def load_model(
     if magic != b"PK\x03\x04":
         raise InputError(
             f"'{source}' is not a cgforge model file (not a torch archive); "
-            "save models with cgforge.methods.gnn.base.save_model"
+            "save models with cgforge.potentials.neural.base.save_model"
         )
     try:
         payload = torch.load(source, map_location=map_location, weights_only=True)
@@ -247,7 +247,7 @@ def load_model(
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise InputError(
             f"'{source}' is not a cgforge model file (no format '{MODEL_FORMAT}'); "
-            "save models with cgforge.methods.gnn.base.save_model"
+            "save models with cgforge.potentials.neural.base.save_model"
         )
     version = payload.get("version")
     if version != MODEL_VERSION:

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from cgforge.errors import InputError
-from cgforge.methods.gnn.base import EnergyModel, register_model
-from cgforge.methods.gnn.neighbors import neighbor_pairs
+from cgforge.potentials.neural.base import EnergyModel, register_model
+from cgforge.potentials.neural.neighbors import neighbor_pairs
 from cgforge.potentials.table import TabulatedPotential
 
 

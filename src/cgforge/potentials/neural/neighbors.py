@@ -7,7 +7,7 @@ cutoff, with the separation vectors r_ij = x_j − x_i (nm) under the minimum im
 Which pairs are in the list is decided without gradients; the separation vectors are then
 recomputed from ``positions_nm`` and ``box_nm`` with differentiable operations, so the
 gradient of anything built from r_ij flows back to the positions *and* to the box edges
-(the latter is what gives the virial, see :meth:`cgforge.methods.gnn.base.EnergyModel.
+(the latter is what gives the virial, see :meth:`cgforge.potentials.neural.base.EnergyModel.
 energy_forces_virial`). Positions may be unwrapped (any number of box lengths away).
 
 Two search methods give the same pairs in the same order (sorted by i, then j):
