@@ -5,7 +5,7 @@ parameter sets are drawn from the default :class:`~cgforge.molecules.randomize.P
 (bond K 20–1000 kcal/mol/Å², C–C r0 1.0–2.5 Å, C–H r0 0.6–1.8 Å, angle K 5–100 kcal/mol/rad²,
 θ0 70–140°, Fourier V1..V4 −2…2 kcal/mol, impropers too), and each goes through stage A's
 all-atom part as ``db generate`` runs it: vacuum pre-relaxation of one molecule, packing at
-the density its relaxed volume suggests (:mod:`cgforge.molecules.prerelax`), then NPT
+the density its relaxed volume suggests (:mod:`cgforge.engines.prerelax`), then NPT
 equilibration doubled from ``--start-ps`` until the density stops drifting, up to
 ``--cap-ps`` (:func:`cgforge.database.stages.equilibrate_aa`), with a short production.
 ``--molecules-per-box`` molecules (64), GROMACS with one OpenMP thread, 298.15 K, 1 bar.

@@ -28,15 +28,15 @@ from cgforge.database.stages import (
 )
 from cgforge.database.store import Database, spec_key
 from cgforge.engines.openmm_system import group_energies
-from cgforge.errors import InputError, SimulationError
-from cgforge.molecules import load_molecule
-from cgforge.molecules.library import reference_density
-from cgforge.molecules.prerelax import (
+from cgforge.engines.prerelax import (
     estimate_density,
     hull_volume_nm3,
     prerelax_molecule,
     vdw_volume_nm3,
 )
+from cgforge.errors import InputError, SimulationError
+from cgforge.molecules import load_molecule
+from cgforge.molecules.library import reference_density
 from cgforge.molecules.randomize import ParameterRanges, randomize_molecule
 
 MOLECULE = "3-methylpentane"
