@@ -24,7 +24,6 @@ from cgforge.errors import InputError
 from cgforge.methods.friction import (
     FrictionConfig,
     FrictionPoint,
-    fit_friction,
     initial_gamma,
     propose_gamma,
 )
@@ -34,6 +33,7 @@ from cgforge.trajectory import CGTrajectory
 from cgforge.units import AMU_NM3_TO_G_CM3, NM2_PS_TO_M2_S, kT
 from cgforge.workflows.aa import default_protocol
 from cgforge.workflows.cg import run_cg
+from cgforge.workflows.friction import fit_friction
 
 EPS, SIGMA, CUTOFF = 0.996, 0.34, 0.85  # kJ/mol, nm, nm
 MASS, T, P = 40.0, 180.0, 285.0  # amu, K, bar

@@ -41,11 +41,13 @@ Root finder (safeguarded regula falsi in ln γ on the linearised residual)
     over γ of the chord from the Newtonian point to the accepted one (the range of γ whose D is
     compatible with D_AA).
 
-Every evaluation is a CG run of :func:`cgforge.workflows.cg.run_cg` (NPT equilibration, then
-production at the NPT mean volume with the langevin production ensemble of
-:class:`~cgforge.engines.md.MDProtocol`), each in its own run directory, all with the same seed
-(common random numbers make the differences between evaluations less noisy than the values).
-Work directory (resumable: finished evaluations are read back, the sequence of γ is
+This module is the search (:func:`search_friction`): it takes the evaluation of one γ as a
+callable, ``evaluate(name, protocol) → run summary``, and runs no simulation itself.
+:func:`cgforge.workflows.friction.fit_friction` is the fit with CG runs: every evaluation is a
+CG run of :func:`cgforge.workflows.cg.run_cg` (NPT equilibration, then production at the NPT
+mean volume with the langevin production ensemble of :class:`~cgforge.engines.md.MDProtocol`),
+each in its own run directory, all with the same seed (common random numbers make the
+differences between evaluations less noisy than the values). Work directory (resumable: finished evaluations are read back, the sequence of γ is
 deterministic, an unfinished evaluation resumes from its checkpoints)::
 
     newtonian/        the Newtonian (protocol's own ensemble) run, when D_0 is not given
@@ -60,20 +62,17 @@ Units: γ in 1/ps, D in m²/s at the interface (nm²/ps inside the relation), ma
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cgforge.engines.cg_engine import resolved_protocol
-from cgforge.engines.md import MDProtocol, ProgressCallback
+from cgforge.engines.md import MDProtocol
 from cgforge.errors import InputError
-from cgforge.fileio import sha256_file, write_text
-from cgforge.provenance import collect
-from cgforge.rundir import RunDirectory
+from cgforge.fileio import write_text
 from cgforge.units import NM2_PS_TO_M2_S, kT
-from cgforge.workflows.cg import load_reference, run_cg
 
 #: Columns of ``history.csv``.
 HISTORY_COLUMNS = (
@@ -87,6 +86,10 @@ HISTORY_COLUMNS = (
     "step",
 )
 NEWTONIAN_DIR = "newtonian"
+
+#: ``evaluate(name, protocol)``: run the model under ``protocol`` in the work directory's
+#: subdirectory ``name`` and return its summary (at least ``diffusion_m2_s``).
+FrictionEvaluator = Callable[[str, MDProtocol], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class FrictionPoint:
 
 @dataclass(frozen=True)
 class FrictionFit:
-    """Result of :func:`fit_friction`.
+    """Result of :func:`cgforge.workflows.friction.fit_friction`.
 
     ``gamma_per_ps`` the fitted friction (1/ps; 0 when the Newtonian model needs none or cannot
     be helped), ``gamma_err_per_ps`` its uncertainty, ``converged``, ``reason``,
@@ -255,7 +258,7 @@ def _clamp(gamma: float, config: FrictionConfig) -> float:
     return float(f"{value:.6g}")  # a clean number for the run's configuration
 
 
-def _point(run: str, summary: dict[str, Any], gamma: float, step: str) -> FrictionPoint:
+def _point(run: str, summary: Mapping[str, Any], gamma: float, step: str) -> FrictionPoint:
     d = _finite_or(summary.get("diffusion_m2_s"), math.nan)
     if not (d > 0):
         raise InputError(
@@ -270,103 +273,38 @@ def _point(run: str, summary: dict[str, Any], gamma: float, step: str) -> Fricti
     )
 
 
-def fit_friction(
-    potential_csv: str | Path,
-    out: str | Path,
-    *,
-    protocol: MDProtocol,
-    reference_dir: str | Path | None = None,
-    target_diffusion_m2_s: float | None = None,
-    target_diffusion_err_m2_s: float | None = None,
-    newtonian_diffusion_m2_s: float | None = None,
-    newtonian_diffusion_err_m2_s: float | None = None,
-    mass_amu: float | None = None,
-    n_beads: int | None = None,
-    density_g_cm3: float | None = None,
-    box_nm: float | list[float] | None = None,
-    config: FrictionConfig | None = None,
-    overwrite: bool = False,
-    progress: ProgressCallback | None = None,
-) -> FrictionFit:
-    """Fit the Langevin friction γ (1/ps) of a CG potential so that D(γ) = D_target.
-
-    ``potential_csv``, ``mass_amu``, ``n_beads``, ``density_g_cm3``/``box_nm`` and
-    ``reference_dir`` are passed to :func:`~cgforge.workflows.cg.run_cg` for every evaluation
-    (mass, beads and start density default to the reference's, and each run's summary then
-    carries the comparison with it). ``protocol`` is the CG protocol (temperature K, pressure
-    bar, time step, equilibration and production ps, seed); its production ensemble is replaced
-    by ``langevin``. The target D (m²/s) and its standard error default to the reference's.
-    ``newtonian_diffusion_m2_s``: D_0 of the model under ``protocol`` as it is (e.g. the IBI
-    production); when None it is measured first in ``out/newtonian``. Rerunning into the same
-    ``out`` resumes; a finished fit returns its result.
-    """
-    config = FrictionConfig() if config is None else config
-    if not isinstance(config, FrictionConfig):
-        raise InputError(f"config must be a FrictionConfig, got {type(config).__name__}")
-    path = Path(potential_csv)
-    if not path.is_file():
-        raise InputError(f"potential file {path} not found")
-    reference = None if reference_dir is None else load_reference(reference_dir)
-    if target_diffusion_m2_s is None:
-        if reference is None:
-            raise InputError("give the target diffusion coefficient or a reference directory")
-        target = reference.diffusion_m2_s
-        target_err = (
-            reference.diffusion_err_m2_s
-            if target_diffusion_err_m2_s is None
-            else target_diffusion_err_m2_s
-        )
-    else:
-        target = float(target_diffusion_m2_s)
-        target_err = float(target_diffusion_err_m2_s or 0.0)
-    if not (math.isfinite(target) and target > 0):
-        raise InputError(f"the target diffusion coefficient must be positive (m2/s), got {target}")
-    if not (math.isfinite(target_err) and target_err >= 0):
-        raise InputError(f"the target's error must be non-negative (m2/s), got {target_err}")
-    if mass_amu is not None:
-        mass = float(mass_amu)
-    elif reference is not None:
-        mass = reference.bead_mass_amu
-    else:
-        raise InputError("give the bead mass (amu) or a reference directory")
-    if protocol.production_ensemble == "langevin" and newtonian_diffusion_m2_s is None:
-        raise InputError(
-            "the friction fit needs the model's Newtonian D: give newtonian_diffusion_m2_s or a "
-            "protocol with the nvt or nve production ensemble"
-        )
+def friction_protocol(protocol: MDProtocol) -> MDProtocol:
+    """The Newtonian protocol of a friction fit: ``protocol`` resolved, without a production
+    friction, its Langevin production (if any) replaced by Nosé–Hoover ``nvt``."""
     base = resolved_protocol(replace(protocol, production_friction_per_ps=None))
     if base.production_ensemble == "langevin":
         base = replace(base, production_ensemble="nvt")
-    run_settings = {
-        "mass_amu": mass_amu,
-        "n_beads": n_beads,
-        "density_g_cm3": density_g_cm3,
-        "box_nm": box_nm,
-        "reference_dir": None if reference is None else reference.path,
-    }
-    fit_config = {
-        "potential_sha256": sha256_file(path),
-        "reference_sha256": None if reference is None else reference.fingerprint(),
-        "target_diffusion_m2_s": target,
-        "target_diffusion_err_m2_s": target_err,
-        "newtonian_diffusion_m2_s": newtonian_diffusion_m2_s,
-        "newtonian_diffusion_err_m2_s": newtonian_diffusion_err_m2_s,
-        "mass_amu": mass,
-        "n_beads": n_beads,
-        "density_g_cm3": density_g_cm3,
-        "box_nm": box_nm,
-        "protocol": base.to_dict(),
-        "friction": config.to_dict(),
-    }
-    rundir = RunDirectory(out, fit_config, overwrite=overwrite)
-    if rundir.prepare() == "complete":
-        return _from_summary(rundir.path, json.loads(rundir.summary_path.read_text()))
-    root = rundir.path
+    return base
 
-    def evaluate(name: str, proto: MDProtocol) -> dict[str, Any]:
-        return run_cg(path, protocol=proto, out=root / name, progress=progress, **run_settings)
 
-    newtonian_summary: dict[str, Any] | None = None
+def search_friction(
+    evaluate: FrictionEvaluator,
+    root: Path,
+    *,
+    base: MDProtocol,
+    target: float,
+    target_err: float,
+    mass: float,
+    newtonian_diffusion_m2_s: float | None = None,
+    newtonian_diffusion_err_m2_s: float | None = None,
+    config: FrictionConfig,
+) -> dict[str, Any]:
+    """The root search of the friction fit (see the module docstring); its summary fields.
+
+    ``evaluate(name, protocol)`` runs the model with ``protocol`` in ``root / name`` and returns
+    that run's summary (``diffusion_m2_s``, ``diffusion_err_m2_s``; the accepted run's summary
+    goes into ``final_summary``). ``base`` is the Newtonian protocol
+    (:func:`friction_protocol`); it is evaluated in :data:`NEWTONIAN_DIR` unless
+    ``newtonian_diffusion_m2_s`` gives its D. ``target``/``target_err``: D_target and its
+    standard error (m²/s); ``mass``: bead mass (amu). ``history.csv`` is rewritten in ``root``
+    after each evaluation. The caller adds provenance and writes the summary.
+    """
+    newtonian_summary: Mapping[str, Any] | None = None
     if newtonian_diffusion_m2_s is None:
         newtonian_summary = evaluate(NEWTONIAN_DIR, base)
         newtonian = _point(NEWTONIAN_DIR, newtonian_summary, 0.0, f"{base.production_ensemble} run")
@@ -402,7 +340,7 @@ def fit_friction(
     d0_match = abs(newtonian.diffusion_m2_s - target) <= d0_crit
     record(newtonian, d0_match)
     accepted: FrictionPoint | None = None
-    accepted_summary: dict[str, Any] | None = None
+    accepted_summary: Mapping[str, Any] | None = None
     if d0_match:
         converged, reason = True, "the Newtonian model already matches the target; gamma = 0"
         accepted, accepted_summary = newtonian, newtonian_summary
@@ -414,7 +352,7 @@ def fit_friction(
         )
     else:
         converged, reason = False, f"no match within {config.max_evaluations} evaluations"
-        summaries: dict[str, dict[str, Any]] = {}
+        summaries: dict[str, Mapping[str, Any]] = {}
         for i in range(config.max_evaluations):
             gamma, how = propose_gamma(newtonian, points, target, mass, temperature, config)
             if any(abs(p.gamma_per_ps - gamma) <= 1e-6 * gamma for p in points):
@@ -472,10 +410,8 @@ def fit_friction(
         else {k: v for k, v in accepted_summary.items() if k != "provenance"},
         "history": [asdict(p) for p in history],
         "files": {"history": "history.csv"},
-        "provenance": collect(fit_config, seed=base.seed),
     }
-    rundir.write_summary(summary)
-    return _from_summary(root, json.loads(rundir.summary_path.read_text()))
+    return summary
 
 
 def _gamma_and_error(
@@ -503,7 +439,8 @@ def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
-def _from_summary(root: Path, summary: dict[str, Any]) -> FrictionFit:
+def fit_from_summary(root: Path, summary: dict[str, Any]) -> FrictionFit:
+    """The :class:`FrictionFit` of a finished fit's summary (run directories under ``root``)."""
     history = tuple(FrictionPoint(**p) for p in summary["history"])
     final = summary.get("final_run")
     return FrictionFit(

@@ -11,7 +11,7 @@ For one all-atom reference directory (:func:`~cgforge.workflows.cg.load_referenc
     (:func:`cgforge.workflows.predict.predict_potential`), run like the IBI production;
 ``friction``
     the IBI potential under Langevin dynamics with the friction γ fitted so that D_CG = D_AA
-    (:func:`~cgforge.methods.friction.fit_friction`); structure as IBI, dynamics slowed;
+    (:func:`~cgforge.workflows.friction.fit_friction`); structure as IBI, dynamics slowed;
 ``rescale``
     the IBI run with its time axis stretched by α (:mod:`cgforge.methods.rescale`): α measured
     on the IBI run (D matches by construction) or predicted (``alpha_model``)
@@ -58,7 +58,7 @@ import numpy as np
 from cgforge.engines.md import MDProtocol, ProgressCallback
 from cgforge.errors import CGForgeError, InputError
 from cgforge.fileio import atomic_path, check_creatable_dir, write_json, write_text
-from cgforge.methods.friction import FrictionConfig, fit_friction
+from cgforge.methods.friction import FrictionConfig
 from cgforge.methods.ibi import IBIConfig
 from cgforge.methods.rescale import TimeRescaling, acceleration_factor
 from cgforge.observables.msd import MSDResult
@@ -73,6 +73,7 @@ from cgforge.workflows.cg import (
     run_cg,
     run_ibi_from_reference,
 )
+from cgforge.workflows.friction import fit_friction
 from cgforge.workflows.run import PRESETS, Preset
 
 #: Methods of :func:`run_compare`, in the order they run.
