@@ -36,10 +36,10 @@ from cgforge.methods.force_matching import (
     ForceMatchingAccumulator,
     frame_design_matrix,
     frame_residuals,
-    run_linear_fm,
 )
 from cgforge.potentials.io import read_csv
 from cgforge.trajectory import CGTrajectory
+from cgforge.workflows.fm_linear import run_linear_fm
 
 EPS = 0.996  # kJ/mol
 SIGMA = 0.34  # nm

@@ -67,7 +67,7 @@ def linear(
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
     """Fit a pair force to mapped all-atom forces (MS-CG), integrate it to a potential table."""
-    from cgforge.methods.force_matching import run_linear_fm
+    from cgforge.workflows.fm_linear import run_linear_fm
 
     optional = {
         "regularisation": regularisation,
