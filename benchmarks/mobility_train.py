@@ -1,6 +1,6 @@
 """Mobility network: training time per epoch, full training wall time, prediction latency.
 
-Data: a synthetic database (:mod:`cgforge.methods.mobility.synthetic`: Mie potentials, HNC g(r),
+Data: a synthetic database (:mod:`cgforge.database.synthetic`: Mie potentials, HNC g(r),
 an Enskog-like D; a ground truth for the learning machinery, not physics data) of ``--n-a``
 stage-A records and ``--b-per-a`` stage-B copies of each, on the default learning grids (150 RDF
 and 241 potential points; 152 inputs).
@@ -37,12 +37,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
+from cgforge.database.learning import load_mobility_data
+from cgforge.database.synthetic import build_synthetic_database
 from cgforge.fileio import write_json
-from cgforge.methods.mobility.dataset import load_mobility_data, mobility_feature_floor
-from cgforge.methods.mobility.mobility import MobilityModel, train_mobility
+from cgforge.methods.mobility.dataset import mobility_feature_floor
+from cgforge.methods.mobility.mobility import MobilityModel
 from cgforge.methods.mobility.network import Standardizer, TrainConfig, _train_member
-from cgforge.methods.mobility.synthetic import build_synthetic_database
 from cgforge.workflows.predict import predict_potential
+from cgforge.workflows.train import train_mobility
 
 RESULTS = Path(__file__).parent / "results" / "mobility_train.json"
 

@@ -33,7 +33,6 @@ from cgforge.database.generate import (
     parse_molecules,
     slurm_cluster_kwargs,
 )
-from cgforge.database.grids import LearningGrids
 from cgforge.database.lock import DatabaseLocked, WriterLock, lock_holder, lock_path
 from cgforge.database.plan import plan_stage_a, record_workdir
 from cgforge.database.stages import (
@@ -47,6 +46,7 @@ from cgforge.database.stages import (
 )
 from cgforge.database.store import Database, spec_key
 from cgforge.errors import InputError
+from cgforge.grids import LearningGrids
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import AMU_NM3_TO_G_CM3
 

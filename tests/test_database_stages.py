@@ -10,7 +10,6 @@ import pytest
 import cgforge.workflows.aa as aa_workflow
 from _systems import stable_ranges
 from cgforge.cli.main import main
-from cgforge.database.grids import LearningGrids
 from cgforge.database.stages import (
     STAGE_PRESETS,
     StageFailure,
@@ -23,6 +22,7 @@ from cgforge.database.stages import (
 )
 from cgforge.database.store import Database, spec_key
 from cgforge.errors import InputError, SimulationError
+from cgforge.grids import LearningGrids
 from cgforge.molecules import load_molecule
 from cgforge.molecules.randomize import parameter_names
 from cgforge.units import AMU_NM3_TO_G_CM3

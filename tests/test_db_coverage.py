@@ -1,7 +1,7 @@
 """``cgforge db coverage``: coverage of all-atom references by a mobility model, the database's
 input cloud, the sampling advice, and the command's files and one-line errors.
 
-Tiny data: a synthetic database (:mod:`cgforge.methods.mobility.synthetic`; a ground truth for
+Tiny data: a synthetic database (:mod:`cgforge.database.synthetic`; a ground truth for
 the learning machinery, not physics) and a small ensemble trained on it. The references are
 hand-written reference folders (summary.json + rdf.csv) holding a training record's inputs
 (inside the cloud) and the same record with D a thousand times smaller (outside).
@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 from cgforge.cli.main import main
-from cgforge.methods.mobility import TrainConfig, read_records, train_mobility
-from cgforge.methods.mobility.synthetic import build_synthetic_database
+from cgforge.database.learning import read_records
+from cgforge.database.synthetic import build_synthetic_database
+from cgforge.methods.mobility import TrainConfig
 from cgforge.workflows.coverage import coverage, first_peak, input_cloud, sampling_advice
+from cgforge.workflows.train import train_mobility
 
 torch = pytest.importorskip("torch")
 

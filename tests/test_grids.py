@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from cgforge.database.grids import (
+from cgforge.errors import InputError
+from cgforge.grids import (
     LearningGrids,
     resample_potential,
     resample_rdf,
     uniform_grid,
 )
-from cgforge.errors import InputError
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.table import TabulatedPotential
 

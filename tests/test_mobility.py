@@ -1,7 +1,7 @@
 """Learned CG models: datasets, k-fold network ensembles, model files, prediction, CLI.
 
 The databases here are *synthetic ground truth for the learning machinery, not physics data*
-(:mod:`cgforge.methods.mobility.synthetic`): Mie pair potentials with random σ, ε and
+(:mod:`cgforge.database.synthetic`): Mie pair potentials with random σ, ε and
 exponent, g(r) from the HNC closure of the Ornstein–Zernike equation (or its low-density limit
 exp(−βU) where only speed matters), D from an Enskog-like model D ∝ m^−½ exp(−2ε/kT)/(ρσ²),
 and an acceleration factor that is a known smooth function of the synthetic parameters. The
@@ -21,22 +21,10 @@ import typer
 from typer.testing import CliRunner
 
 from cgforge.cli.train import register
-from cgforge.database.grids import LearningGrids
+from cgforge.database.learning import read_records
 from cgforge.database.stages import database_grids, learning_grids
 from cgforge.database.store import Database
-from cgforge.errors import InputError, SimulationError
-from cgforge.methods.mobility import (
-    AccelerationModel,
-    MobilityModel,
-    ParamsModel,
-    TrainConfig,
-    find_pairs,
-    read_records,
-    train_acceleration,
-    train_mobility,
-    train_params_to_potential,
-)
-from cgforge.methods.mobility.synthetic import (
+from cgforge.database.synthetic import (
     MOLECULAR_MASS_AMU,
     PARAMETER_NAMES,
     build_synthetic_database,
@@ -45,12 +33,26 @@ from cgforge.methods.mobility.synthetic import (
     synthetic_diffusion_m2_s,
     truth_from_parameters,
 )
+from cgforge.errors import InputError, SimulationError
+from cgforge.grids import LearningGrids
+from cgforge.methods.mobility import (
+    AccelerationModel,
+    MobilityModel,
+    ParamsModel,
+    TrainConfig,
+    find_pairs,
+)
 from cgforge.potentials.io import read_potential, write_csv
 from cgforge.units import AMU_NM3_TO_G_CM3
 from cgforge.workflows import predict as predict_workflow
 from cgforge.workflows.aa import default_protocol
 from cgforge.workflows.cg import run_cg
 from cgforge.workflows.predict import predict_potential, run_predict
+from cgforge.workflows.train import (
+    train_acceleration,
+    train_mobility,
+    train_params_to_potential,
+)
 
 torch = pytest.importorskip("torch")
 

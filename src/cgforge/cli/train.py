@@ -141,7 +141,7 @@ def train_mobility_command(
     quiet: bool = QUIET,
 ) -> None:
     """Mobility network: (bead mass, D, g(r)) → U(r), from stage-A and stage-B records."""
-    from cgforge.methods.mobility.mobility import train_mobility
+    from cgforge.workflows.train import train_mobility
 
     config = _config(folds, epochs, patience, seed, hidden, learning_curve)
     with _epoch_progress(not quiet) as progress:
@@ -172,7 +172,7 @@ def train_params_command(
     quiet: bool = QUIET,
 ) -> None:
     """All-atom bonded parameters → CG potential (one molecule's stage-A records)."""
-    from cgforge.methods.mobility.params import train_params_to_potential
+    from cgforge.workflows.train import train_params_to_potential
 
     config = _config(folds, epochs, patience, seed, hidden, learning_curve)
     with _epoch_progress(not quiet) as progress:
@@ -207,7 +207,7 @@ def train_acceleration_command(
     quiet: bool = QUIET,
 ) -> None:
     """(Bonded parameters, D_AA) → acceleration factor: random forest and network."""
-    from cgforge.methods.mobility.acceleration import train_acceleration
+    from cgforge.workflows.train import train_acceleration
 
     config = _config(folds, epochs, patience, seed, hidden, False)
     with _epoch_progress(not quiet) as progress:

@@ -476,8 +476,8 @@ def run_record(
     for a simulation problem. An unexpected error is returned as ``("failed", "internal error:
     <type>: <message> …")`` with its traceback written to ``error.log`` in ``workdir``.
     """
-    from cgforge.database.grids import LearningGrids
     from cgforge.database.stages import run_stage_a, run_stage_b
+    from cgforge.grids import LearningGrids
 
     work = Path(workdir)
     tic = time.perf_counter()

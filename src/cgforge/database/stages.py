@@ -32,7 +32,7 @@ Stage-A equilibration (the spec's ``equilibration`` entry, :data:`STAGE_A_EQUILI
     Randomised bonded parameters can put a molecule far from its OPLS-AA conformer and
     density. A record whose spec has ``"prerelax": true`` relaxes one molecule in vacuum with
     its drawn parameters and packs the liquid from the relaxed conformer at the density its
-    relaxed volume suggests (:mod:`cgforge.molecules.prerelax`); its NPT equilibration starts
+    relaxed volume suggests (:mod:`cgforge.engines.prerelax`); its NPT equilibration starts
     at the preset's ``aa_equilibration_ps`` and doubles until the density stops drifting
     (:func:`density_drift_check`), up to ``max_equilibration_factor`` times that length
     (:func:`equilibrate_aa`). Each try is a fresh run from the packed box in
@@ -55,9 +55,9 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.database.grids import LearningGrids, resample_potential, resample_rdf
 from cgforge.database.store import Database, Record
 from cgforge.errors import CGForgeError, InputError, SimulationError
+from cgforge.grids import LearningGrids, resample_potential, resample_rdf
 from cgforge.methods.ibi import IBIConfig
 from cgforge.molecules.randomize import ParameterRanges
 from cgforge.observables.rdf import RDFResult

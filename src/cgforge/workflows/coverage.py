@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cgforge.database.grids import LearningGrids, resample_rdf
 from cgforge.errors import CGForgeError, InputError
 from cgforge.fileio import atomic_path, check_creatable_dir, write_json
+from cgforge.grids import LearningGrids, resample_rdf
 
 __all__ = [
     "SHIPPED_DATABASE",
@@ -84,7 +84,7 @@ def input_cloud(database: str | Path) -> dict[str, Any]:
     """Mobility inputs of the usable records of ``database``: ``records`` (key, stage,
     molecule, group, mass_amu, diffusion_m2_s = D_CG, peak_height, peak_r_nm) and ``summary``
     (counts, ranges, peak-height quantiles)."""
-    from cgforge.methods.mobility.dataset import read_records
+    from cgforge.database.learning import read_records
 
     records = read_records(resolve_database(database), ("A", "B"))
     r = records.grids.rdf_r_nm

@@ -32,10 +32,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cgforge.database.grids import LearningGrids
-from cgforge.database.store import Database
 from cgforge.errors import InputError
-from cgforge.methods.mobility.dataset import check_size, load_parameter_data, minimum_records
+from cgforge.grids import LearningGrids
+from cgforge.methods.mobility.dataset import (
+    RecordSet,
+    check_size,
+    minimum_records,
+    parameter_data,
+)
 from cgforge.methods.mobility.model_io import (
     LoadedModel,
     check_output_dir,
@@ -58,8 +62,8 @@ __all__ = [
     "KIND",
     "AccelerationModel",
     "acceleration_features",
+    "fit_acceleration",
     "regression_metrics",
-    "train_acceleration",
 ]
 
 KIND = "acceleration"
@@ -102,8 +106,8 @@ def regression_metrics(true: NDArray[np.float64], predicted: NDArray[np.float64]
     }
 
 
-def train_acceleration(
-    database: str | Path | Database,
+def fit_acceleration(
+    records: RecordSet,
     out: str | Path,
     config: TrainConfig | None = None,
     *,
@@ -113,8 +117,9 @@ def train_acceleration(
     overwrite: bool = False,
     progress: TrainProgress | None = None,
 ) -> dict[str, Any]:
-    """Train the random forest and the network on the stage-A records of ``molecule`` and write
-    the model directory ``out``; returns the manifest with the test-set metrics."""
+    """Train the random forest and the network on the stage-A records of ``molecule`` among
+    ``records`` (read with :func:`cgforge.database.learning.read_records`) and write the model
+    directory ``out``; returns the manifest with the test-set metrics."""
     config = TrainConfig(learning_curve=()) if config is None else config
     check_output_dir(out, overwrite=overwrite)
     if not 0.0 < test_fraction < 0.5:
@@ -123,7 +128,7 @@ def train_acceleration(
         raise InputError(f"number of trees must be a positive integer, got {n_trees!r}")
     forest_class = _sklearn_forest()
     needed = minimum_records(config.folds)
-    data = load_parameter_data(database, molecule, needed=needed)
+    data = parameter_data(records, molecule, needed=needed)
     records = data.records
     ok = np.flatnonzero(np.isfinite(records.d_aa) & np.isfinite(records.acceleration))
     check_size(ok.size, needed, records.source, f"stage-A records of {data.molecule} with D_AA")

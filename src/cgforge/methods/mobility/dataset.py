@@ -1,7 +1,12 @@
 """Learning data from a cgforge force-field database (:mod:`cgforge.database`).
 
+The store layer reads the records (:func:`cgforge.database.learning.read_records` → a
+:class:`RecordSet` of arrays); this module works on those arrays only and imports nothing of
+the database.
+
 Records
-    Done stage-A and stage-B records (:func:`read_records`). A record is usable when it has a
+    Done stage-A and stage-B records (:func:`cgforge.database.learning.read_records`). A
+    record is usable when it has a
     CG RDF ``g_cg`` on the ``rdf`` grid and a ``potential`` on the ``potential`` grid, a
     positive bead mass and CG diffusion coefficient, finite values, and a g(r) that rises above
     :data:`G_STRUCTURAL`; others are skipped and counted by reason. Stage-A records also carry
@@ -41,16 +46,13 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from cgforge.database.grids import LearningGrids
-from cgforge.database.stages import POTENTIAL_GRID, RDF_GRID, learning_grids
-from cgforge.database.store import Database, Record
 from cgforge.errors import InputError
+from cgforge.grids import LearningGrids
 
 __all__ = [
     "G_STRUCTURAL",
@@ -62,12 +64,11 @@ __all__ = [
     "RecordSet",
     "check_size",
     "find_pairs",
-    "load_mobility_data",
-    "load_parameter_data",
     "minimum_records",
+    "mobility_data",
     "mobility_features",
     "onset_index",
-    "read_records",
+    "parameter_data",
 ]
 
 #: g(r) above which a distance belongs to the structural range.
@@ -93,12 +94,6 @@ def check_size(n_usable: int, needed: int, source: Any, what: str = "usable reco
             f"database {source} has {n_usable} {what}; training needs at least {needed} — "
             "generate more with cgforge db generate"
         )
-
-
-def _open(database: str | Path | Database) -> tuple[Database, bool]:
-    if isinstance(database, Database):
-        return database, False
-    return Database.open(database, readonly=True), True
 
 
 def onset_index(g_rdf: NDArray[np.float64], grids: LearningGrids) -> int | None:
@@ -185,117 +180,6 @@ class RecordSet:
         }
 
 
-def _positive_or_nan(scalars: dict[str, Any], name: str) -> float:
-    """``scalars[name]`` as a finite positive float, else NaN (the record is then skipped)."""
-    try:
-        value = float(scalars.get(name))
-    except (TypeError, ValueError):
-        return math.nan
-    return value if math.isfinite(value) and value > 0 else math.nan
-
-
-def _usable(record: Record, grids: LearningGrids) -> tuple[dict[str, Any] | None, str]:
-    """The learning fields of one record, or (None, reason it is skipped)."""
-    arrays = record.arrays
-    for name, grid, n in (
-        ("g_cg", RDF_GRID, grids.n_rdf),
-        ("potential", POTENTIAL_GRID, grids.n_potential),
-    ):
-        item = arrays.get(name)
-        if item is None:
-            return None, f"no {name} array"
-        if item.grid_name != grid or item.data.shape != (n,):
-            return None, f"{name} not on the '{grid}' grid"
-        if not np.all(np.isfinite(item.data)):
-            return None, f"non-finite {name}"
-    mass = _positive_or_nan(record.scalars, "mass_amu")
-    d_cg = _positive_or_nan(record.scalars, "diffusion_cg_m2_s")
-    temperature = _positive_or_nan(record.scalars, "temperature_K")
-    if not (math.isfinite(mass) and math.isfinite(d_cg) and math.isfinite(temperature)):
-        return None, "no positive mass, D_CG or temperature"
-    g = np.asarray(arrays["g_cg"].data, dtype=np.float64)
-    onset = onset_index(g, grids)
-    if onset is None:
-        return None, f"g_cg never exceeds {G_STRUCTURAL}"
-    cutoff = _positive_or_nan(record.scalars, "cutoff_nm")
-    if not math.isfinite(cutoff):
-        cutoff = float(grids.potential_r_nm[-1])
-    cutoff = min(cutoff, float(grids.potential_r_nm[-1]))
-    if cutoff <= grids.potential_r_nm[onset] + 0.05:
-        return None, "cutoff not beyond the structural onset"
-    fields: dict[str, Any] = {
-        "mass": mass,
-        "d_cg": d_cg,
-        "temperature": temperature,
-        "g": g,
-        "u": np.asarray(arrays["potential"].data, dtype=np.float64),
-        "cutoff": cutoff,
-        "onset": onset,
-        "d_aa": math.nan,
-        "acceleration": math.nan,
-        "parameters": None,
-        "names": None,
-    }
-    if record.stage == "A":
-        fields["d_aa"] = _positive_or_nan(record.scalars, "diffusion_aa_m2_s")
-        if math.isfinite(fields["d_aa"]):
-            factor = _positive_or_nan(record.scalars, "acceleration_factor")
-            fields["acceleration"] = factor if math.isfinite(factor) else d_cg / fields["d_aa"]
-        params = arrays.get("parameters")
-        names = (record.provenance or {}).get("parameter_names")
-        if params is not None and names is not None:
-            values = np.asarray(params.data, dtype=np.float64)
-            if values.shape == (len(names),) and np.all(np.isfinite(values)):
-                fields["parameters"] = values
-                fields["names"] = tuple(str(n) for n in names)
-    return fields, ""
-
-
-def read_records(database: str | Path | Database, stages: Sequence[str] = ("A", "B")) -> RecordSet:
-    """The usable done records of ``stages`` (see the module docstring), in database order."""
-    db, close = _open(database)
-    try:
-        grids = learning_grids(db)
-        rows: list[tuple[Record, dict[str, Any]]] = []
-        skipped: Counter[str] = Counter()
-        for stage in stages:
-            for record in db.iter_done(stage):
-                fields, reason = _usable(record, grids)
-                if fields is None:
-                    skipped[reason] += 1
-                    continue
-                rows.append((record, fields))
-        source = str(db.path)
-    finally:
-        if close:
-            db.close()
-    n_rdf, n_pot = grids.n_rdf, grids.n_potential
-
-    def column(name: str) -> NDArray[np.float64]:
-        return np.array([f[name] for _, f in rows], dtype=np.float64)
-
-    return RecordSet(
-        grids=grids,
-        source=source,
-        keys=[r.key for r, _ in rows],
-        stages=[r.stage for r, _ in rows],
-        molecules=[str(r.molecule) for r, _ in rows],
-        groups=[r.key if r.stage == "A" else str(r.parent_key) for r, _ in rows],
-        temperature_K=column("temperature"),
-        mass_amu=column("mass"),
-        d_cg=column("d_cg"),
-        d_aa=column("d_aa"),
-        acceleration=column("acceleration"),
-        g_cg=np.array([f["g"] for _, f in rows]).reshape(-1, n_rdf),
-        potential=np.array([f["u"] for _, f in rows]).reshape(-1, n_pot),
-        cutoff_nm=column("cutoff"),
-        onset=np.array([f["onset"] for _, f in rows], dtype=np.int64),
-        parameters=[f["parameters"] for _, f in rows],
-        parameter_names=[f["names"] for _, f in rows],
-        skipped=dict(skipped),
-    )
-
-
 # ---------------------------------------------------------------------- potential targets
 @dataclass(frozen=True)
 class PotentialTargets:
@@ -360,10 +244,9 @@ class MobilityData:
         return mobility_features(self.records.mass_amu, self.records.d_cg, self.records.g_cg)
 
 
-def load_mobility_data(database: str | Path | Database, folds: int) -> MobilityData:
+def mobility_data(records: RecordSet, folds: int) -> MobilityData:
     """Usable stage-A and stage-B records as mobility data; refuses a database too small for
     ``folds``-fold training."""
-    records = read_records(database, ("A", "B"))
     check_size(len(records), minimum_records(folds), records.source)
     if len(set(records.groups)) < folds:
         check_size(
@@ -383,11 +266,11 @@ class ParameterData:
     parameters: NDArray[np.float64]
 
 
-def load_parameter_data(
-    database: str | Path | Database, molecule: str | None = None, *, needed: int = MIN_RECORDS
+def parameter_data(
+    records: RecordSet, molecule: str | None = None, *, needed: int = MIN_RECORDS
 ) -> ParameterData:
-    """Usable stage-A records of ``molecule`` (the only one, if None) with parameters."""
-    records = read_records(database, ("A",))
+    """Usable stage-A records (``records``) of ``molecule`` (the only one, if None) with
+    parameters."""
     with_params = [i for i, p in enumerate(records.parameters) if p is not None]
     molecules = sorted({records.molecules[i] for i in with_params})
     if molecule is None:

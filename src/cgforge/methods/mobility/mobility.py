@@ -1,7 +1,7 @@
 """The mobility network: (bead mass, D, g(r)) → a CG pair potential U(r).
 
 Trained on every usable stage-A and stage-B record of a database
-(:func:`~cgforge.methods.mobility.dataset.load_mobility_data`): the inputs are the bead mass,
+(:func:`~cgforge.methods.mobility.dataset.mobility_data`): the inputs are the bead mass,
 the CG diffusion coefficient and the CG RDF a potential produced, the target is that potential.
 Used on an all-atom reference (its bead mass, its D_AA and its centre-of-mass g(r)) it predicts a
 potential that should give the CG beads the all-atom mobility at close to the all-atom
@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cgforge.database.grids import LearningGrids, resample_rdf
-from cgforge.database.store import Database
 from cgforge.errors import InputError
+from cgforge.grids import LearningGrids, resample_rdf
 from cgforge.methods.mobility.dataset import (
     G_STRUCTURAL,
     PotentialTargets,
-    load_mobility_data,
+    RecordSet,
+    mobility_data,
     mobility_feature_floor,
     mobility_features,
     onset_index,
@@ -67,11 +67,11 @@ __all__ = [
     "KIND",
     "RANGE_MARGIN",
     "MobilityModel",
+    "fit_mobility",
     "fit_potential_ensemble",
     "model_cutoff_nm",
     "potential_metrics",
     "range_reasons",
-    "train_mobility",
 ]
 
 KIND = "mobility"
@@ -134,19 +134,17 @@ def fit_potential_ensemble(
     return ensemble, report, domain, fold
 
 
-def _database_label(database: str | Path | Database) -> str:
-    return str(database.path if isinstance(database, Database) else Path(database))
-
-
-def train_mobility(
-    database: str | Path | Database,
+def fit_mobility(
+    records: RecordSet,
     out: str | Path,
     config: TrainConfig | None = None,
     *,
     overwrite: bool = False,
     progress: TrainProgress | None = None,
 ) -> dict[str, Any]:
-    """Train the mobility network on ``database`` and write the model directory ``out``.
+    """Train the mobility network on ``records`` (read from a database with
+    :func:`cgforge.database.learning.read_records`; :func:`cgforge.workflows.train.train_mobility`
+    reads and trains in one call) and write the model directory ``out``.
 
     Returns the manifest (see :mod:`cgforge.methods.mobility.model_io` for the layout) with the
     training summary: validation losses (standardised MSE) of every member, the loss of
@@ -154,8 +152,8 @@ def train_mobility(
     """
     config = TrainConfig() if config is None else config
     check_output_dir(out, overwrite=overwrite)
-    data = load_mobility_data(database, config.folds)
-    records, targets = data.records, data.targets
+    data = mobility_data(records, config.folds)
+    records, targets = data.records, data.targets  # the usable ones
     ensemble, report, domain, fold = fit_potential_ensemble(
         data.x,
         targets.u_kj_mol,
@@ -193,7 +191,7 @@ def train_mobility(
         "training_data": records.summary(),
         "metrics": {**report.summary(), **potential_metrics(report.oof, targets, fold)},
         "provenance": collect(
-            {"database": _database_label(database), "config": config.to_dict()}, seed=config.seed
+            {"database": records.source, "config": config.to_dict()}, seed=config.seed
         ),
     }
     with staged_model_dir(out, overwrite=overwrite) as folder:

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 import cgforge
-from cgforge.database.grids import LearningGrids
 from cgforge.errors import InputError
 from cgforge.fileio import check_creatable_dir, write_json, write_npz
+from cgforge.grids import LearningGrids
 
 __all__ = [
     "ARRAYS",

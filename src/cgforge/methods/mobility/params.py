@@ -34,15 +34,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cgforge.database.grids import LearningGrids
-from cgforge.database.store import Database
 from cgforge.errors import InputError
+from cgforge.grids import LearningGrids
 from cgforge.methods.mobility.dataset import (
     PotentialTargets,
+    RecordSet,
     check_size,
     find_pairs,
-    load_parameter_data,
     minimum_records,
+    parameter_data,
 )
 from cgforge.methods.mobility.mobility import (
     RANGE_MARGIN,
@@ -65,9 +65,9 @@ from cgforge.provenance import collect
 __all__ = [
     "TARGETS",
     "ParamsModel",
+    "fit_params_to_potential",
     "parameter_floor",
     "parameter_vector_from",
-    "train_params_to_potential",
 ]
 
 #: Target name → model kind.
@@ -112,8 +112,8 @@ def parameter_vector_from(
     return values
 
 
-def train_params_to_potential(
-    database: str | Path | Database,
+def fit_params_to_potential(
+    records: RecordSet,
     out: str | Path,
     config: TrainConfig | None = None,
     *,
@@ -124,7 +124,8 @@ def train_params_to_potential(
     progress: TrainProgress | None = None,
 ) -> dict[str, Any]:
     """Train a parameters → potential network (``target`` ``"ibi"`` or ``"pairs"``, see the
-    module docstring) on the stage-A records of ``molecule`` and write the model to ``out``.
+    module docstring) on the stage-A records of ``molecule`` among ``records`` (read with
+    :func:`cgforge.database.learning.read_records`) and write the model to ``out``.
 
     Returns the manifest with out-of-fold metrics (RMSE of U in kJ/mol over the structural
     range, mean absolute error of the onset in nm) and, for pairs, the pairs used.
@@ -134,7 +135,7 @@ def train_params_to_potential(
     config = TrainConfig() if config is None else config
     check_output_dir(out, overwrite=overwrite)
     needed = minimum_records(config.folds)
-    data = load_parameter_data(database, molecule, needed=needed)
+    data = parameter_data(records, molecule, needed=needed)
     records = data.records
     pairs: list[tuple[int, int]] = []
     if target == "ibi":

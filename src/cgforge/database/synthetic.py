@@ -42,7 +42,6 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.fft import dst
 
-from cgforge.database.grids import LearningGrids, resample_potential
 from cgforge.database.stages import (
     POTENTIAL_GRID,
     RDF_GRID,
@@ -51,6 +50,7 @@ from cgforge.database.stages import (
 )
 from cgforge.database.store import Database
 from cgforge.errors import InputError, SimulationError
+from cgforge.grids import LearningGrids, resample_potential
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import AMU_NM3_TO_G_CM3, NM2_PS_TO_M2_S, kT
 

@@ -1,0 +1,98 @@
+"""Training the learned CG models of :mod:`cgforge.methods.mobility` from a database file.
+
+Each entry point reads the usable records of a force-field database
+(:func:`cgforge.database.learning.read_records`) and hands them to the method that trains and
+writes the model directory; this is what ``cgforge train mobility|params|acceleration`` runs.
+The output directory is checked before the database is read, so a clash is reported first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cgforge.database.learning import read_records
+from cgforge.database.store import Database
+from cgforge.methods.mobility.acceleration import (
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_TREES,
+    fit_acceleration,
+)
+from cgforge.methods.mobility.mobility import fit_mobility
+from cgforge.methods.mobility.model_io import check_output_dir
+from cgforge.methods.mobility.network import TrainConfig, TrainProgress
+from cgforge.methods.mobility.params import DEFAULT_PAIR_TOLERANCE, fit_params_to_potential
+
+__all__ = ["train_acceleration", "train_mobility", "train_params_to_potential"]
+
+
+def train_mobility(
+    database: str | Path | Database,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: TrainProgress | None = None,
+) -> dict[str, Any]:
+    """Train the mobility network on the stage-A and stage-B records of ``database`` and write
+    the model directory ``out``; returns the manifest
+    (:func:`~cgforge.methods.mobility.mobility.fit_mobility`)."""
+    check_output_dir(out, overwrite=overwrite)
+    records = read_records(database, ("A", "B"))
+    return fit_mobility(records, out, config, overwrite=overwrite, progress=progress)
+
+
+def train_params_to_potential(
+    database: str | Path | Database,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    molecule: str | None = None,
+    target: str = "ibi",
+    tolerance: float = DEFAULT_PAIR_TOLERANCE,
+    overwrite: bool = False,
+    progress: TrainProgress | None = None,
+) -> dict[str, Any]:
+    """Train a parameters → potential network on the stage-A records of ``molecule`` in
+    ``database`` and write the model directory ``out``; returns the manifest
+    (:func:`~cgforge.methods.mobility.params.fit_params_to_potential`)."""
+    check_output_dir(out, overwrite=overwrite)
+    records = read_records(database, ("A",))
+    return fit_params_to_potential(
+        records,
+        out,
+        config,
+        molecule=molecule,
+        target=target,
+        tolerance=tolerance,
+        overwrite=overwrite,
+        progress=progress,
+    )
+
+
+def train_acceleration(
+    database: str | Path | Database,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    molecule: str | None = None,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    n_trees: int = DEFAULT_TREES,
+    overwrite: bool = False,
+    progress: TrainProgress | None = None,
+) -> dict[str, Any]:
+    """Train the acceleration-factor models on the stage-A records of ``molecule`` in
+    ``database`` and write the model directory ``out``; returns the manifest
+    (:func:`~cgforge.methods.mobility.acceleration.fit_acceleration`)."""
+    check_output_dir(out, overwrite=overwrite)
+    records = read_records(database, ("A",))
+    return fit_acceleration(
+        records,
+        out,
+        config,
+        molecule=molecule,
+        test_fraction=test_fraction,
+        n_trees=n_trees,
+        overwrite=overwrite,
+        progress=progress,
+    )
