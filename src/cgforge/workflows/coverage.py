@@ -10,8 +10,9 @@
     predicted at all counts as not covered).
 
 :func:`input_cloud`
-    The database's mobility inputs as the network sees them (:func:`~cgforge.methods.mobility.
-    dataset.read_records`: every usable stage-A and stage-B record): per record the bead mass,
+    The database's mobility inputs as the network sees them
+    (:func:`~cgforge.database.learning.read_records`: every usable stage-A and stage-B
+    record): per record the bead mass,
     D_CG and the height and position of the first peak of g_CG (:func:`first_peak`).
 
 :func:`sampling_advice`
