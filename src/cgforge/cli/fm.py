@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from cgforge.cli.fm_linear import register as register_linear
+from cgforge.cli.options import cg_engine_option
 from cgforge.cli.progress import console, stage_progress
 from cgforge.errors import InputError
 from cgforge.units import parse_time_ps
@@ -219,7 +220,11 @@ def _print_simulation(summary: dict[str, Any], out: Path) -> None:
 
 
 def transfer(
-    model: Path = typer.Argument(..., help="Model file or `cgforge fm train` directory."),
+    model: Path = typer.Argument(
+        ...,
+        help="Neural model (file or `cgforge fm train` directory) or pair-potential table "
+        "(file, or a `cgforge ibi` / `cgforge fm linear` directory with potential.csv).",
+    ),
     more_references: list[Path] = typer.Argument(
         None, help="Further reference directories (--references A B C)."
     ),
@@ -227,14 +232,26 @@ def transfer(
         ..., "--references", help="All-atom reference directories: --references A B C."
     ),
     out: Path = typer.Option(..., "--out", help="Directory for the runs and the table."),
-    equilibrate: str = typer.Option("20ps", "--equilibrate", help="NVT equilibration time."),
+    equilibrate: str = typer.Option("20ps", "--equilibrate", help="Equilibration time."),
     production: str = typer.Option("200ps", "--production", help="Production time per state."),
     timestep: str = typer.Option("5fs", "--timestep", help="Time step."),
+    sample_every: str = typer.Option("0.5ps", "--sample-every", help="Sampling interval."),
     beads: int = typer.Option(
         None, "--beads", help="Number of beads (default: each reference's molecules)."
     ),
+    trained_at: list[Path] = typer.Option(
+        None,
+        "--trained-at",
+        help="Reference directories the model was trained on (repeat the option), where its "
+        "run directory does not record them.",
+    ),
+    name: str = typer.Option(None, "--name", help="The model's name in the table."),
+    engine: str = cg_engine_option(),
+    npt: bool = typer.Option(
+        True, "--npt/--no-npt", help="Also an NPT row at each reference's pressure (tables)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (neural models)."),
     allow_other_molecules: bool = typer.Option(
         False,
         "--allow-other-molecules",
@@ -242,18 +259,21 @@ def transfer(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
-    """Run a trained model at the state point of every reference: transferability.csv.
+    """Run a model at the state point of every reference: transferability.csv.
 
-    State points outside the trained temperature/density range are flagged (extrapolated);
-    a state point whose run blows up is listed as failed with the reason.
+    A neural model runs on the torch engine, NVT at the reference density (its NPT row is
+    marked not run: no barostat); a pair-potential table on the CG engine (--engine), NVT at
+    the reference density and NPT at the reference's pressure. State points outside the
+    trained temperature/density range are flagged (extrapolated); a state point whose run
+    blows up is listed as failed with the reason.
     """
     from cgforge.workflows.gnn_md import transferability_table
 
-    path = model_file(model)
     settings: dict[str, Any] = {
         "production_ps": parse_time_ps(production, what="--production", allow_zero=False),
         "equilibration_ps": parse_time_ps(equilibrate, what="--equilibrate"),
         "timestep_fs": parse_time_ps(timestep, what="--timestep", allow_zero=False) * 1e3,
+        "sample_interval_ps": parse_time_ps(sample_every, what="--sample-every", allow_zero=False),
         "seed": seed,
         "device": device,
     }
@@ -261,26 +281,33 @@ def transfer(
         settings["n_beads"] = beads
     with stage_progress(not quiet) as progress:
         rows = transferability_table(
-            path,
+            model,
             [*references, *(more_references or [])],
             out,
             progress=progress,
             allow_other_molecules=allow_other_molecules,
+            trained_at=trained_at or None,
+            model_name=name,
+            engine=engine,
+            ensembles=("nvt", "npt") if npt else ("nvt",),
             **settings,
         )
     table = Table(title=f"transferability → {out / 'transferability.csv'}")
-    columns = ("T / K", "ρ / g cm⁻³", "status", "trained", "extrap.", "RDF dev.", "P / bar")
-    for column in (*columns, "D_CG/D_AA", "notes"):
+    columns = ("state", "T / K", "ρ / g cm⁻³", "ens.", "status", "trained", "extrap.")
+    for column in (*columns, "RDF R²", "ρ err.", "P / bar", "D_CG/D_AA", "notes"):
         table.add_column(column)
     for row in rows:
         extrapolated = row.get("extrapolated")
         table.add_row(
+            str(row.get("state") or ""),
             f"{row['temperature_K']:g}",
             f"{row['density_g_cm3']:.4g}",
+            str(row.get("ensemble") or ""),
             str(row.get("status", "ok")),
             "yes" if row.get("trained_on") else "no",
             "?" if extrapolated is None else "yes" if extrapolated else "no",
-            _fmt(row.get("rdf_deviation"), "{:.2%}"),
+            _fmt(row.get("rdf_r2"), "{:.4f}"),
+            _fmt(row.get("density_error"), "{:+.2%}"),
             _fmt(row.get("pressure_bar"), "{:.1f}"),
             _fmt(row.get("acceleration_factor"), "{:.3g}"),
             str(row.get("notes") or ""),

@@ -19,20 +19,30 @@
     checkpoint; a finished one returns its summary.
 
 ``transferability_table``
-    Runs the model at the state point (temperature and density) of each reference directory and
-    writes ``transferability.csv`` with one row per state point, marking those the model was
-    trained on (from its metadata ``training_state_points``) and flagging as ``extrapolated``
-    those whose temperature or density lies outside the trained range ([min, max] over the
-    training state points). References of another molecule than the model's (metadata
-    ``molecule`` against the reference's ``molecule``) are refused before any MD unless
-    ``allow_other_molecules``. A state point whose run blows up
-    (:class:`~cgforge.errors.SimulationError`, non-finite energies) gets a row with status
-    ``failed`` and the reason; the other state points still run.
+    Runs a model at the state point (temperature and density) of each reference directory and
+    writes ``transferability.csv`` (:data:`TABLE_COLUMNS`: ``model``, ``model_kind``,
+    ``engine``, ``ensemble``, the state point, the comparison with the reference), marking
+    those the model was trained on (``trained_on``: the ``training_state_points`` of its
+    metadata, or those the caller gives) and flagging as ``extrapolated`` those whose
+    temperature or density lies outside the trained range ([min, max] over the training state
+    points). The model (:func:`load_transfer_model`) is either a neural model (a
+    ``cgforge fm train`` output; torch engine, NVT at the reference density; its NPT row is
+    ``not run``: the torch engine has no barostat) or a pair-potential table (``cgforge ibi``,
+    ``cgforge fm linear`` or any table file; :func:`simulate_table` on the CG engine, LAMMPS
+    by default: an NVT row at the reference density, whose pressure is the model's at the AA
+    density, and an NPT row at the reference's barostat pressure, whose ``density_error`` is
+    the model's; training state points from the table's run directory, :func:`table_metadata`).
+    References of another molecule than the model's (metadata ``molecule`` against the
+    reference's ``molecule``) are refused before any MD unless ``allow_other_molecules``. A
+    state point whose run blows up (:class:`~cgforge.errors.SimulationError`, non-finite
+    energies) gets a row with status ``failed`` and the reason; the other state points still
+    run.
 
-The box is fixed: runs are at constant volume, so the density is an input, not a result, and
-``density_error`` is (ρ_run − ρ_ref)/ρ_ref, zero when the run uses the reference's density. How
-far the model is from the reference's equation of state shows in the pressure columns
-(``pressure_bar`` against ``reference_pressure_bar``).
+The torch engine's box is fixed: its runs are at constant volume, so the density is an input,
+not a result, and ``density_error`` is (ρ_run − ρ_ref)/ρ_ref, zero when the run uses the
+reference's density (so in every NVT row). How far the model is from the reference's equation
+of state shows in the pressure columns of NVT rows (``pressure_bar`` against
+``reference_pressure_bar``) and in the density error of NPT rows.
 
 Defaults: the bead mass comes from the model metadata (``bead_mass_amu``) or the reference; the
 temperature and density from the reference or, without one, the model's first training state
@@ -45,20 +55,25 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cgforge.engines.cg_engine import CGSystem, run_cg_md
+from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
 from cgforge.engines.md import MDProtocol, ProgressCallback, write_thermo_csv
 from cgforge.engines.torch_cg import TorchEngine
 from cgforge.engines.torch_md import DEFAULT_TAU_PS, select_device
 from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import sha256_file, write_text
 from cgforge.observables import mean_with_error
+from cgforge.potentials.io import FORMATS as POTENTIAL_FORMATS
+from cgforge.potentials.io import guess_format, read_potential
 from cgforge.potentials.neural.base import load_model
+from cgforge.potentials.table import TabulatedPotential
 from cgforge.provenance import collect
 from cgforge.reference import analyze, write_results
 from cgforge.rundir import RunDirectory
@@ -67,6 +82,8 @@ from cgforge.workflows.cg import (
     DEFAULT_CG_TIMESTEP_FS,
     AAReference,
     _comparison,
+    _produce,
+    beads_for_reference,
     box_from_density,
     load_reference,
 )
@@ -82,12 +99,39 @@ PRODUCTION_ENSEMBLES = ("nvt", "nve")
 TRAINED_ON_TEMPERATURE_K = 0.5
 TRAINED_ON_DENSITY_REL = 5.0e-3
 #: Columns of ``transferability.csv`` (units in the names; errors are relative unless named).
+#: ``density_g_cm3`` is the state point's (the reference's) density, ``cg_density_g_cm3`` the
+#: run's: the same in NVT, the NPT mean under the barostat.
 TABLE_COLUMNS = (
+    "model",
+    "model_kind",
+    "engine",
+    "ensemble",
+    "state",
     "temperature_K",
     "density_g_cm3",
     "status",
     "trained_on",
     "extrapolated",
+    "rdf_deviation",
+    "rdf_r2",
+    "density_error",
+    "cg_density_g_cm3",
+    "pressure_bar",
+    "pressure_err_bar",
+    "reference_pressure_bar",
+    "pressure_error_bar",
+    "diffusion_m2_s",
+    "reference_diffusion_m2_s",
+    "acceleration_factor",
+    "acceleration_factor_err",
+    "temperature_measured_K",
+    "wall_s",
+    "reference_dir",
+    "run_dir",
+    "notes",
+)
+#: Columns of ``transferability.csv`` taken from each run's summary.
+_SUMMARY_COLUMNS = (
     "rdf_deviation",
     "rdf_r2",
     "density_error",
@@ -100,15 +144,19 @@ TABLE_COLUMNS = (
     "acceleration_factor",
     "acceleration_factor_err",
     "temperature_measured_K",
-    "reference_dir",
-    "run_dir",
-    "notes",
+    "wall_s",
 )
-#: Columns of ``transferability.csv`` taken from each run's summary.
-_SUMMARY_COLUMNS = TABLE_COLUMNS[5:17]
 #: ``status`` of a table row: the run finished, or it blew up.
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+#: ``status`` of a row that was not run (the NPT row of a neural model), with the reason.
+STATUS_NOT_RUN = "not run"
+#: Why a neural model has no NPT row.
+NO_BAROSTAT = "not run: the torch engine has no barostat (neural models run NVT only)"
+#: ``model_kind`` of a transferability row: a tabulated pair potential or a torch model.
+MODEL_KINDS = ("table", "neural")
+#: Ensembles of a table model's rows: NVT at the reference density, NPT at its pressure.
+TABLE_ENSEMBLES = ("nvt", "npt")
 
 
 def training_state_points(metadata: dict[str, Any]) -> list[dict[str, float]]:
@@ -142,14 +190,16 @@ def is_training_state(
 ) -> bool:
     """Whether (T, ρ), or the reference directory, is one of the model's training state points.
 
-    A point matches when its ``reference_dir`` resolves to the same directory, or when T agrees
+    A point matches when its ``reference_dir`` (or ``source``, the all-atom run it was trained
+    on) resolves to the same directory, or when T agrees
     within :data:`TRAINED_ON_TEMPERATURE_K` and ρ within :data:`TRAINED_ON_DENSITY_REL`.
     """
     here = None if reference_dir is None else Path(reference_dir).resolve()
     for point in training_state_points(metadata):
-        ref = point.get("reference_dir")
-        if here is not None and isinstance(ref, str) and Path(ref).resolve() == here:
-            return True
+        for key in ("reference_dir", "source"):
+            ref = point.get(key)
+            if here is not None and isinstance(ref, str) and Path(ref).resolve() == here:
+                return True
         if (
             abs(point["temperature_K"] - temperature_K) <= TRAINED_ON_TEMPERATURE_K
             and abs(point["density_g_cm3"] - density_g_cm3)
@@ -428,8 +478,312 @@ def _conserved_drift(
     return float(np.polyfit(t, e, 1)[0]) if len(e) > 1 else 0.0
 
 
-def _state_dir_name(k: int, reference: AAReference) -> str:
-    return f"state_{k:02d}_{reference.temperature_K:g}K_{reference.density_g_cm3:.4g}gcm3"
+def _state_dir_name(k: int, reference: AAReference, ensemble: str | None = None) -> str:
+    name = f"state_{k:02d}_{reference.temperature_K:g}K_{reference.density_g_cm3:.4g}gcm3"
+    return name if ensemble is None else f"{name}_{ensemble}"
+
+
+# ====================================================================== models of the table
+@dataclass(frozen=True)
+class TransferModel:
+    """A model of the transferability table: a tabulated pair potential or a torch model.
+
+    ``path``: the table or model file; ``kind``: one of :data:`MODEL_KINDS`; ``name``: its
+    label in the table (its run directory's name, else the file's stem); ``metadata``: a neural
+    model's own, or what a table's run directory records (:func:`table_metadata`), with the
+    ``training_state_points`` given by the caller where there are any; ``potential``: the
+    table (None for a neural model).
+    """
+
+    path: Path
+    kind: str
+    name: str
+    metadata: dict[str, Any]
+    potential: TabulatedPotential | None = None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def reference_state_point(reference_dir: str | Path) -> dict[str, Any]:
+    """A training state point from a reference directory (or a shipped reference's name):
+    ``temperature_K``, ``density_g_cm3``, ``molecule`` and ``reference_dir``."""
+    reference = load_reference(reference_dir)
+    return {
+        "temperature_K": reference.temperature_K,
+        "density_g_cm3": reference.density_g_cm3,
+        "molecule": reference.molecule,
+        "reference_dir": str(reference.path),
+    }
+
+
+def table_metadata(potential_file: str | Path) -> dict[str, Any]:
+    """What the run directory of a pair-potential table records about its training.
+
+    Read from ``summary.json`` beside the table: a ``cgforge fm linear`` run gives its
+    ``state_points`` (each with its all-atom run as ``source``), a ``cgforge ibi`` run its
+    reference (temperature, the reference's density, ``reference_dir``); both give the
+    ``molecule`` and ``bead_mass_amu``. Without a readable summary of either kind the result
+    has no ``training_state_points`` (``training`` says why).
+    """
+    path = Path(potential_file)
+    metadata: dict[str, Any] = {"training": "unknown: no cgforge ibi / fm linear summary.json"}
+    summary_path = path.parent / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return metadata
+    if not isinstance(summary, dict):
+        return metadata
+    if summary.get("source") == "cgforge fm linear":
+        points = [
+            {
+                "temperature_K": p.get("temperature_K"),
+                "density_g_cm3": p.get("density_g_cm3"),
+                "molecule": p.get("molecule"),
+                "source": p.get("source"),
+            }
+            for p in summary.get("state_points") or []
+            if isinstance(p, dict)
+        ]
+        metadata.update(training="linear force matching (cgforge fm linear)")
+    elif summary.get("ibi_iteration_kept") is not None or summary.get("iterations") is not None:
+        points = [
+            {
+                "temperature_K": summary.get("temperature_K"),
+                "density_g_cm3": summary.get("reference_density_g_cm3"),
+                "reference_dir": summary.get("reference_dir"),
+            }
+        ]
+        metadata.update(training="iterative Boltzmann inversion (cgforge ibi)")
+    else:
+        return metadata
+    molecule = summary.get("molecule")
+    if isinstance(molecule, str):
+        metadata["molecule"] = re.sub(r"\s*\(CG[^)]*\)\s*$", "", molecule)
+    if summary.get("bead_mass_amu") is not None:
+        metadata["bead_mass_amu"] = summary["bead_mass_amu"]
+    metadata["training_state_points"] = points
+    metadata["training_run"] = str(path.parent.resolve())
+    return metadata
+
+
+def load_transfer_model(
+    model: str | Path,
+    *,
+    trained_at: Sequence[str | Path] | None = None,
+    name: str | None = None,
+) -> TransferModel:
+    """The model behind ``model``: a ``cgforge fm train`` directory or model file (neural), or
+    a pair-potential table (any format of :mod:`cgforge.potentials.io`) or a run directory
+    holding ``potential.csv`` (``cgforge ibi``, ``cgforge fm linear``, ``cgforge cg``).
+
+    ``trained_at`` (reference directories) replaces the training state points the model or its
+    run directory records. Raises InputError (one line) for a missing path, a file of another
+    kind, or a table that cannot be read.
+    """
+    path = Path(model)
+    if path.is_dir():
+        candidates = [path / "model.pt", path / "potential.csv"]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise InputError(
+                f"{path} holds neither model.pt (cgforge fm train) nor potential.csv (cgforge "
+                "ibi, fm linear or cg); give a model file or a pair-potential table"
+            )
+        file = found[0]
+    elif path.is_file():
+        file = path
+    else:
+        raise InputError(
+            f"model {path} not found; give a `cgforge fm train` output, a model file or a "
+            "pair-potential table"
+        )
+    if name is None:
+        name = file.parent.name if file.name in ("model.pt", "potential.csv") else file.stem
+    potential: TabulatedPotential | None = None
+    if file.suffix.lower() == ".pt" or _is_torch_archive(file):
+        kind = "neural"
+        _, metadata = load_model(file)
+        metadata = dict(metadata)
+    else:
+        kind = "table"
+        try:
+            guess_format(file)
+        except InputError:
+            raise InputError(
+                f"unknown model file kind {file}: give a cgforge model (.pt, cgforge fm train) "
+                f"or a pair-potential table ({', '.join(sorted(POTENTIAL_FORMATS))})"
+            ) from None
+        try:
+            potential = read_potential(file)
+        except InputError as exc:
+            raise InputError(f"{file} holds no readable pair potential: {_one_line(exc)}") from None
+        metadata = table_metadata(file)
+        metadata.setdefault("cutoff_nm", potential.cutoff_nm)
+    if trained_at is not None:
+        metadata["training_state_points"] = [reference_state_point(d) for d in trained_at]
+        metadata["training"] = "given by the caller (trained_at)"
+    return TransferModel(file.resolve(), kind, str(name), metadata, potential)
+
+
+def _is_torch_archive(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+# ====================================================================== table runs
+def simulate_table(
+    potential_path: str | Path,
+    out: str | Path,
+    *,
+    reference_dir: str | Path,
+    ensemble: str = "nvt",
+    n_beads: int | None = None,
+    bead_mass_amu: float | None = None,
+    production_ps: float = DEFAULT_PRODUCTION_PS,
+    equilibration_ps: float = DEFAULT_EQUILIBRATION_PS,
+    timestep_fs: float = DEFAULT_CG_TIMESTEP_FS,
+    sample_interval_ps: float = DEFAULT_SAMPLE_INTERVAL_PS,
+    engine: str = "auto",
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """A pair-potential table at a reference's state point on a CG engine; return the summary.
+
+    ``nvt``: a box at the reference's density (``n_beads``, default its molecule count or more
+    where the cutoff needs a larger box), ``equilibration_ps`` of Nosé–Hoover NVT from the
+    minimised lattice (discarded), then ``production_ps`` of NVT from its last configuration:
+    ``pressure_bar`` is the model's pressure at the AA density and ``density_error`` zero.
+    ``npt``: the engine's NPT equilibration at the reference's barostat pressure, then an
+    ``npt`` production (LAMMPS and OpenMM): ``density_error`` is the model's density error at
+    the target pressure. Both at the reference's temperature on ``engine`` (``auto``: LAMMPS on
+    CPUs), compared with the reference as ``cgforge cg`` does (:func:`_produce` of
+    :mod:`cgforge.workflows.cg`). Resumable; a finished run returns its summary.
+    """
+    path = Path(potential_path)
+    potential = read_potential(path)
+    reference = load_reference(reference_dir)
+    if ensemble not in TABLE_ENSEMBLES:
+        raise InputError(f"unknown ensemble {ensemble!r}; use one of {', '.join(TABLE_ENSEMBLES)}")
+    engine_name = resolve_engine_name(engine)
+    if ensemble == "npt" and engine_name == "torch":
+        raise InputError("the torch engine has no barostat; run the npt row on lammps or openmm")
+    mass = require_positive(
+        reference.bead_mass_amu if bead_mass_amu is None else bead_mass_amu, "bead mass (amu)"
+    )
+    n = beads_for_reference(reference, potential.cutoff_nm) if n_beads is None else n_beads
+    if isinstance(n, bool) or int(n) != n or int(n) < 2:
+        raise InputError(f"the number of beads must be an integer >= 2, got {n!r}")
+    n = int(n)
+    box = box_from_density(n, mass, reference.density_g_cm3)
+    equilibration = float(equilibration_ps)
+    if not (math.isfinite(equilibration) and equilibration >= 0):
+        raise InputError(f"equilibration (ps) must be >= 0, got {equilibration_ps!r}")
+    if ensemble == "npt" and equilibration <= 0:
+        raise InputError("the npt row needs an NPT equilibration (equilibration_ps > 0)")
+    sample = require_positive(sample_interval_ps, "sample interval (ps)")
+    base: dict[str, Any] = {
+        "temperature_K": reference.temperature_K,
+        "pressure_bar": reference.barostat_pressure_bar,
+        "timestep_fs": float(timestep_fs),
+        "sample_interval_ps": sample,
+        "thermo_interval_ps": sample,
+        "save_particles": False,
+        "seed": int(seed),
+        "engine": engine_name,
+    }
+    pre: MDProtocol | None = None
+    if ensemble == "nvt":
+        if equilibration > 0:
+            pre = MDProtocol(
+                **base, minimize=True, equilibration_ps=0.0, production_ps=equilibration
+            )
+        protocol = MDProtocol(
+            **base,
+            minimize=pre is None,
+            equilibration_ps=0.0,
+            production_ps=require_positive(production_ps, "production (ps)"),
+        )
+    else:
+        protocol = MDProtocol(
+            **base,
+            equilibration_ps=equilibration,
+            production_ps=require_positive(production_ps, "production (ps)"),
+            production_ensemble="npt",
+        )
+    config = {
+        "potential_file": str(path.resolve()),
+        "potential_sha256": sha256_file(path),
+        "ensemble": ensemble,
+        "mass_amu": mass,
+        "n_beads": n,
+        "box_nm": box.tolist(),
+        "nvt_equilibration": None if pre is None else pre.to_dict(),
+        "protocol": protocol.to_dict(),
+        "reference_dir": str(reference.path),
+        "reference_sha256": reference.fingerprint(),
+    }
+    rundir = RunDirectory(out, config, overwrite=overwrite)
+    if rundir.prepare() == "complete":
+        return json.loads(rundir.summary_path.read_text())
+    label = f"the table {path}"
+    positions = None
+    if pre is not None:
+        system = CGSystem(potential, n, box, mass, label=label)
+        settled = run_cg_md(system, pre, rundir.work / "nvt_equilibration", progress=progress)
+        last = np.asarray(settled.bead_positions_nm[-1], dtype=float)
+        positions = last - box * np.floor(last / box)
+    ensemble_words = (
+        "NVT at the reference density" if ensemble == "nvt" else "NPT at the reference pressure"
+    )
+    return _produce(
+        rundir,
+        potential,
+        name=f"{reference.molecule} (CG table {path.parent.name or path.stem})",
+        mass_amu=mass,
+        n_beads=n,
+        box_nm=box,
+        protocol=protocol,
+        reference=reference,
+        extra={
+            "n_beads": n,
+            "potential_source": str(path.resolve()),
+            "ensemble": ensemble,
+            "ensemble_description": ensemble_words,
+            "nvt_equilibration_ps": None if pre is None else pre.production_ps,
+            "reference_pressure_bar": reference.pressure_bar,
+        },
+        notes=[],
+        config=config,
+        progress=progress,
+        positions_nm=positions,
+    )
+
+
+# ====================================================================== the table
+#: Keyword arguments of :func:`simulate_table` that ``transferability_table`` passes on to
+#: table runs (the others of ``md_settings`` are the torch engine's: device, tau_ps, ...).
+_TABLE_SETTINGS = frozenset(
+    {
+        "n_beads",
+        "bead_mass_amu",
+        "production_ps",
+        "equilibration_ps",
+        "timestep_fs",
+        "sample_interval_ps",
+        "seed",
+        "overwrite",
+        "progress",
+    }
+)
+#: Keyword arguments of :func:`simulate_model` only (neural rows).
+_NEURAL_SETTINGS = frozenset({"device", "tau_ps", "production_ensemble"})
 
 
 def transferability_table(
@@ -438,20 +792,32 @@ def transferability_table(
     out: str | Path,
     *,
     allow_other_molecules: bool = False,
+    trained_at: Sequence[str | Path] | None = None,
+    model_name: str | None = None,
+    engine: str = "auto",
+    ensembles: Sequence[str] | None = None,
     **md_settings: Any,
 ) -> list[dict[str, Any]]:
     """Run the model at every reference's state point; write ``out/transferability.csv``.
 
-    Each reference directory gives a temperature, a density and the number of beads (unless
-    ``n_beads`` is in ``md_settings``); the run goes to ``out/state_NN_<T>K_<rho>gcm3``
-    (resumable). ``md_settings`` are keyword arguments of :func:`simulate_model` other than
-    the state point. Returns the table rows (:data:`TABLE_COLUMNS`).
+    ``model_path``: anything :func:`load_transfer_model` reads. A neural model runs on the
+    torch engine (:func:`simulate_model`, NVT at the reference's density), one row per
+    reference, plus a ``not run`` NPT row when ``ensembles`` names ``npt`` (the torch engine
+    has no barostat). A table runs on the CG engine ``engine`` (:func:`simulate_table`), one
+    row per reference and ensemble (``nvt``: at the reference density, ``npt``: at its
+    barostat pressure). ``ensembles`` (of ``nvt``, ``npt``): None runs what the model's
+    engine can (tables both, neural models NVT only, without the ``not run`` row). Runs go to ``out/state_NN_<T>K_<rho>gcm3`` (``_nvt``/``_npt`` for
+    tables; resumable). ``md_settings`` are keyword arguments of :func:`simulate_model` or
+    :func:`simulate_table` other than the state point; each kind takes those it knows.
+    ``trained_at`` (reference directories) gives the training state points where the model
+    or its run directory records none (or replaces them). Returns the rows
+    (:data:`TABLE_COLUMNS`).
 
-    References of another molecule than the model metadata's ``molecule`` raise InputError
-    before any MD unless ``allow_other_molecules`` (then the row's note says so). A state
-    point outside the trained temperature or density range runs, with ``extrapolated`` true
-    and a note. A run that blows up gives a row with ``status`` ``failed`` and the reason in
-    ``notes`` (its other columns empty); the remaining state points still run.
+    References of another molecule than the model's ``molecule`` raise InputError before any
+    MD unless ``allow_other_molecules`` (then the row's note says so). A state point outside
+    the trained temperature or density range runs, with ``extrapolated`` true and a note. A
+    run that blows up gives a row with ``status`` ``failed`` and the reason in ``notes`` (its
+    other columns empty); the remaining state points still run.
     """
     if not reference_dirs:
         raise InputError("give at least one reference directory (a state point to test)")
@@ -460,7 +826,14 @@ def transferability_table(
             raise InputError(
                 f"{key} comes from each reference directory; remove it from the MD settings"
             )
-    _, metadata = load_model(model_path)
+    unknown = sorted(set(md_settings) - _TABLE_SETTINGS - _NEURAL_SETTINGS)
+    if unknown:
+        raise InputError(f"unknown MD setting(s) {', '.join(unknown)} for the transferability")
+    bad = [] if ensembles is None else [e for e in ensembles if e not in TABLE_ENSEMBLES]
+    if bad or (ensembles is not None and not ensembles):
+        raise InputError(f"ensembles must be among {', '.join(TABLE_ENSEMBLES)}, got {bad}")
+    model = load_transfer_model(model_path, trained_at=trained_at, name=model_name)
+    metadata = model.metadata
     references = [load_reference(d) for d in reference_dirs]
     trained_molecule = metadata.get("molecule")
     trained_molecule = None if trained_molecule is None else str(trained_molecule)
@@ -476,11 +849,21 @@ def transferability_table(
             "another molecule; give references of the same molecule or pass "
             "--allow-other-molecules (allow_other_molecules=True) to test it on other molecules"
         )
+    if model.kind == "table":
+        engine_name = resolve_engine_name(engine)
+        settings = {k: v for k, v in md_settings.items() if k in _TABLE_SETTINGS}
+        wanted = TABLE_ENSEMBLES if ensembles is None else ensembles
+        runs = [(e, engine_name) for e in TABLE_ENSEMBLES if e in wanted]
+    else:
+        settings = dict(md_settings)
+        neural_ensemble = str(md_settings.get("production_ensemble", "nvt"))
+        runs = [(neural_ensemble, "torch")]
+        if ensembles is not None and "npt" in ensembles:
+            runs.append(("npt", "torch"))
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for k, reference in enumerate(references):
-        run_dir = root / _state_dir_name(k, reference)
         t, rho = reference.temperature_K, reference.density_g_cm3
         notes: list[str] = []
         if trained_molecule is None:
@@ -495,40 +878,105 @@ def transferability_table(
             notes.append("the model metadata lists no training state points")
         elif outside:
             notes.append("extrapolated: " + " and ".join(outside))
-        row: dict[str, Any] = dict.fromkeys(TABLE_COLUMNS)
-        row.update(
-            {
-                "temperature_K": t,
-                "density_g_cm3": rho,
-                "status": STATUS_OK,
-                "trained_on": is_training_state(t, rho, metadata, reference.path),
-                "extrapolated": None if outside is None else bool(outside),
-                "reference_dir": str(reference.path),
-                "run_dir": str(run_dir.resolve()),
-            }
-        )
-        try:
+        for ensemble, engine_used in runs:
+            if model.kind == "table":
+                run_dir = root / _state_dir_name(k, reference, ensemble)
+            else:
+                run_dir = root / _state_dir_name(k, reference)
+            row = _row(model, reference, ensemble, engine_used, metadata, outside, run_dir)
+            row_notes = list(notes)
+            if model.kind == "neural" and ensemble == "npt":
+                row["status"], row["run_dir"] = STATUS_NOT_RUN, None
+                row_notes.append(NO_BAROSTAT)
+            else:
+                _run_row(model, reference, run_dir, ensemble, settings, row, row_notes)
+            row["notes"] = "; ".join(row_notes)
+            rows.append(row)
+            write_text(root / "transferability.csv", _table_csv(rows))  # each row as it comes
+    return rows
+
+
+def _row(
+    model: TransferModel,
+    reference: AAReference,
+    ensemble: str,
+    engine: str,
+    metadata: dict[str, Any],
+    outside: list[str] | None,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """A table row before its run: the model, the state point and the trained/extrapolated
+    flags."""
+    t, rho = reference.temperature_K, reference.density_g_cm3
+    row: dict[str, Any] = dict.fromkeys(TABLE_COLUMNS)
+    row.update(
+        {
+            "model": model.name,
+            "model_kind": model.kind,
+            "engine": engine,
+            "ensemble": ensemble,
+            "state": reference.path.name,
+            "temperature_K": t,
+            "density_g_cm3": rho,
+            "status": STATUS_OK,
+            "trained_on": is_training_state(t, rho, metadata, reference.path),
+            "extrapolated": None if outside is None else bool(outside),
+            "reference_dir": str(reference.path),
+            "run_dir": str(run_dir.resolve()),
+        }
+    )
+    return row
+
+
+def _run_row(
+    model: TransferModel,
+    reference: AAReference,
+    run_dir: Path,
+    ensemble: str,
+    settings: dict[str, Any],
+    row: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """Run one row's MD and fill ``row`` from its summary (``failed`` and the reason in
+    ``notes`` when it blows up)."""
+    t, rho = reference.temperature_K, reference.density_g_cm3
+    try:
+        if model.kind == "table":
+            summary = simulate_table(
+                model.path,
+                run_dir,
+                reference_dir=reference.path,
+                ensemble=ensemble,
+                engine=row["engine"],
+                **settings,
+            )
+        else:
             summary = simulate_model(
-                model_path,
+                model.path,
                 run_dir,
                 temperature_K=t,
                 density_g_cm3=rho,
                 reference_dir=reference.path,
-                **md_settings,
+                **settings,
             )
-            blown = _non_finite(summary)
-            if blown:
-                raise SimulationError(f"the run gave non-finite {', '.join(blown)}")
-        except SimulationError as exc:
-            reason = " ".join(str(exc).split())
-            row["status"] = STATUS_FAILED
-            notes.append(f"failed: {reason}")
-        else:
-            row.update({c: summary.get(c) for c in _SUMMARY_COLUMNS})
-        row["notes"] = "; ".join(notes)
-        rows.append(row)
-        write_text(root / "transferability.csv", _table_csv(rows))  # each row as it comes
-    return rows
+        blown = _non_finite(summary)
+        if blown:
+            raise SimulationError(f"the run gave non-finite {', '.join(blown)}")
+    except SimulationError as exc:
+        row["status"] = STATUS_FAILED
+        notes.append(f"failed: {_one_line(exc)}")
+        return
+    row.update({c: summary.get(c) for c in _SUMMARY_COLUMNS})
+    row["cg_density_g_cm3"] = summary.get("density_g_cm3")
+    p, p_ref = row.get("pressure_bar"), row.get("reference_pressure_bar")
+    if row.get("pressure_error_bar") is None and _is_number(p) and _is_number(p_ref):
+        row["pressure_error_bar"] = float(p) - float(p_ref)
+    model_notes = [str(n) for n in summary.get("notes") or [] if model.kind == "table"]
+    notes.extend(model_notes)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _non_finite(summary: dict[str, Any]) -> list[str]:
