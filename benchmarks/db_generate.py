@@ -1,5 +1,5 @@
 """Database generation speed: stage-A wall time per system, stage-B records/hour on 1 and 2
-Dask workers (parallel efficiency), through :func:`cgforge.database.generate.generate`.
+Dask workers (parallel efficiency), through :func:`cgforge.workflows.db_generate.generate`.
 
 Stage A: one record per molecule (2,3,4-trimethylpentane, ethylbenzene, 3-methylpentane, the
 molecules of the seed papers), bonded parameters drawn from narrow ranges around OPLS-AA, at
@@ -39,10 +39,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
-from cgforge.database.generate import generate
 from cgforge.database.store import Database
 from cgforge.fileio import write_json
 from cgforge.molecules.randomize import ParameterRanges
+from cgforge.workflows.db_generate import generate
 
 RESULTS = Path(__file__).parent / "results" / "db_generate.json"
 MOLECULES = ("2,3,4-trimethylpentane", "ethylbenzene", "3-methylpentane")

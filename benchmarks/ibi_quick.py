@@ -6,7 +6,7 @@ The target is the quick preset's all-atom reference of a liquid (100 molecules, 
 
 * ``before``: the quick preset's IBI settings before this benchmark (300 beads, 5 + 30 ps per
   iteration, 0.006 nm bins, Savitzky–Golay window 5, at most 10 iterations);
-* ``after``: :data:`cgforge.workflows.run.PRESETS` ``["quick"]`` as it stands.
+* ``after``: :data:`cgforge.presets.PRESETS` ``["quick"]`` as it stands.
 
 Reported per run: iterations, seconds per iteration, IBI wall time, the kept iteration's RDF
 deviation ε on its own bins and both runs scored on the coarser bins (the finer RDF merged
@@ -55,11 +55,11 @@ from cgforge.methods.ibi import (
 )
 from cgforge.observables import RDF
 from cgforge.potentials import TabulatedPotential
+from cgforge.presets import PRESETS
 from cgforge.trajectory import CGTrajectory
 from cgforge.units import kT
 from cgforge.workflows.aa import AAConfig, default_protocol, run_aa
 from cgforge.workflows.cg import AAReference, box_from_density, load_reference
-from cgforge.workflows.run import PRESETS
 
 RESULTS = Path(__file__).parent / "results" / "ibi_quick.json"
 #: The quick preset's IBI before this benchmark: 300 beads, 10 iterations of 5 + 30 ps.

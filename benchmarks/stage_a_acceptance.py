@@ -7,11 +7,11 @@ parameter sets are drawn from the default :class:`~cgforge.molecules.randomize.P
 all-atom part as ``db generate`` runs it: vacuum pre-relaxation of one molecule, packing at
 the density its relaxed volume suggests (:mod:`cgforge.engines.prerelax`), then NPT
 equilibration doubled from ``--start-ps`` until the density stops drifting, up to
-``--cap-ps`` (:func:`cgforge.database.stages.equilibrate_aa`), with a short production.
+``--cap-ps`` (:func:`cgforge.workflows.db_stages.equilibrate_aa`), with a short production.
 ``--molecules-per-box`` molecules (64), GROMACS with one OpenMP thread, 298.15 K, 1 bar.
 
 A draw is accepted when its density stopped drifting within the cap and the MD finished; the
-failure reasons are counted by kind (:func:`cgforge.database.generate.failure_kind`). The
+failure reasons are counted by kind (:func:`cgforge.workflows.db_generate.failure_kind`). The
 results go to ``benchmarks/results/stage_a_acceptance.json``: per draw the accepted
 equilibration length, tries, drift, final and estimated densities, pre-relaxation energies and
 wall time; per molecule the acceptance rate, and how many accepted draws settled (density
@@ -43,12 +43,12 @@ from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
-from cgforge.database.generate import failure_kind
-from cgforge.database.stages import SETTLED_DRIFT, StageFailure, equilibrate_aa
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import write_json
 from cgforge.molecules.randomize import ParameterRanges
 from cgforge.workflows.aa import AAConfig, default_protocol
+from cgforge.workflows.db_generate import failure_kind
+from cgforge.workflows.db_stages import SETTLED_DRIFT, StageFailure, equilibrate_aa
 
 RESULTS = Path(__file__).parent / "results" / "stage_a_acceptance.json"
 MOLECULES = ("2,3,4-trimethylpentane", "ethylbenzene", "3-methylpentane")

@@ -227,10 +227,11 @@ def test_db_init_on_an_existing_file_names_the_way_out(tmp_path, capsys):
 def test_stage_b_beads_suit_the_parent_cutoff():
     """The tiny preset's 64 beads are too few for the shipped records' 1.4 nm cutoffs: stage B
     takes as many as the cutoff needs (so nothing fails for a cutoff beyond half the box)."""
-    from cgforge.database.stages import STAGE_PRESETS, stage_b_beads
+    from cgforge.database.stages import STAGE_PRESETS
     from cgforge.database.store import Database
     from cgforge.engines.cg_system import CUTOFF_BOX_FRACTION
     from cgforge.units import AMU_NM3_TO_G_CM3
+    from cgforge.workflows.db_stages import stage_b_beads
 
     db = Path(__file__).parents[1] / "data" / "ffdb-cpu-quick.sqlite"
     settings = STAGE_PRESETS["tiny"]

@@ -25,14 +25,6 @@ import yaml
 
 from _systems import stable_ranges
 from cgforge.cli.main import main
-from cgforge.database.generate import (
-    CRASH_ONCE_ENV,
-    generate,
-    load_cluster_config,
-    parse_mass_range,
-    parse_molecules,
-    slurm_cluster_kwargs,
-)
 from cgforge.database.lock import DatabaseLocked, WriterLock, lock_holder, lock_path
 from cgforge.database.plan import plan_stage_a, record_workdir
 from cgforge.database.stages import (
@@ -40,15 +32,22 @@ from cgforge.database.stages import (
     STAGE_PRESETS,
     database_grids,
     learning_grids,
-    resample_potential,
-    run_stage_a,
     stage_b_spec,
 )
 from cgforge.database.store import Database, spec_key
 from cgforge.errors import InputError
-from cgforge.grids import LearningGrids
+from cgforge.grids import LearningGrids, resample_potential
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import AMU_NM3_TO_G_CM3
+from cgforge.workflows.db_generate import (
+    CRASH_ONCE_ENV,
+    generate,
+    load_cluster_config,
+    parse_mass_range,
+    parse_molecules,
+    slurm_cluster_kwargs,
+)
+from cgforge.workflows.db_stages import run_stage_a
 
 MOLECULE = "3-methylpentane"
 RANGES = stable_ranges()

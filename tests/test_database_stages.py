@@ -12,11 +12,8 @@ from _systems import stable_ranges
 from cgforge.cli.main import main
 from cgforge.database.stages import (
     STAGE_PRESETS,
-    StageFailure,
     database_grids,
     learning_grids,
-    run_stage_a,
-    run_stage_b,
     stage_a_spec,
     stage_b_spec,
 )
@@ -26,6 +23,7 @@ from cgforge.grids import LearningGrids
 from cgforge.molecules import load_molecule
 from cgforge.molecules.randomize import parameter_names
 from cgforge.units import AMU_NM3_TO_G_CM3
+from cgforge.workflows.db_stages import StageFailure, run_stage_a, run_stage_b
 
 MOLECULE = "3-methylpentane"
 RANGES = stable_ranges()
@@ -197,7 +195,7 @@ def _thermo_csv(path, densities):
 def test_stage_a_refuses_a_liquid_whose_density_still_drifts(tmp_path):
     """A stationary noisy NPT density passes; one still compacting by 10 % fails with a reason
     that says so; so does one evaporating."""
-    from cgforge.database.stages import check_equilibrated
+    from cgforge.workflows.db_stages import check_equilibrated
 
     rng = np.random.default_rng(3)
     steady = 0.66 + 0.004 * rng.standard_normal(200)
@@ -224,7 +222,7 @@ def test_drift_tolerance_follows_the_natural_density_fluctuation_of_the_box(tmp_
     """A 9 nm³ box (40 hexanes) fluctuates by 3 % per frame: a 4 % wander between quarters is
     noise there and passes; the same wander of a 100 nm³ box, and a 15 % one of the small box,
     fail. The tolerance is recorded."""
-    from cgforge.database.stages import check_equilibrated, natural_density_fluctuation
+    from cgforge.workflows.db_stages import check_equilibrated, natural_density_fluctuation
 
     assert natural_density_fluctuation(9.0, 298.15) == pytest.approx(0.030, abs=0.002)
     assert natural_density_fluctuation(100.0, 298.15) == pytest.approx(0.0091, abs=0.0005)

@@ -7,7 +7,7 @@ under ``TYPE_CHECKING`` and inside functions alike):
    builder, grids, potentials (with potentials.neural), molecules
 1. engines
 2. observables (with ``cgforge.reference``, the one-bead analysis built from them)
-3. methods
+3. methods (with ``cgforge.presets``, the run presets built on IBIConfig)
 4. store: database
 5. workflows, report, api
 6. cli
@@ -52,6 +52,9 @@ LAYERS: dict[str, int] = {
     # is used by workflows only: it belongs to the observables layer.
     "reference": 2,
     "methods": 3,
+    # The run presets compose method settings (IBIConfig); the store builds its stage settings
+    # from them and the workflows run them.
+    "presets": 3,
     "database": 4,
     "workflows": 5,
     "report": 5,
@@ -59,24 +62,13 @@ LAYERS: dict[str, int] = {
     "cli": 6,
 }
 LAYER_NAMES = ("core", "engines", "observables", "methods", "database", "workflows", "cli")
-#: Modules whose layer differs from their package's.
-MODULE_LAYERS: dict[str, int] = {
-    # The old import path of the vacuum pre-relaxation (now cgforge.engines.prerelax), kept for
-    # cgforge.workflows.aa until that module imports the new path; it runs OpenMM MD, so it is
-    # an engines-layer module. Nothing in the core imports it.
-    "cgforge.molecules.prerelax": 1,
-}
-#: Upward edges still allowed (source module, imported module), to be removed: the database
-#: layer still runs the AA/CG simulations of its records itself. The stage runners
-#: (run_stage_a, run_stage_b, equilibrate_aa) and the generation driver belong in workflows,
-#: with database keeping the store, the record specs, the plan and the lock; stage presets are
-#: built from the presets of ``cgforge run`` (cgforge.workflows.run.PRESETS).
-ALLOWED: set[tuple[str, str]] = {
-    ("cgforge.database.stages", "cgforge.workflows.run"),  # STAGE_PRESETS from PRESETS
-    ("cgforge.database.stages", "cgforge.workflows.aa"),  # run_aa in the stage runners
-    ("cgforge.database.stages", "cgforge.workflows.cg"),  # run_ibi_from_reference, run_cg
-    ("cgforge.database.generate", "cgforge.workflows.aa"),  # resolve_engine of the AA engine
-}
+#: Modules whose layer differs from their package's (none at present).
+MODULE_LAYERS: dict[str, int] = {}
+#: Upward edges still allowed (source module, imported module), each to be removed; none at
+#: present: the database layer keeps the store, the record specs, the plan and the lock, and
+#: the stage runners and the generation driver that simulate its records are workflows
+#: (cgforge.workflows.db_stages, cgforge.workflows.db_generate).
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:

@@ -16,16 +16,10 @@ import openmm
 import pytest
 from openmm import unit
 
-import cgforge.database.stages as stages
 import cgforge.workflows.aa as aa_workflow
+import cgforge.workflows.db_stages as db_stages
 from cgforge.cli.main import main
-from cgforge.database.generate import StageAFailing, failure_kind, generate
-from cgforge.database.stages import (
-    STAGE_A_EQUILIBRATION,
-    StageFailure,
-    equilibrate_aa,
-    stage_a_spec,
-)
+from cgforge.database.stages import STAGE_A_EQUILIBRATION, stage_a_spec
 from cgforge.database.store import Database, spec_key
 from cgforge.engines.openmm_system import group_energies
 from cgforge.engines.prerelax import (
@@ -38,6 +32,8 @@ from cgforge.errors import InputError, SimulationError
 from cgforge.molecules import load_molecule
 from cgforge.molecules.library import reference_density
 from cgforge.molecules.randomize import ParameterRanges, randomize_molecule
+from cgforge.workflows.db_generate import StageAFailing, failure_kind, generate
+from cgforge.workflows.db_stages import StageFailure, equilibrate_aa
 
 MOLECULE = "3-methylpentane"
 #: Stretched: every C–C bond 2.5 Å, every C–H 1.8 Å (the tops of the seeds' ranges), stiff.
@@ -253,7 +249,7 @@ def test_generation_stops_when_its_first_stage_a_draws_all_fail(
             )
         raise StageFailure("SimulationError: energy is NaN at step 40: the system blew up")
 
-    monkeypatch.setattr(stages, "run_stage_a", failing)
+    monkeypatch.setattr(db_stages, "run_stage_a", failing)
     path = tmp_path / "ff.db"
     with pytest.raises(StageAFailing) as info:
         generate(

@@ -8,7 +8,8 @@ import pytest
 
 from cgforge.errors import InputError
 from cgforge.methods.ibi import IBIConfig
-from cgforge.workflows.run import PRESETS, Preset, get_preset, run_pipeline
+from cgforge.presets import PRESETS, Preset, get_preset
+from cgforge.workflows.run import run_pipeline
 
 TINY = Preset(
     name="tiny",

@@ -267,8 +267,8 @@ def generate(
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Plan and run stage-A and stage-B records on Dask; rerun the same command to resume."""
-    from cgforge.database.generate import GenerationInterrupted, load_ranges, parse_mass_range
-    from cgforge.database.generate import generate as run_generation
+    from cgforge.workflows.db_generate import GenerationInterrupted, load_ranges, parse_mass_range
+    from cgforge.workflows.db_generate import generate as run_generation
 
     parameter_ranges = load_ranges(ranges) if ranges is not None else None
     display = _GenerateProgress(live=console.is_terminal and not quiet)

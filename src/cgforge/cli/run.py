@@ -19,7 +19,7 @@ def run(
     molecule: str = typer.Argument(..., help="Built-in name (see 'cgforge molecules') or SMILES."),
     out: Path = typer.Option(..., "--out", help="Run directory (stages in aa/ and cg/)."),
     preset: str = typer.Option(
-        "quick", "--preset", help="quick (desktop CPU) or standard (GPU/cluster)."
+        "quick", "--preset", help="tiny (check), quick (desktop CPU) or standard (GPU/cluster)."
     ),
     temperature: float = typer.Option(298.15, "--temperature", help="Temperature, K."),
     pressure: float = typer.Option(1.0, "--pressure", help="Pressure, bar."),

@@ -75,7 +75,7 @@ class AAConfig:
     # OPLS-AA.
     randomize: dict[str, Any] | None = None
     # Relax one molecule in vacuum before packing and pack at the density its relaxed volume
-    # suggests (cgforge.molecules.prerelax); for randomised bonded parameters.
+    # suggests (cgforge.engines.prerelax); for randomised bonded parameters.
     prerelax: bool = False
 
     def __post_init__(self) -> None:
@@ -317,10 +317,10 @@ def _prerelax(
     temperature_K: float,
     seed: int,
 ) -> tuple[Any, dict[str, Any]]:
-    """The molecule relaxed in vacuum (:func:`cgforge.molecules.prerelax.prerelax_molecule`)
+    """The molecule relaxed in vacuum (:func:`cgforge.engines.prerelax.prerelax_molecule`)
     and what was found: energies, volumes and, with a reference density, the density estimate
-    of :func:`~cgforge.molecules.prerelax.estimate_density`."""
-    from cgforge.molecules.prerelax import estimate_density, prerelax_molecule
+    of :func:`~cgforge.engines.prerelax.estimate_density`."""
+    from cgforge.engines.prerelax import estimate_density, prerelax_molecule
 
     relaxed = prerelax_molecule(molecule, temperature_K=temperature_K, seed=seed)
     info = relaxed.to_dict()

@@ -40,7 +40,7 @@ laptop CPU), ``quick`` (300 beads, up to 10 IBI iterations of 5 + 30 ps: the set
 the README's ``cgforge compare benzene``, about a minute on two cores; ``cgforge run``'s
 quick IBI, 600 beads, 50 ps, up to 30 iterations, is tuned for a 100-molecule target of its
 own) and ``standard`` (the CG settings of ``cgforge run``'s standard preset of
-:mod:`cgforge.workflows.run`).
+:data:`cgforge.presets.PRESETS`).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from cgforge.methods.rescale import TimeRescaling, acceleration_factor
 from cgforge.observables.msd import MSDResult
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.io import write_csv
+from cgforge.presets import PRESETS, Preset
 from cgforge.provenance import collect
 from cgforge.report.html import write_comparison_report
 from cgforge.workflows.cg import (
@@ -74,7 +75,6 @@ from cgforge.workflows.cg import (
     run_ibi_from_reference,
 )
 from cgforge.workflows.friction import fit_friction
-from cgforge.workflows.run import PRESETS, Preset
 
 #: Methods of :func:`run_compare`, in the order they run.
 METHODS = ("ibi", "ml", "friction", "rescale")
@@ -158,10 +158,12 @@ QUICK = CompareSettings(
     cg_equilibration_ps=20.0,
     cg_production_ps=100.0,
 )
+#: The presets by name: this module's ``tiny`` and ``quick``, the CG part of the ``standard``
+#: preset (:data:`cgforge.presets.PRESETS`).
 COMPARE_PRESETS: dict[str, CompareSettings] = {
     "tiny": TINY,
-    **{name: CompareSettings.from_preset(preset) for name, preset in PRESETS.items()},
     "quick": QUICK,
+    "standard": CompareSettings.from_preset(PRESETS["standard"]),
 }
 
 
@@ -454,7 +456,7 @@ def run_compare(
     """Run the methods on one all-atom reference and write the comparison into ``out``.
 
     ``preset``: a name of :data:`COMPARE_PRESETS`, a :class:`CompareSettings` or a ``cgforge
-    run`` :class:`~cgforge.workflows.run.Preset`; ``model_dir``: the trained mobility model
+    run`` :class:`~cgforge.presets.Preset`; ``model_dir``: the trained mobility model
     (required for ``ml``); ``alpha_model``: a predicted acceleration factor for ``rescale``
     (None: α measured on the IBI run); ``seed``, ``platform`` and the CG ``engine`` (auto,
     lammps, openmm, torch) apply to every CG run.

@@ -1,5 +1,9 @@
 """Generating a database on Dask distributed: ``cgforge db generate``.
 
+The store (:mod:`cgforge.database`) keeps the records, their specifications, the plan and the
+writer lock; this workflow runs the records' simulations
+(:mod:`cgforge.workflows.db_stages`) and stores their results.
+
 A generation plans its records (:mod:`cgforge.database.plan`), adds them to the database as
 ``pending`` and runs them as Dask tasks, one task per record (one simulation stage):
 
@@ -97,7 +101,6 @@ from cgforge.database.plan import (
 )
 from cgforge.database.stages import (
     STAGE_PRESETS,
-    StageFailure,
     database_grids,
     learning_grids,
     stage_settings,
@@ -105,6 +108,7 @@ from cgforge.database.stages import (
 from cgforge.database.store import Database, Record
 from cgforge.errors import InputError
 from cgforge.molecules.randomize import ParameterRanges
+from cgforge.workflows.db_stages import StageFailure
 
 __all__ = [
     "ALLOWED_FAILURES",
@@ -476,8 +480,8 @@ def run_record(
     for a simulation problem. An unexpected error is returned as ``("failed", "internal error:
     <type>: <message> …")`` with its traceback written to ``error.log`` in ``workdir``.
     """
-    from cgforge.database.stages import run_stage_a, run_stage_b
     from cgforge.grids import LearningGrids
+    from cgforge.workflows.db_stages import run_stage_a, run_stage_b
 
     work = Path(workdir)
     tic = time.perf_counter()
