@@ -429,6 +429,34 @@ def test_molecule_lists_keep_commas_inside_names():
         parse_mass_range("20")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "parameters", "shown"),
+    [
+        ({"aa_runs": 1}, ("molecules",), "stage A needs --molecules, e.g. --molecules 3-methyl"),
+        ({"aa_runs": -1}, ("aa_runs",), "--aa-runs must be a non-negative integer, got -1"),
+        ({"threads": 0}, ("threads",), "--threads must be at least 1"),
+        ({"platform": "tpu"}, ("platform",), "unknown --platform 'tpu'"),
+        ({"scheduler": "ftp"}, ("scheduler",), "unknown --scheduler ftp; use local, slurm"),
+        ({"cluster_config": "c.yaml"}, ("cluster_config", "scheduler"),
+         "--cluster-config is for --scheduler slurm only"),
+        ({"workers": 2, "scheduler": "slurm"}, ("workers", "scheduler"),
+         "--workers is for --scheduler local"),
+        ({"scheduler": "slurm"}, ("scheduler", "cluster_config"),
+         "--scheduler slurm needs --cluster-config, a YAML file"),
+    ],
+)  # fmt: skip
+def test_generation_errors_name_parameters_and_the_command_line_its_flags(
+    tmp_path, kwargs, parameters, shown
+):
+    from cgforge.cli.options import with_flags
+
+    with pytest.raises(InputError) as info:
+        generate(tmp_path / "x.db", **kwargs)
+    assert "--" not in str(info.value) and info.value.parameters == parameters
+    assert shown in with_flags(info.value, "db")
+    assert not (tmp_path / "x.db").exists()
+
+
 # ------------------------------------------------------------------------------ Slurm
 SLURM_YAML = """\
 cores: 8

@@ -154,7 +154,8 @@ def test_command_errors_are_one_line(tiny, root, capsys):
     missing = root / "missing.sqlite"
     assert main(["db", "coverage", "--db", str(missing), "--out", str(root / "x")]) == 2
     printed = capsys.readouterr().err.strip()
-    assert printed.startswith("error: no database at") and str(missing.name) in printed
+    assert printed.startswith("error: there is no file at") and str(missing.name) in printed
+    assert "give --db, the path" in printed  # the library's parameter 'database' as the flag
     assert len(printed.splitlines()) == 1 and not (root / "x").exists()
     no_model = root / "no_model"
     assert main(["db", "coverage", "--db", str(db), "--model", str(no_model)]) == 2

@@ -265,7 +265,8 @@ def test_generation_stops_when_its_first_stage_a_draws_all_fail(
     message = str(info.value)
     assert "\n" not in message and "first 4 stage-A records" in message
     assert "expanding (evaporating)" in message and "energy is NaN" in message
-    assert "--ranges" in message and "--stop-after-failures 0" in message
+    assert "ranges" in message and "set stop_after_failures to 0" in message
+    assert info.value.parameters == ("stop_after_failures",)
     assert sum(info.value.reasons.values()) == 4
     assert len(calls) < 12  # stopped early: most draws never ran
     with Database.open(path, readonly=True) as db:
@@ -283,11 +284,11 @@ def test_generation_stops_when_its_first_stage_a_draws_all_fail(
     )  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.startswith("error:") and "\n" not in err
-    assert "first 2 stage-A records" in err
+    assert "first 2 stage-A records" in err and "set --stop-after-failures to 0" in err
 
 
 def test_stop_after_failures_is_checked(tmp_path):
-    with pytest.raises(InputError, match="stop-after-failures"):
+    with pytest.raises(InputError, match="stop_after_failures must be a non-negative"):
         generate(tmp_path / "x.db", molecules=[MOLECULE], aa_runs=1, stop_after_failures=-1)
     assert not (tmp_path / "x.db").exists()
 

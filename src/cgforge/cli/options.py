@@ -14,19 +14,27 @@ from cgforge.units import parse_time_ps
 #: The command-line flag of each library parameter that an error may name
 #: (:attr:`cgforge.errors.CGForgeError.parameters`); :data:`COMMAND_FLAGS` overrides it.
 FLAGS = {
+    "aa_runs": "--aa-runs",
     "alpha_model": "--alpha",
     "alpha_model[0]": "--alpha",
     "alpha_model[1]": "--alpha-err",
     "box_nm": "--box",
+    "cluster_config": "--cluster-config",
     "coordinates_file": "--coordinates",
     "cutoff_nm": "--cutoff",
-    "density_relax_ps": "--density-relax",
     "density_g_cm3": "--density",
+    "density_relax_ps": "--density-relax",
     "engine": "--engine",
     "equilibration_ps": "--equilibrate",
+    "format": "--format",
     "include_dir": "--include-dir",
     "mass_amu": "--mass",
+    "mass_range_amu": "--mass-range",
+    "mass_runs": "--mass-runs",
     "methods": "--methods",
+    "molecule": "--molecule",
+    "model_dir": "--model",
+    "molecules": "--molecules",
     "n_beads": "--beads",
     "n_molecules": "--molecules",
     "out": "--out",
@@ -39,17 +47,22 @@ FLAGS = {
     "reference_dir": "--reference",
     "regularisation": "--regularisation",
     "sample_interval_ps": "--sample-every",
+    "scheduler": "--scheduler",
     "start": "--start",
     "start_file": "--start",
     "step": "--step",
     "stop": "--stop",
+    "stop_after_failures": "--stop-after-failures",
     "temperature_K": "--temperature",
+    "threads": "--threads",
     "timestep_fs": "--timestep",
     "topology_file": "--topology",
+    "workers": "--workers",
 }
 
 #: Commands (the first word after ``cgforge``) whose flags for a parameter differ from FLAGS.
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
+    "db": {"database": "--db"},
     "tradeoff": {"production_ps": "--run", "equilibration_ps": "--settle"},
 }
 

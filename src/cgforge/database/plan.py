@@ -91,8 +91,9 @@ def mass_range(value: Sequence[float] | None) -> tuple[float, float]:
         raise InputError(f"mass range must be two numbers (amu), got {value!r}") from None
     if not (math.isfinite(low) and math.isfinite(high)) or low <= 0:
         raise InputError(
-            f"mass range {low:g}–{high:g} amu is outside (0, ∞); give positive masses, "
-            "e.g. --mass-range 20,200"
+            f"mass range {low:g}–{high:g} amu is outside (0, ∞); give positive masses in "
+            "mass_range_amu, e.g. 20 and 200",
+            parameters="mass_range_amu",
         )
     if low > high:
         raise InputError(f"mass range {low:g}–{high:g} amu is inverted; give the lower mass first")
@@ -118,7 +119,10 @@ def plan_stage_a(
 
     names = [str(m).strip() for m in molecules]
     if not names or any(not m for m in names):
-        raise InputError("give at least one molecule, e.g. --molecules 3-methylpentane")
+        raise InputError(
+            "give at least one molecule in molecules, e.g. '3-methylpentane'",
+            parameters="molecules",
+        )
     n = _count(n_runs, "the number of stage-A runs")
     for name in dict.fromkeys(names):
         load_molecule(name)

@@ -744,8 +744,9 @@ class Database:
                 import pyarrow.parquet  # noqa: F401
             except ImportError:
                 raise InputError(
-                    "--format parquet needs pyarrow, which is not installed; install pyarrow or "
-                    "use --format npz"
+                    "format='parquet' needs pyarrow, which is not installed; install pyarrow or "
+                    "use format='npz'",
+                    parameters="format",
                 ) from None
         out_dir = Path(directory)
         if out_dir.exists() and not out_dir.is_dir():

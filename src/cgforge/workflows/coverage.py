@@ -60,14 +60,18 @@ def resolve_database(database: str | Path | None) -> Path:
     if database is None:
         if not SHIPPED_DATABASE.is_file():
             raise InputError(
-                f"no shipped database at {SHIPPED_DATABASE} (it ships with the source tree, not "
-                "the installed package); give --db PATH of a database made by cgforge db generate"
+                f"there is no shipped demonstration file {SHIPPED_DATABASE} (it ships with the "
+                "source tree, not the installed package); give database, the path of a file that "
+                "cgforge db generate made",
+                parameters="database",
             )
         return SHIPPED_DATABASE
     path = Path(database)
     if not path.is_file():
         raise InputError(
-            f"no database at '{path}'; give --db PATH of a database made by cgforge db generate"
+            f"there is no file at '{path}'; give database, the path of a file that cgforge db "
+            "generate made",
+            parameters="database",
         )
     return path
 
@@ -323,7 +327,7 @@ def sampling_advice(cloud: dict[str, Any], liquids: list[dict[str, Any]]) -> dic
             statements.append(
                 f"With the present potentials, stage B would reach the liquids' D only at bead "
                 f"masses of {needed.min():.0f}–{needed.max():.0f} amu (today's largest: "
-                f"{m_db.max():.0f} amu): widening --mass-range upwards covers the D axis but "
+                f"{m_db.max():.0f} amu): widening the stage-B mass range (mass_range_amu) upwards covers the D axis but "
                 "places those records far from the liquids' masses."
             )
     accel = [r["acceleration_factor"] for r in records if r.get("acceleration_factor")]
@@ -403,9 +407,7 @@ def run_coverage(
 
     db_path = resolve_database(database)
     folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {folder} is a file; give a directory path")
-    check_creatable_dir(folder, "--out")
+    check_creatable_dir(folder)  # a file, or a path that cannot be made: refused before work
     result = coverage(model, references)
     cloud = input_cloud(db_path)
     result = {

@@ -44,7 +44,7 @@ A worker that dies
     clusters cgforge starts; an external scheduler uses its own setting). A rerun task resumes
     from the checkpoints in its work directory (:func:`~cgforge.database.plan.record_workdir`).
     A task whose retries are exhausted is recorded ``failed`` with the reason ``KilledWorker``;
-    ``--retry-failed`` runs failed records again. Every start of a record's task is logged in
+    ``retry_failed`` runs failed records again. Every start of a record's task is logged in
     ``task_starts.jsonl`` in its work directory, and the provenance of a done record lists them
     (``provenance["executor"]["starts"]``), so a retry is visible.
 
@@ -166,8 +166,9 @@ def parse_molecules(text: str | Sequence[str]) -> list[str]:
     tokens = [t.strip() for piece in pieces for t in str(piece).split(",")]
     if not tokens or any(not t for t in tokens):
         raise InputError(
-            f"molecule list {text!r} has an empty entry; give names separated by commas, e.g. "
-            "--molecules 2,3,4-trimethylpentane,ethylbenzene"
+            f"molecules {text!r} has an empty entry; give names separated by commas, e.g. "
+            "molecules='2,3,4-trimethylpentane,ethylbenzene'",
+            parameters="molecules",
         )
     out: list[str] = []
     i = 0
@@ -196,7 +197,8 @@ def parse_mass_range(text: str | Sequence[float] | None) -> tuple[float, float]:
             values = []
         if len(values) != 2:
             raise InputError(
-                f"--mass-range {text!r} must be two masses in amu, low,high, e.g. 20,200"
+                f"mass_range_amu {text!r} must be two masses in amu, low,high, e.g. '20,200'",
+                parameters="mass_range_amu",
             )
         return mass_range(values)
     return mass_range(text)
@@ -268,8 +270,9 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise InputError(
-            f"cluster config '{file}' not found; write a YAML file with cores, memory, walltime, "
-            "queue/account and jobs (see cgforge db generate --help)"
+            f"cluster_config '{file}' not found; write a YAML file with cores, memory, walltime, "
+            "queue/account and jobs (the keys of slurm_cluster_kwargs)",
+            parameters="cluster_config",
         )
     try:
         data = yaml.safe_load(file.read_text())
@@ -336,13 +339,17 @@ def slurm_cluster_kwargs(
         if isinstance(value, str) and not value.strip():
             raise InputError(f"cluster config: {name} is empty")
         kwargs[name] = list(value) if isinstance(value, list) else value
-    threads = _positive_int(threads, "--threads")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(
+            f"threads must be a positive integer, got {threads!r}", parameters="threads"
+        )
     cores = kwargs["cores"]
     if "processes" not in kwargs:
         if threads > cores:
             raise InputError(
-                f"--threads {threads} exceeds the {cores} cores of a Slurm job; lower --threads "
-                "or raise cores"
+                f"threads {threads} exceeds the {cores} cores of a Slurm job; lower threads or "
+                "raise cores in the cluster config",
+                parameters="threads",
             )
         kwargs["processes"] = cores // threads
     processes = kwargs["processes"]
@@ -386,12 +393,14 @@ def _slurm_cluster(kwargs: Mapping[str, Any], scaling: Mapping[str, Any]) -> Any
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise InputError(
-            "--scheduler slurm needs dask-jobqueue; install it with pip install 'cgforge[dist]'"
+            "scheduler='slurm' needs dask-jobqueue; install it with pip install 'cgforge[dist]'",
+            parameters="scheduler",
         ) from None
     if shutil.which("sbatch") is None:
         raise InputError(
-            "--scheduler slurm needs Slurm's sbatch on the PATH; run on a Slurm login node, or "
-            "use --scheduler local"
+            "scheduler='slurm' needs Slurm's sbatch on the PATH; run on a Slurm login node, or "
+            "use scheduler='local'",
+            parameters="scheduler",
         )
     cluster = SLURMCluster(**kwargs)
     if "adapt" in scaling:
@@ -548,8 +557,9 @@ class StageAFailing(InputError):
         counted = ", ".join(f"{n}x {reason}" for reason, n in reasons.most_common())
         super().__init__(
             f"the first {failed} stage-A records of this generation all failed ({counted}); "
-            "narrow the bonded-parameter ranges (--ranges FILE), or pass "
-            "--stop-after-failures 0 to run them all anyway"
+            "narrow the bonded-parameter ranges, or set stop_after_failures to 0 to run "
+            "them all anyway",
+            parameters="stop_after_failures",
         )
         self.failed = failed
         self.reasons = reasons
@@ -668,8 +678,9 @@ def _scheduler_kind(scheduler: str) -> str:
     if "://" in text and text.split("://", 1)[1]:
         return "address"
     raise InputError(
-        f"unknown --scheduler '{scheduler}'; use local, slurm, or a Dask scheduler address such "
-        "as tcp://host:8786"
+        f"unknown scheduler='{scheduler}'; use local, slurm, or the address of a running Dask "
+        "cluster such as tcp://host:8786",
+        parameters="scheduler",
     )
 
 
@@ -682,7 +693,7 @@ def _connect_address(address: str, timeout_s: float) -> _Executor:
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(
             f"no Dask scheduler answers at {address} ({_one_line(str(exc)) or type(exc).__name__});"
-            " start one with `dask scheduler` or use --scheduler local"
+            " start one with `dask scheduler` or generate on a local cluster"
         ) from None
     executor = _Executor(client=client, label=address, workers=0, resources=None)
     executor.closers.append(client.close)
@@ -744,10 +755,13 @@ def _outcome(future: Any) -> tuple[Any, ...]:
         return (
             "failed",
             f"KilledWorker: the worker running this record died too often ({_one_line(str(exc))});"
-            " check memory and the worker logs, then rerun with --retry-failed",
+            " check memory and the worker logs, then rerun with retry_failed=True",
         )
     except FutureCancelledError:
-        return ("failed", "the scheduler cancelled this record's task; rerun with --retry-failed")
+        return (
+            "failed",
+            "the scheduler cancelled this record's task; rerun with retry_failed=True",
+        )
     except Exception as exc:  # a transport or scheduler error of one task: record, go on
         return ("failed", f"internal error: {type(exc).__name__}: {_one_line(str(exc))}")
 
@@ -915,7 +929,7 @@ def _settings_of(preset: str | Mapping[str, Any] | Any) -> str | dict[str, Any]:
 
 def _count_arg(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"{what} must be a non-negative integer, got {value!r}")
+        raise InputError(f"{what} must be a non-negative integer, got {value!r}", parameters=what)
     return value
 
 
@@ -985,28 +999,35 @@ def generate(
 
     tic = time.perf_counter()
     path = Path(db_path)
-    aa_runs = _count_arg(aa_runs, "--aa-runs")
-    mass_runs = _count_arg(mass_runs, "--mass-runs")
-    threads = _count_arg(threads, "--threads")
+    aa_runs = _count_arg(aa_runs, "aa_runs")
+    mass_runs = _count_arg(mass_runs, "mass_runs")
+    threads = _count_arg(threads, "threads")
     if threads < 1:
-        raise InputError("--threads must be at least 1")
+        raise InputError("threads must be at least 1", parameters="threads")
     allowed_failures = _count_arg(allowed_failures, "allowed_failures")
-    stop_after_failures = _count_arg(stop_after_failures, "--stop-after-failures")
-    if workers is not None and (_count_arg(workers, "--workers") < 1):
-        raise InputError("--workers must be at least 1")
+    stop_after_failures = _count_arg(stop_after_failures, "stop_after_failures")
+    if workers is not None and (_count_arg(workers, "workers") < 1):
+        raise InputError("workers must be at least 1", parameters="workers")
     if not (isinstance(connect_timeout_s, int | float) and connect_timeout_s > 0):
         raise InputError(f"connect timeout must be positive (s), got {connect_timeout_s!r}")
     if not (isinstance(pressure_bar, int | float) and math.isfinite(pressure_bar)):
         raise InputError(f"pressure must be a finite number (bar), got {pressure_bar!r}")
     if str(platform).lower() not in PLATFORMS:
-        raise InputError(f"unknown --platform '{platform}'; use one of {', '.join(PLATFORMS)}")
+        raise InputError(
+            f"unknown platform '{platform}'; use one of {', '.join(PLATFORMS)}",
+            parameters="platform",
+        )
     platform = str(platform).lower()
     kind = _scheduler_kind(scheduler)
     if kind != "slurm" and cluster_config is not None:
-        raise InputError("--cluster-config is for --scheduler slurm only")
+        raise InputError(
+            "cluster_config is for scheduler='slurm' only",
+            parameters=("cluster_config", "scheduler"),
+        )
     if kind != "local" and workers is not None:
         raise InputError(
-            "--workers is for --scheduler local; an external scheduler or Slurm has its own"
+            "workers is for scheduler='local'; an external Dask cluster or Slurm has its own",
+            parameters=("workers", "scheduler"),
         )
     if not path.parent.is_dir():
         raise InputError(f"directory '{path.parent}' does not exist; create it first")
@@ -1016,7 +1037,9 @@ def generate(
         ranges = ParameterRanges.from_dict(ranges)
     masses = mass_range(mass_range_amu)
     if aa_runs and not names:
-        raise InputError("give the molecules of stage A, e.g. --molecules 3-methylpentane")
+        raise InputError(
+            "stage A needs molecules, e.g. molecules='3-methylpentane'", parameters="molecules"
+        )
     if names:
         plan_a = plan_stage_a(
             names,
@@ -1037,14 +1060,16 @@ def generate(
     if kind == "slurm":  # a missing or bad cluster file fails before anything starts
         if cluster_config is None:
             raise InputError(
-                "--scheduler slurm needs --cluster-config FILE (YAML with cores, memory, "
-                "walltime, queue/account, jobs)"
+                "scheduler='slurm' needs cluster_config, a YAML file with cores, memory, "
+                "walltime, queue/account, jobs",
+                parameters=("scheduler", "cluster_config"),
             )
         slurm_cluster_kwargs(load_cluster_config(cluster_config), threads)
     if mass_runs and not plan_a and not path.exists():
         raise InputError(
             f"stage B needs stage-A records and there is no database at '{path}'; give "
-            "--molecules and --aa-runs"
+            "molecules and aa_runs",
+            parameters=("molecules", "aa_runs"),
         )
     n_workers = workers if workers is not None else default_workers(threads)
 
@@ -1069,8 +1094,9 @@ def generate(
         db = stack.enter_context(_open_database(path))
         if mass_runs and not plan_a and not any(db.counts()["A"].values()):
             raise InputError(
-                f"stage B needs stage-A records and '{path}' has none; give --molecules and "
-                "--aa-runs, or merge a database with done stage-A records"
+                f"stage B needs stage-A records and '{path}' has none; give molecules and "
+                "aa_runs, or merge a database with done stage-A records",
+                parameters=("molecules", "aa_runs"),
             )
         stack.enter_context(_terminate_as_interrupt())
         runner: _Runner | None = None

@@ -277,7 +277,8 @@ def parameter_data(
         if len(molecules) > 1:
             raise InputError(
                 f"database {records.source} holds several molecules ({', '.join(molecules)}); "
-                "their parameter vectors differ, so choose one with --molecule"
+                "their parameter vectors differ, so choose one with molecule",
+                parameters="molecule",
             )
         if not molecules:
             check_size(0, needed, records.source, "stage-A records with parameters")

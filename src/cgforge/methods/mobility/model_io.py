@@ -83,8 +83,9 @@ def resolve_model_dir(model_dir: str | Path | None) -> Path:
         return Path(model_dir)
     if not (SHIPPED_MOBILITY_MODEL / MANIFEST).is_file():
         raise InputError(
-            "this installation has no shipped mobility model; train one with "
-            "`cgforge train mobility DB --out DIR` and give --model DIR"
+            "this installation has no shipped mobility model; train one (cgforge train "
+            "mobility) and give its directory as model_dir",
+            parameters="model_dir",
         )
     return SHIPPED_MOBILITY_MODEL
 
@@ -92,7 +93,7 @@ def resolve_model_dir(model_dir: str | Path | None) -> Path:
 MODEL_KINDS = {
     "mobility": "cgforge train mobility",
     "params-to-potential": "cgforge train params-to-potential",
-    "pairs": "cgforge train params-to-potential --target pairs",
+    "pairs": "cgforge train params-to-potential (target pairs)",
     "acceleration": "cgforge train acceleration",
 }
 
@@ -121,18 +122,23 @@ def check_output_dir(out: str | Path, *, overwrite: bool = False) -> Path:
     target = Path(out)
     if target.exists():
         if not target.is_dir():
-            raise InputError(f"--out {target} is a file; give a directory path for the model")
+            raise InputError(
+                f"out {target} is a file; give a directory path for the model", parameters="out"
+            )
         if any(target.iterdir()):
             if not overwrite:
                 raise InputError(
-                    f"--out {target} exists and is not empty; choose a new path or add --overwrite"
+                    f"out {target} exists and is not empty; choose a new path or pass "
+                    "overwrite=True",
+                    parameters=("out", "overwrite"),
                 )
             if not (target / MANIFEST).is_file():
                 raise InputError(
-                    f"--out {target} is not a cgforge model directory (no {MANIFEST}); refusing "
-                    "to replace it, choose a new path"
+                    f"out {target} is not a cgforge model directory (no {MANIFEST}); refusing "
+                    "to replace it, choose a new path",
+                    parameters="out",
                 )
-    check_creatable_dir(target, "--out")  # its staging folder goes beside it
+    check_creatable_dir(target)  # its staging folder goes beside it
     return target
 
 
@@ -196,11 +202,14 @@ def read_manifest(model_dir: str | Path, kind: str | Sequence[str] | None = None
     path = Path(model_dir)
     manifest_path = path / MANIFEST
     if not path.is_dir():
-        raise InputError(f"model directory {path} not found; give the --out of 'cgforge train'")
+        raise InputError(
+            f"model directory {path} not found; give the output directory of a training "
+            "('cgforge train')"
+        )
     if not manifest_path.is_file():
         raise InputError(
-            f"{path} is not a cgforge model directory (no {MANIFEST}); give the --out of "
-            "'cgforge train'"
+            f"{path} is not a cgforge model directory (no {MANIFEST}); give the output directory "
+            "of a training ('cgforge train')"
         )
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -227,7 +236,7 @@ def read_manifest(model_dir: str | Path, kind: str | Sequence[str] | None = None
         if model_kind not in wanted:
             raise InputError(
                 f"model {path} is a '{model_kind}' model, not {' or '.join(map(repr, wanted))}; "
-                f"make one with '{MODEL_KINDS[wanted[0]]}'"
+                f"make one with {MODEL_KINDS[wanted[0]]}"
             )
     if "grids" not in manifest:
         raise InputError(f"{manifest_path} has no learning grids; retrain the model")
