@@ -15,7 +15,6 @@ run directory is ``OUT/<liquid>`` (resumable); the curves go to
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -25,10 +24,10 @@ from pathlib import Path
 
 from _machine import describe_machine
 from cgforge.errors import CGForgeError
-from cgforge.fileio import write_json
+from cgforge.fileio import write_json, write_text
 from cgforge.methods.tradeoff import TradeoffConfig
 from cgforge.workflows.references import slug
-from cgforge.workflows.tradeoff import run_tradeoff
+from cgforge.workflows.tradeoff import csv_text, run_tradeoff
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -95,19 +94,13 @@ def main() -> int:
         "liquids": liquids,
     }
     write_json(args.results, result)
-    with args.results.with_suffix(".csv").open("w", newline="") as handle:
-        handle.write("# D_CG/D_AA (ratio) and cgforge's RDF deviation along each liquid's curve\n")
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for name, entry in liquids.items():
-            for k, row in enumerate(entry.get("curve", [])):
-                writer.writerow(
-                    [name, k]
-                    + [
-                        f"{row[c]:.6g}" if isinstance(row[c], float) else row[c]
-                        for c in COLUMNS[2:]
-                    ]
-                )
+    rows = [
+        {"liquid": name, "point": k, **row}
+        for name, entry in liquids.items()
+        for k, row in enumerate(entry.get("curve", []))
+    ]
+    header = "# D_CG/D_AA (ratio) and cgforge's RDF deviation along each liquid's curve\n"
+    write_text(args.results.with_suffix(".csv"), csv_text(rows, COLUMNS, header))
     plot(args.results.with_suffix(".png"), liquids)
     print(f"written {args.results} (+ .csv, .png)")
     return 0

@@ -108,13 +108,13 @@ from cgforge.engines.cg_system import (
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_text
-from cgforge.observables import MSD, RDF, fit_diffusion, mean_with_error
+from cgforge.methods.measure import measure_production
+from cgforge.observables import RDF
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.io import read_csv, write_csv
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.provenance import normalised_json
-from cgforge.trajectory import CGTrajectory
-from cgforge.units import KJ_MOL_NM3_TO_BAR, NM2_PS_TO_M2_S, density_g_cm3, kT
+from cgforge.units import KJ_MOL_NM3_TO_BAR, density_g_cm3, kT
 
 #: Default cutoff of the IBI potential, nm (shortened to half the box or the target's range).
 DEFAULT_CUTOFF_NM = 1.4
@@ -947,29 +947,9 @@ class _IBIRun:
 
     def _measure(self, i: int, result: MDResult) -> tuple[IBIIteration, RDFResult]:
         c, s = self.c, self.s
-        keep = result.times_ps >= c.equilibration_ps - 1e-9
-        if int(keep.sum()) < 3:
-            raise SimulationError(
-                f"IBI iteration {i} has fewer than 3 frames after the equilibration; lengthen "
-                "production_ps or sample more often"
-            )
-        traj = CGTrajectory(
-            positions_nm=result.bead_positions_nm[keep],
-            box_nm=result.box_nm,
-            times_ps=result.times_ps[keep],
-            masses_amu=result.bead_masses_amu,
-        )
-        rdf = RDF(r_max_nm=s.rdf_r_max_nm, bin_width_nm=s.target.bin_width_nm).compute(traj)
-        thermo = result.thermo
-        sampled = (thermo["stage"] == 1) & (thermo["t_ps"] >= c.equilibration_ps - 1e-9)
-        pressure, pressure_err = mean_with_error(thermo["pressure_bar"][sampled])
-        temperature, temperature_err = mean_with_error(thermo["temperature_K"][sampled])
-        try:
-            diffusion = fit_diffusion(MSD().compute(traj))
-            d_m2_s = diffusion.diffusion_nm2_ps * NM2_PS_TO_M2_S
-            d_err = diffusion.diffusion_err_nm2_ps * NM2_PS_TO_M2_S
-        except InputError:
-            d_m2_s = d_err = float("nan")
+        bins = RDF(r_max_nm=s.rdf_r_max_nm, bin_width_nm=s.target.bin_width_nm)
+        m = measure_production(result, c.equilibration_ps, bins, what=f"IBI iteration {i}")
+        rdf, pressure, pressure_err = m.rdf, m.pressure_bar, m.pressure_err_bar
         deviation = rdf_deviation(rdf, s.target, s.cutoff_nm + 0.5 * s.target.bin_width_nm)
         noise = rdf_noise(rdf, s.target, s.cutoff_nm + 0.5 * s.target.bin_width_nm)
         if s.pressure_target_bar is None:
@@ -986,10 +966,10 @@ class _IBIRun:
             pressure_bar=pressure,
             pressure_err_bar=pressure_err,
             density_g_cm3=s.density_g_cm3,
-            diffusion_m2_s=d_m2_s,
-            diffusion_err_m2_s=d_err,
-            temperature_K=temperature,
-            temperature_err_K=temperature_err,
+            diffusion_m2_s=m.diffusion_m2_s,
+            diffusion_err_m2_s=m.diffusion_err_m2_s,
+            temperature_K=m.temperature_K,
+            temperature_err_K=m.temperature_err_K,
             rdf_noise=noise,
             rdf_converged=deviation <= c.rdf_tolerance,
             pressure_converged=bool(pressure_ok),

@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 
 from cgforge.errors import InputError, SimulationError
 from cgforge.methods.ibi import rdf_deviation, rdf_r2
+from cgforge.methods.measure import Measurement
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import kT
@@ -93,19 +94,6 @@ class TradeoffConfig:
                 "0 < ratio_tolerance < 1, 0 < probe <= 5, 0 < scale_probe < 1, "
                 "0 < trust_radius <= 10, ridge >= 0)"
             )
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """What the CG MD of one potential measured: its g(r) (on any bins), D ± error (m²/s),
-    pressure ± error (bar) and temperature (K)."""
-
-    rdf: RDFResult
-    diffusion_m2_s: float
-    diffusion_err_m2_s: float
-    pressure_bar: float = float("nan")
-    pressure_err_bar: float = float("nan")
-    temperature_K: float = float("nan")
 
 
 @dataclass(frozen=True)

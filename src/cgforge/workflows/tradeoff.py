@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,15 +34,14 @@ from cgforge.engines.cg_system import timestep_limit_fs
 from cgforge.engines.md import MDProtocol, ProgressCallback
 from cgforge.errors import InputError
 from cgforge.fileio import write_json, write_text
-from cgforge.methods.tradeoff import Measurement, TradeoffConfig, TradeoffResult, trace_tradeoff
-from cgforge.observables import MSD, RDF, fit_diffusion, mean_with_error
+from cgforge.methods.measure import Measurement, measure_production
+from cgforge.methods.tradeoff import TradeoffConfig, TradeoffResult, trace_tradeoff
+from cgforge.observables import RDF
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.io import read_potential, write_csv
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.provenance import collect
 from cgforge.rundir import RunDirectory
-from cgforge.trajectory import CGTrajectory
-from cgforge.units import NM2_PS_TO_M2_S
 from cgforge.workflows.cg import AAReference, beads_for_reference, box_from_density, load_reference
 
 #: Default CG MD of one evaluation: discarded start and measured production (ps), time step
@@ -171,26 +171,13 @@ class _Evaluator:
             label=f"trade-off evaluation {index} ({purpose})",
         )
         result = run_cg_md(system, protocol, self.work / f"md_{index:03d}", progress=self.progress)
-        keep = result.times_ps >= self.s["equilibration_ps"] - 1e-9
-        traj = CGTrajectory(
-            positions_nm=result.bead_positions_nm[keep],
-            box_nm=result.box_nm,
-            times_ps=result.times_ps[keep],
-            masses_amu=result.bead_masses_amu,
+        measured = measure_production(
+            result,
+            self.s["equilibration_ps"],
+            self.rdf,
+            what=f"trade-off evaluation {index} ({purpose})",
         )
-        rdf = self.rdf.compute(traj)
-        try:
-            fit = fit_diffusion(MSD().compute(traj))
-            d, d_err = (
-                fit.diffusion_nm2_ps * NM2_PS_TO_M2_S,
-                fit.diffusion_err_nm2_ps * NM2_PS_TO_M2_S,
-            )
-        except InputError:
-            d = d_err = float("nan")
-        th = result.thermo
-        sampled = (th["stage"] == 1) & (th["t_ps"] >= self.s["equilibration_ps"] - 1e-9)
-        pressure, pressure_err = mean_with_error(th["pressure_bar"][sampled])
-        temperature, _ = mean_with_error(th["temperature_K"][sampled])
+        rdf = measured.rdf
         folder.mkdir(parents=True, exist_ok=True)
         write_csv(folder / "potential.csv", potential, provenance=f"cgforge tradeoff, {purpose}")
         rdf.to_csv(folder / "rdf.csv")
@@ -201,11 +188,11 @@ class _Evaluator:
                 "purpose": purpose,
                 "potential_sha256": digest,
                 "timestep_fs": protocol.timestep_fs,
-                "diffusion_m2_s": d,
-                "diffusion_err_m2_s": d_err,
-                "pressure_bar": pressure,
-                "pressure_err_bar": pressure_err,
-                "temperature_K": temperature,
+                "diffusion_m2_s": measured.diffusion_m2_s,
+                "diffusion_err_m2_s": measured.diffusion_err_m2_s,
+                "pressure_bar": measured.pressure_bar,
+                "pressure_err_bar": measured.pressure_err_bar,
+                "temperature_K": measured.temperature_K,
                 "wall_s": result.wall_s,
                 "rdf": {  # exact, so that a resumed search takes the same steps
                     "r_nm": rdf.r_nm.tolist(),
@@ -217,7 +204,7 @@ class _Evaluator:
                 },
             },
         )
-        return Measurement(rdf, d, d_err, pressure, pressure_err, temperature)
+        return measured
 
 
 def _potential_digest(potential: TabulatedPotential) -> str:
@@ -228,7 +215,10 @@ def _potential_digest(potential: TabulatedPotential) -> str:
     return digest.hexdigest()
 
 
-def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...], header: str) -> str:
+def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], header: str) -> str:
+    """The CSV text of ``tradeoff.csv`` and ``evaluations.csv``: the comment line(s)
+    ``header`` (ending in a newline), the ``columns`` row, then one row per mapping of
+    ``rows`` with floats to 6 significant digits."""
     buffer = io.StringIO()
     buffer.write(header)
     writer = csv.writer(buffer, lineterminator="\n")
@@ -337,8 +327,8 @@ def _write(
         f"(D_AA {ref.diffusion_m2_s:.4g} m2/s), rdf_deviation as cgforge's integrated "
         "|g - g_AA| / g_AA, pressure bar, temperature K\n"
     )
-    write_text(root / "tradeoff.csv", _csv(curve, CURVE_COLUMNS, units))
-    write_text(root / "evaluations.csv", _csv(evaluations, EVALUATION_COLUMNS, units))
+    write_text(root / "tradeoff.csv", csv_text(curve, CURVE_COLUMNS, units))
+    write_text(root / "evaluations.csv", csv_text(evaluations, EVALUATION_COLUMNS, units))
     potentials = [result.basis.potential(p.evaluation.coefficients) for p in result.curve]
     for k, (point, potential) in enumerate(zip(result.curve, potentials, strict=True)):
         write_csv(
