@@ -7,20 +7,11 @@ import json
 import pytest
 
 from cgforge.errors import InputError
-from cgforge.methods.ibi import IBIConfig
-from cgforge.presets import PRESETS, Preset, get_preset
+from cgforge.presets import PRESETS, get_preset
 from cgforge.workflows.run import run_pipeline
 
-TINY = Preset(
-    name="tiny",
-    n_molecules=40,
-    aa_equilibration_ps=2.0,
-    aa_production_ps=6.0,
-    cg_beads=64,
-    ibi=IBIConfig(max_iterations=2, equilibration_ps=1.0, production_ps=5.0),
-    cg_equilibration_ps=2.0,
-    cg_production_ps=10.0,
-)
+#: 40 molecules, ps-long runs, one IBI iteration: the shipped check preset.
+TINY = PRESETS["tiny"]
 
 
 def test_pipeline_writes_report_and_summary(tmp_path):

@@ -204,20 +204,25 @@ def parse_mass_range(text: str | Sequence[float] | None) -> tuple[float, float]:
     return mass_range(text)
 
 
-def load_ranges(path: str | Path) -> ParameterRanges:
-    """Bonded-parameter ranges from a YAML file of :meth:`ParameterRanges.to_dict` keys
-    (missing keys take the defaults; units in the key names)."""
+def _read_yaml(file: Path, what: str) -> Any:
+    """The YAML content of ``file``; an InputError naming ``what`` and the line if invalid."""
     import yaml
 
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"ranges file '{file}' not found; give a YAML file of parameter ranges")
     try:
-        data = yaml.safe_load(file.read_text())
+        return yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
-        raise InputError(f"ranges file '{file}' is not valid YAML{where}; fix it") from None
+        raise InputError(f"{what} '{file}' is not valid YAML{where}; fix it") from None
+
+
+def load_ranges(path: str | Path) -> ParameterRanges:
+    """Bonded-parameter ranges from a YAML file of :meth:`ParameterRanges.to_dict` keys
+    (missing keys take the defaults; units in the key names)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"ranges file '{file}' not found; give a YAML file of parameter ranges")
+    data = _read_yaml(file, "ranges file")
     if data is None:
         raise InputError(
             f"ranges file '{file}' is empty; give ranges such as 'bond_k_kcal_mol_A2: [250, 350]'"
@@ -265,8 +270,6 @@ SLURM_SCALE_KEYS = ("jobs", "adapt")
 
 def load_cluster_config(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML cluster file (see :func:`slurm_cluster_kwargs` for its keys)."""
-    import yaml
-
     file = Path(path)
     if not file.is_file():
         raise InputError(
@@ -274,12 +277,7 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
             "queue/account and jobs (the keys of slurm_cluster_kwargs)",
             parameters="cluster_config",
         )
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise InputError(f"cluster config '{file}' is not valid YAML{where}; fix it") from None
+    data = _read_yaml(file, "cluster config")
     if not isinstance(data, dict) or not data:
         raise InputError(
             f"cluster config '{file}' must be a YAML mapping with at least cores and memory"

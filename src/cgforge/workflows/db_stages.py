@@ -59,6 +59,7 @@ from cgforge.database.stages import (
     stage_settings,
 )
 from cgforge.database.store import Record
+from cgforge.engines.md import MDProtocol
 from cgforge.errors import CGForgeError, InputError, SimulationError
 from cgforge.grids import LearningGrids, resample_potential, resample_rdf
 from cgforge.methods.ibi import IBIConfig
@@ -321,26 +322,9 @@ def run_stage_a(
     work.mkdir(parents=True, exist_ok=True)
     seed = int(spec.get("seed", 0))
     ranges = ParameterRanges.from_dict(spec.get("ranges") or {})
-    protocol = default_protocol(
-        settings["aa_equilibration_ps"],
-        settings["aa_production_ps"],
-        temperature_K=float(spec["temperature_K"]),
-        pressure_bar=float(spec.get("pressure_bar", 1.0)),
-        platform=platform,
-        seed=seed,
-        save_particles=False,
-    )
-    aa_config = AAConfig(
-        molecule=spec["molecule"],
-        n_molecules=settings["n_molecules"],
-        protocol=protocol,
-        engine=engine,
-        randomize={"seed": int(spec["draw_seed"]), "ranges": ranges.to_dict()},
-    )
-    equilibrate = stage_a_equilibration(spec.get("equilibration"))
 
-    def config_with(equilibration_ps: float) -> AAConfig:
-        eq_protocol = default_protocol(
+    def protocol_with(equilibration_ps: float) -> MDProtocol:
+        return default_protocol(
             equilibration_ps,
             settings["aa_production_ps"],
             temperature_K=float(spec["temperature_K"]),
@@ -349,8 +333,21 @@ def run_stage_a(
             seed=seed,
             save_particles=False,
         )
+
+    aa_config = AAConfig(
+        molecule=spec["molecule"],
+        n_molecules=settings["n_molecules"],
+        protocol=protocol_with(settings["aa_equilibration_ps"]),
+        engine=engine,
+        randomize={"seed": int(spec["draw_seed"]), "ranges": ranges.to_dict()},
+    )
+    equilibrate = stage_a_equilibration(spec.get("equilibration"))
+
+    def config_with(equilibration_ps: float) -> AAConfig:
         return dataclasses.replace(
-            aa_config, protocol=eq_protocol, prerelax=bool(equilibrate["prerelax"])
+            aa_config,
+            protocol=protocol_with(equilibration_ps),
+            prerelax=bool(equilibrate["prerelax"]),
         )
 
     ibi_config = IBIConfig(**settings["ibi"], platform=platform, seed=seed, engine=cg_engine)
