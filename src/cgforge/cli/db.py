@@ -218,10 +218,16 @@ def generate(
     ),
     aa_runs: int = typer.Option(0, "--aa-runs", help="Stage-A entries (randomised force fields)."),
     mass_runs: int = typer.Option(0, "--mass-runs", help="Stage-B entries (bead masses)."),
+    perturbed_runs: int = typer.Option(
+        0,
+        "--perturbed-runs",
+        help="Stage-C entries: stage-A potentials perturbed toward slower liquids (deeper "
+        "well, barrier behind the first shell), each at a random bead mass.",
+    ),
     preset: str = typer.Option("quick", "--preset", help="tiny, quick or standard."),
     seed: int = typer.Option(0, "--seed", help="Seed of the plan (parameters, masses, MD)."),
     mass_range: str = typer.Option(
-        "20,200", "--mass-range", help="Stage-B bead masses low,high in amu (g/mol)."
+        "20,200", "--mass-range", help="Stage-B and -C bead masses low,high in amu (g/mol)."
     ),
     ranges: Path | None = typer.Option(
         None,
@@ -266,7 +272,7 @@ def generate(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
-    """Plan and run stage-A and stage-B records on Dask; rerun the same command to resume."""
+    """Plan and run stage-A, -B and -C records on Dask; rerun the same command to resume."""
     from cgforge.workflows.db_generate import GenerationInterrupted, load_ranges, parse_mass_range
     from cgforge.workflows.db_generate import generate as run_generation
 
@@ -279,6 +285,7 @@ def generate(
                 molecules=molecules,
                 aa_runs=aa_runs,
                 mass_runs=mass_runs,
+                perturbed_runs=perturbed_runs,
                 preset=preset,
                 seed=seed,
                 ranges=parameter_ranges,

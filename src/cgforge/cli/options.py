@@ -39,6 +39,7 @@ FLAGS = {
     "n_molecules": "--molecules",
     "out": "--out",
     "overwrite": "--overwrite",
+    "perturbed_runs": "--perturbed-runs",
     "platform": "--platform",
     "production_density_g_cm3": "--density",
     "production_density_scale": "--density-scale",

@@ -1,6 +1,7 @@
-"""The synthetic force-field database: a queue and store of stage-A/B CG records (SQLite)."""
+"""The synthetic force-field database: a queue and store of stage-A/B/C CG records (SQLite)."""
 
 from cgforge.database.store import (
+    READABLE_VERSIONS,
     SCALAR_COLUMNS,
     SCHEMA_VERSION,
     STAGES,
@@ -12,6 +13,7 @@ from cgforge.database.store import (
 )
 
 __all__ = [
+    "READABLE_VERSIONS",
     "SCALAR_COLUMNS",
     "SCHEMA_VERSION",
     "STAGES",

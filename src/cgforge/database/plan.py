@@ -1,4 +1,4 @@
-"""Deterministic generation plans: which stage-A and stage-B records a generation asks for.
+"""Deterministic generation plans: which stage-A, -B and -C records a generation asks for.
 
 A plan is a pure function of its arguments (and, for stage B, of which stage-A records are
 done), so running ``cgforge db generate`` again with the same arguments asks for the same
@@ -9,7 +9,9 @@ Seeds
     Every random choice of plan entry ``k`` comes from :class:`numpy.random.SeedSequence` of
     ``(seed, purpose, k)``: the bonded-parameter draw of stage-A entry ``k``
     (:data:`PURPOSE_DRAW`), its MD seed (:data:`PURPOSE_MD_A`), the bead mass of stage-B entry
-    ``j`` (:data:`PURPOSE_MASS`) and its MD seed (:data:`PURPOSE_MD_B`). Entries are
+    ``j`` (:data:`PURPOSE_MASS`) and its MD seed (:data:`PURPOSE_MD_B`), and the
+    perturbation, bead mass and MD seed of stage-C entry ``i`` (:data:`PURPOSE_PERTURBATION`,
+    :data:`PURPOSE_MASS_C`, :data:`PURPOSE_MD_C`). Entries are
     independent of each other, so asking for more runs later extends a plan without changing
     its first entries.
 
@@ -26,6 +28,11 @@ Stage B
     parents: after more stage-A records finish, the same arguments plan new stage-B entries
     for them (records already made stay).
 
+Stage C
+    Entry ``i`` takes the ``(i % P)``-th done stage-A parent (same order as stage B), a
+    perturbation drawn by :func:`cgforge.database.stages.draw_perturbation` and a bead mass
+    drawn uniformly from ``mass_range_amu`` (rounded to 0.01 amu), as stage B draws it.
+
 Work directories
     A record's simulation files live in :func:`record_workdir`, next to the database file, so
     a record that is run again (after a kill or a worker crash) resumes from its checkpoints.
@@ -40,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.database.stages import stage_a_spec, stage_b_spec
+from cgforge.database.stages import draw_perturbation, stage_a_spec, stage_b_spec, stage_c_spec
 from cgforge.database.store import Record
 from cgforge.errors import InputError
 from cgforge.molecules.randomize import ParameterRanges
@@ -49,13 +56,17 @@ __all__ = [
     "DEFAULT_MASS_RANGE_AMU",
     "PURPOSE_DRAW",
     "PURPOSE_MASS",
+    "PURPOSE_MASS_C",
     "PURPOSE_MD_A",
     "PURPOSE_MD_B",
+    "PURPOSE_MD_C",
+    "PURPOSE_PERTURBATION",
     "derived_seed",
     "mass_range",
     "order_parents",
     "plan_stage_a",
     "plan_stage_b",
+    "plan_stage_c",
     "record_workdir",
 ]
 
@@ -66,6 +77,9 @@ PURPOSE_DRAW = 0
 PURPOSE_MD_A = 1
 PURPOSE_MASS = 2
 PURPOSE_MD_B = 3
+PURPOSE_PERTURBATION = 4
+PURPOSE_MASS_C = 5
+PURPOSE_MD_C = 6
 
 
 def _count(value: Any, what: str) -> int:
@@ -175,6 +189,35 @@ def plan_stage_b(
         rng = np.random.default_rng(derived_seed(seed, PURPOSE_MASS, j))
         mass = round(float(rng.uniform(low, high)), 2)
         specs.append(stage_b_spec(parent, mass, derived_seed(seed, PURPOSE_MD_B, j), preset))
+    return specs
+
+
+def plan_stage_c(
+    parents: Sequence[Record],
+    n_runs: int,
+    *,
+    seed: int = 0,
+    mass_range_amu: Sequence[float] | None = None,
+    preset: str | Mapping[str, Any] | Any = "quick",
+) -> list[dict[str, Any]]:
+    """Specifications of stage-C entries ``0 .. n_runs-1`` over ``parents`` (done stage-A
+    records in the order :func:`order_parents` gives): perturbed potentials at random masses."""
+    n = _count(n_runs, "the number of stage-C runs")
+    low, high = mass_range(mass_range_amu)
+    if n and not parents:
+        raise InputError(
+            "stage C perturbs done stage-A records; none are done yet (generate stage A first)",
+            parameters="perturbed_runs",
+        )
+    specs = []
+    for i in range(n):
+        parent = parents[i % len(parents)]
+        rng = np.random.default_rng(derived_seed(seed, PURPOSE_MASS_C, i))
+        mass = round(float(rng.uniform(low, high)), 2)
+        perturbation = draw_perturbation(derived_seed(seed, PURPOSE_PERTURBATION, i))
+        specs.append(
+            stage_c_spec(parent, mass, derived_seed(seed, PURPOSE_MD_C, i), preset, perturbation)
+        )
     return specs
 
 

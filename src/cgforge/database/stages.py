@@ -11,6 +11,15 @@ Stage B (one bead mass)
     one-bead liquid of another bead mass (:func:`stage_b_spec`): the same Hamiltonian with
     other dynamics, so D_CG(m) is learnt at fixed structure.
 
+Stage C (one perturbed potential, one bead mass)
+    The stage-A record's CG potential U₀ perturbed by the trade-off basis of
+    :class:`cgforge.methods.tradeoff.TradeoffBasis`, U = (1 + c₀) U₀ + Σₖ cₖ φₖ (bumps of height
+    kT between the core of the parent's g(r) and its cutoff), with coefficients drawn to
+    deepen the well around the first peak of the parent's g(r) and raise a barrier behind the
+    first shell (the direction the trade-off search found slows a liquid; see
+    :func:`draw_perturbation`), simulated as a one-bead liquid of a random bead mass
+    (:func:`stage_c_spec`). Its potential is its own, stored with it.
+
 A record's key is the hash of its specification (:func:`cgforge.database.store.spec_key`);
 the specification holds the run settings (:func:`stage_settings`, by name from
 :data:`STAGE_PRESETS`) and, for new stage-A records, the equilibration protocol
@@ -21,6 +30,9 @@ scalars and arrays are the workflows' (:mod:`cgforge.workflows.db_stages`); what
   the all-atom NPT density; stage B: the CG NPT density), ``diffusion_aa_m2_s``,
   ``diffusion_cg_m2_s`` (m²/s), ``acceleration_factor`` (D_CG/D_AA) and ``rdf_deviation``,
   plus further JSON values (``cutoff_nm``, ``pressure_bar``, ``converged``, …);
+* stage C adds ``perturbation_coefficients`` (c₀, c₁…c_K), ``depth_kT``,
+  ``barrier_kT`` and mobility ratios against its parent
+  (:func:`cgforge.workflows.db_stages.run_stage_c`);
 * arrays: ``parameters`` (stage A; the bonded parameter vector in cgforge units, unit
   ``"mixed"``, entry names in the provenance's ``parameter_names``), ``g_aa`` (stage A) and
   ``g_cg`` on the ``rdf`` grid (unit ``"1"``), ``potential`` U(r) on the ``potential`` grid
@@ -39,9 +51,11 @@ Stage-A equilibration (the spec's ``equilibration`` entry, :data:`STAGE_A_EQUILI
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
+
+import numpy as np
 
 from cgforge.database.store import Database, Record
 from cgforge.errors import InputError
@@ -54,12 +68,20 @@ __all__ = [
     "POTENTIAL_GRID",
     "RDF_GRID",
     "STAGE_A_EQUILIBRATION",
+    "STAGE_C_BARRIER_FRACTION",
+    "STAGE_C_BASIS",
+    "STAGE_C_DEPTH_KT",
+    "STAGE_C_JITTER_FRACTION",
+    "STAGE_C_SCALE",
     "STAGE_PRESETS",
+    "check_perturbation",
     "database_grids",
+    "draw_perturbation",
     "learning_grids",
     "stage_a_equilibration",
     "stage_a_spec",
     "stage_b_spec",
+    "stage_c_spec",
     "stage_settings",
 ]
 
@@ -256,3 +278,110 @@ def stage_b_spec(
         "seed": seed,
         "settings": stage_settings(preset_settings),
     }
+
+
+# ====================================================================== stage C
+#: The trade-off basis of stage C: ``n_basis`` bumps φₖ between the core of the parent's g(r)
+#: (where g first exceeds ``core_g``) and its cutoff, as :mod:`cgforge.methods.tradeoff` uses.
+STAGE_C_BASIS: Mapping[str, Any] = {"n_basis": 6, "core_g": 0.05}
+#: Depth (kT at the record's temperature) added to the potential around the first peak of the
+#: parent's g(r): uniform in this range. ln D falls roughly linearly with it, so a uniform
+#: depth spreads the records evenly in ln D: the trade-off search slowed 2,3-dimethylbutane
+#: 2.5× with 0.7 kT of well and 0.4 kT of barrier, mesitylene 8× with a 1.6 kT barrier;
+#: 3 kT reaches 20–50× slower than the parent's IBI potential, from the stage-B D_CG range
+#: (5e-9–2e-8 m²/s) down to ~3e-10 m²/s.
+STAGE_C_DEPTH_KT = (0.0, 3.0)
+#: Height of the barrier behind the first shell (at the first minimum of the parent's g(r)),
+#: as a fraction of the depth: uniform in this range.
+STAGE_C_BARRIER_FRACTION = (0.25, 1.0)
+#: The scale c₀ of the whole potential (U₀ → (1 + c₀) U₀): uniform in this range.
+STAGE_C_SCALE = (-0.1, 0.1)
+#: Every bump coefficient gets an independent uniform jitter of ± this fraction of the depth,
+#: so that records of one parent and depth differ in shape.
+STAGE_C_JITTER_FRACTION = 0.1
+
+
+def draw_perturbation(seed: int) -> dict[str, Any]:
+    """A stage-C perturbation drawn with ``seed`` (the ``perturbation`` entry of
+    :func:`stage_c_spec`): ``depth_kT`` uniform in :data:`STAGE_C_DEPTH_KT`, ``barrier_kT`` =
+    depth × a fraction uniform in :data:`STAGE_C_BARRIER_FRACTION`, ``scale`` uniform in
+    :data:`STAGE_C_SCALE`, ``jitter_kT`` (one per bump) uniform in ± depth ×
+    :data:`STAGE_C_JITTER_FRACTION`, plus the basis (:data:`STAGE_C_BASIS`); values rounded to
+    4 decimals so that specifications stay readable."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"perturbation seed must be a non-negative integer, got {seed!r}")
+    rng = np.random.default_rng(seed)
+    depth = float(rng.uniform(*STAGE_C_DEPTH_KT))
+    barrier = depth * float(rng.uniform(*STAGE_C_BARRIER_FRACTION))
+    scale = float(rng.uniform(*STAGE_C_SCALE))
+    n = int(STAGE_C_BASIS["n_basis"])
+    jitter = rng.uniform(-1.0, 1.0, n) * depth * STAGE_C_JITTER_FRACTION
+    return check_perturbation(
+        {
+            "depth_kT": round(depth, 4),
+            "barrier_kT": round(barrier, 4),
+            "scale": round(scale, 4),
+            "jitter_kT": [round(float(x), 4) for x in jitter],
+            **STAGE_C_BASIS,
+        }
+    )
+
+
+def check_perturbation(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked ``perturbation`` entry of a stage-C spec (see :func:`draw_perturbation`):
+    finite ``depth_kT`` and ``barrier_kT`` (kT; negative values make a shallower well or a
+    dip), ``scale`` in (−1, 1), ``jitter_kT`` one finite number per bump, ``n_basis`` 1–20
+    and ``core_g`` in (0, 1)."""
+    if not isinstance(value, Mapping):
+        raise InputError("a stage-C perturbation must be a dict (see draw_perturbation)")
+    known = ("depth_kT", "barrier_kT", "scale", "jitter_kT", "n_basis", "core_g")
+    data = {**STAGE_C_BASIS, "scale": 0.0, **dict(value)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InputError(
+            f"unknown stage-C perturbation key(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    n = data["n_basis"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 20:
+        raise InputError(f"perturbation n_basis must be an integer 1-20, got {n!r}")
+    data.setdefault("jitter_kT", [0.0] * n)
+    numbers = {k: data.get(k) for k in ("depth_kT", "barrier_kT", "scale", "core_g")}
+    jitter = data["jitter_kT"]
+    if not isinstance(jitter, Sequence) or isinstance(jitter, str) or len(jitter) != n:
+        raise InputError(f"perturbation jitter_kT must be {n} numbers (one per bump)")
+    for name, number in [*numbers.items(), *(("jitter_kT", x) for x in jitter)]:
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise InputError(f"perturbation {name} must be a number, got {number!r}")
+        if not math.isfinite(number):
+            raise InputError(f"perturbation {name} must be finite, got {number!r}")
+    if not -1.0 < numbers["scale"] < 1.0:
+        raise InputError(f"perturbation scale must lie in (-1, 1), got {numbers['scale']!r}")
+    if not 0.0 < numbers["core_g"] < 1.0:
+        raise InputError(f"perturbation core_g must lie in (0, 1), got {numbers['core_g']!r}")
+    return {
+        "depth_kT": float(numbers["depth_kT"]),
+        "barrier_kT": float(numbers["barrier_kT"]),
+        "scale": float(numbers["scale"]),
+        "jitter_kT": [float(x) for x in jitter],
+        "n_basis": n,
+        "core_g": float(numbers["core_g"]),
+    }
+
+
+def stage_c_spec(
+    parent: Record,
+    mass_amu: float,
+    seed: int,
+    preset_settings: str | Mapping[str, Any] | Any,
+    perturbation: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Specification of a stage-C record: the CG potential of the done stage-A record
+    ``parent`` perturbed as ``perturbation`` says (:func:`draw_perturbation`,
+    :func:`check_perturbation`), at bead mass ``mass_amu`` (amu). Only the CG settings of
+    ``preset_settings`` are used (those of stage B)."""
+    if not isinstance(parent, Record) or parent.stage != "A":
+        raise InputError("stage C perturbs a stage-A record; give one as parent")
+    spec = stage_b_spec(parent, mass_amu, seed, preset_settings)
+    spec["stage"] = "C"
+    spec["perturbation"] = check_perturbation(perturbation)
+    return spec

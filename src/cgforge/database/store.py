@@ -1,4 +1,4 @@
-"""SQLite store of the synthetic force-field database (stage-A and stage-B CG records).
+"""SQLite store of the synthetic force-field database (stage-A, -B and -C CG records).
 
 One file holds every record of a database: its specification (what to simulate), its state in the
 work queue (``pending`` → ``running`` → ``done`` | ``failed``), searchable scalar results, arrays
@@ -13,6 +13,10 @@ Design (after ase.db and signac):
   dict order, hash alike) and adding it twice is harmless.
 * ``meta`` holds the schema version and the fixed learning grids; every array that lives on a grid
   names it, and two databases merge only when their grids are identical.
+* Schema versions: version 2 adds stage ``C`` to the ``stage`` CHECK of ``records``. A file of
+  an older version is migrated (:data:`_MIGRATIONS`, one transaction) when it is opened
+  writable; opened read-only, a version in :data:`READABLE_VERSIONS` is read as it is (its
+  records are a subset of what the present schema holds), others are refused.
 * Only one writer process may claim records at a time: :meth:`Database.requeue_running` (used on
   resume) assumes every ``running`` record belongs to a writer that has died.
 
@@ -43,9 +47,11 @@ from cgforge.errors import InputError
 from cgforge.fileio import atomic_path
 from cgforge.provenance import normalised_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Older schema versions that read-only connections read without migrating them.
+READABLE_VERSIONS = (1,)
 BUSY_TIMEOUT_MS = 60_000
-STAGES = ("A", "B")
+STAGES = ("A", "B", "C")
 STATES = ("pending", "running", "done", "failed")
 
 #: Searchable scalar result columns of ``records`` (units in the names).
@@ -69,7 +75,7 @@ CREATE TABLE meta (
 );
 CREATE TABLE records (
     key                 TEXT PRIMARY KEY,
-    stage               TEXT NOT NULL CHECK (stage IN ('A', 'B')),
+    stage               TEXT NOT NULL CHECK (stage IN ('A', 'B', 'C')),
     state               TEXT NOT NULL
                         CHECK (state IN ('pending', 'running', 'done', 'failed')),
     molecule            TEXT,
@@ -124,9 +130,36 @@ _RECORD_COLUMNS = (
     "provenance_json",
 )
 
-# Upgrades from an older schema version to the next one: {old_version: SQL}. Empty while only
-# version 1 exists; an older file without an entry here is refused.
-_MIGRATIONS: dict[int, str] = {}
+
+def _records_table(name: str, stages: tuple[str, ...]) -> str:
+    """The CREATE TABLE statement of ``records`` (as ``name``) allowing ``stages``."""
+    start = SCHEMA.index("CREATE TABLE records")
+    table = SCHEMA[start : SCHEMA.index(";", start)]
+    allowed = ", ".join(f"'{s}'" for s in stages)
+    table = table.replace(
+        "CHECK (stage IN ('A', 'B', 'C'))", f"CHECK (stage IN ({allowed}))"
+    ).replace("CREATE TABLE records", f"CREATE TABLE {name}")
+    return table
+
+
+# Upgrades from an older schema version to the next one: {old_version: SQL}, run in one
+# transaction with foreign keys off; an older file without an entry here is refused.
+# 1 → 2: SQLite cannot change a CHECK constraint, so ``records`` is rebuilt with stage 'C'
+# allowed (rows, rowids and indexes kept; the arrays table is untouched).
+_MIGRATIONS: dict[int, str] = {
+    1: ";\n".join(
+        [
+            _records_table("records_v2", STAGES),
+            f"INSERT INTO records_v2 (rowid, {', '.join(_RECORD_COLUMNS)}) "
+            f"SELECT rowid, {', '.join(_RECORD_COLUMNS)} FROM records",
+            "DROP TABLE records",
+            "ALTER TABLE records_v2 RENAME TO records",
+            "CREATE INDEX records_stage_state ON records (stage, state)",
+            "CREATE INDEX records_finished ON records (finished_utc)",
+            "CREATE INDEX records_parent ON records (parent_key)",
+        ]
+    )
+}
 
 
 class StoredArray(NamedTuple):
@@ -334,7 +367,7 @@ class Database:
                     f"'{target}' has schema version {version}, newer than this cgforge "
                     f"({cgforge.__version__}, schema {SCHEMA_VERSION}); upgrade cgforge"
                 )
-            if version < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION and not (readonly and version in READABLE_VERSIONS):
                 version = cls._migrate(conn, target, version, readonly)
             if not readonly:
                 conn.execute("PRAGMA foreign_keys = ON")
@@ -365,6 +398,7 @@ class Database:
                 f"'{target}' has the older schema version {version}; open it once writable to "
                 f"migrate it to {SCHEMA_VERSION}"
             )
+        conn.execute("PRAGMA foreign_keys = OFF")  # rebuilding records must not cascade
         conn.execute("BEGIN IMMEDIATE")
         try:
             for v in range(version, SCHEMA_VERSION):
@@ -374,6 +408,12 @@ class Database:
             conn.execute(
                 "UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
             )
+            problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if problems:
+                raise InputError(
+                    f"'{target}': migrating to schema {SCHEMA_VERSION} left {len(problems)} "
+                    "arrays without their record; the file was not changed"
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -418,8 +458,8 @@ class Database:
         """Add a record to simulate; returns its key. Adding the same specification again is a
         no-op that returns the same key.
 
-        ``spec`` must hold ``stage`` (``"A"`` or ``"B"``) and ``molecule``; stage B needs
-        ``parent_key`` (its stage-A record). ``mass_amu`` and ``temperature_K``, if present, are
+        ``spec`` must hold ``stage`` (``"A"``, ``"B"`` or ``"C"``) and ``molecule``; stages B
+        and C need ``parent_key`` (their stage-A record). ``mass_amu`` and ``temperature_K``, if present, are
         copied into the searchable columns.
         """
         plain = _plain(spec)
@@ -427,13 +467,13 @@ class Database:
             raise InputError("a record specification must be a dict")
         stage = plain.get("stage")
         if stage not in STAGES:
-            raise InputError(f"spec 'stage' must be 'A' or 'B', got {stage!r}")
+            raise InputError(f"spec 'stage' must be 'A', 'B' or 'C', got {stage!r}")
         molecule = plain.get("molecule")
         if not isinstance(molecule, str) or not molecule:
             raise InputError("spec needs a 'molecule' name (string)")
         parent = plain.get("parent_key")
-        if stage == "B" and not isinstance(parent, str):
-            raise InputError("a stage-B spec needs 'parent_key' naming its stage-A record")
+        if stage in ("B", "C") and not isinstance(parent, str):
+            raise InputError(f"a stage-{stage} spec needs 'parent_key' naming its stage-A record")
         try:
             spec_json = json.dumps(plain, sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -458,7 +498,7 @@ class Database:
         Returns ``(key, spec)``, or None when nothing is pending.
         """
         if stage is not None and stage not in STAGES:
-            raise InputError(f"stage must be 'A', 'B' or None, got {stage!r}")
+            raise InputError(f"stage must be 'A', 'B', 'C' or None, got {stage!r}")
         where, args = ("state = 'pending'", [])
         if stage is not None:
             where += " AND stage = ?"

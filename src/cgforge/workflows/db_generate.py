@@ -10,7 +10,10 @@ A generation plans its records (:mod:`cgforge.database.plan`), adds them to the 
 1. stage A, every pending stage-A record (randomised AA → IBI → CG at the molecular mass);
 2. when stage A is finished, stage B is planned over the done stage-A records
    (:func:`~cgforge.database.plan.order_parents`, :func:`~cgforge.database.plan.plan_stage_b`)
-   and every pending stage-B record runs (the parent's potential at another bead mass).
+   and every pending stage-B record runs (the parent's potential at another bead mass);
+3. then stage C is planned over the same parents
+   (:func:`~cgforge.database.plan.plan_stage_c`) and every pending stage-C record runs (the
+   parent's potential perturbed toward slower liquids, at a random bead mass).
 
 The database is the queue: pending records that earlier generations or merges left there run
 too. Asking for the same plan again adds nothing (a record's key is the hash of its
@@ -97,6 +100,7 @@ from cgforge.database.plan import (
     order_parents,
     plan_stage_a,
     plan_stage_b,
+    plan_stage_c,
     record_workdir,
 )
 from cgforge.database.stages import (
@@ -477,18 +481,18 @@ def run_record(
     """Simulate one record (a Dask task; also callable directly).
 
     ``spec``: the record's specification; ``parent``: the done stage-A record of a stage-B
-    spec (None for stage A); ``workdir``: the record's work directory (a rerun resumes from
+    or stage-C spec (None for stage A); ``workdir``: the record's work directory (a rerun resumes from
     its checkpoints); ``grids``: :meth:`LearningGrids.to_dict` of the database; ``platform``:
     OpenMM platform; ``engine``: all-atom engine of stage A (``"openmm"`` or ``"gromacs"``);
     ``threads``: CPU threads the simulation may use; ``cg_engine``: CG MD engine of IBI and
-    stage B (:mod:`cgforge.engines.cg_engine`).
+    stages B and C (:mod:`cgforge.engines.cg_engine`).
 
     Returns ``("done", scalars, arrays, provenance)`` or ``("failed", reason)``; never raises
     for a simulation problem. An unexpected error is returned as ``("failed", "internal error:
     <type>: <message> …")`` with its traceback written to ``error.log`` in ``workdir``.
     """
     from cgforge.grids import LearningGrids
-    from cgforge.workflows.db_stages import run_stage_a, run_stage_b
+    from cgforge.workflows.db_stages import run_stage_a, run_stage_b, run_stage_c
 
     work = Path(workdir)
     tic = time.perf_counter()
@@ -503,10 +507,11 @@ def run_record(
             scalars, arrays, provenance = run_stage_a(
                 spec, work, learning, platform=platform, engine=engine, cg_engine=cg_engine
             )
-        elif stage == "B":
+        elif stage in ("B", "C"):
             if parent is None:
-                raise InputError("a stage-B record needs its parent record")
-            scalars, arrays, provenance = run_stage_b(
+                raise InputError(f"a stage-{stage} record needs its parent record")
+            runner = run_stage_b if stage == "B" else run_stage_c
+            scalars, arrays, provenance = runner(
                 spec, parent, work, learning, platform=platform, cg_engine=cg_engine
             )
         else:
@@ -829,7 +834,7 @@ class _Runner:
                         break
                     key, spec = claimed
                     parent = None
-                    if stage == "B":
+                    if stage in ("B", "C"):
                         problem = None
                         try:
                             parent = self._parent(spec.get("parent_key"))
@@ -949,6 +954,7 @@ def generate(
     molecules: Sequence[str] | str = (),
     aa_runs: int = 0,
     mass_runs: int = 0,
+    perturbed_runs: int = 0,
     preset: str | Mapping[str, Any] | Any = "quick",
     seed: int = 0,
     ranges: ParameterRanges | Mapping[str, Any] | None = None,
@@ -974,7 +980,10 @@ def generate(
     bonded parameters drawn from ``ranges`` (:class:`ParameterRanges`, a dict of its keys, or
     None for the defaults), at ``temperature_K`` (K) and ``pressure_bar`` (bar). Stage B:
     ``mass_runs`` entries over the done stage-A records, bead masses uniform in
-    ``mass_range_amu`` (amu; default 20–200). ``preset``: a name of :data:`STAGE_PRESETS`
+    ``mass_range_amu`` (amu; default 20–200). Stage C: ``perturbed_runs`` entries over the
+    same parents, each the parent's potential perturbed by a random draw of the trade-off
+    basis (:func:`~cgforge.database.stages.draw_perturbation`) at a bead mass uniform in
+    ``mass_range_amu``, run with stage B's CG settings. ``preset``: a name of :data:`STAGE_PRESETS`
     (``tiny``, ``quick``, ``standard``) or a settings dict; ``seed``: the plan's seed
     (:mod:`cgforge.database.plan`). ``scheduler``, ``workers``, ``threads``,
     ``cluster_config``: see the module docstring; ``platform``: OpenMM platform (``auto``,
@@ -999,6 +1008,7 @@ def generate(
     path = Path(db_path)
     aa_runs = _count_arg(aa_runs, "aa_runs")
     mass_runs = _count_arg(mass_runs, "mass_runs")
+    perturbed_runs = _count_arg(perturbed_runs, "perturbed_runs")
     threads = _count_arg(threads, "threads")
     if threads < 1:
         raise InputError("threads must be at least 1", parameters="threads")
@@ -1069,6 +1079,12 @@ def generate(
             "molecules and aa_runs",
             parameters=("molecules", "aa_runs"),
         )
+    if perturbed_runs and not plan_a and not path.exists():
+        raise InputError(
+            f"stage C perturbs done stage-A records and there is no database at '{path}'; give "
+            "molecules and aa_runs",
+            parameters=("molecules", "aa_runs"),
+        )
     n_workers = workers if workers is not None else default_workers(threads)
 
     report = GenerateReport(
@@ -1078,7 +1094,11 @@ def generate(
         threads=threads,
         engine=aa_engine,
         platform=platform,
-        stages={"A": StageReport("A", planned=len(plan_a)), "B": StageReport("B")},
+        stages={
+            "A": StageReport("A", planned=len(plan_a)),
+            "B": StageReport("B"),
+            "C": StageReport("C"),
+        },
         counts={},
         wall_s=0.0,
         cg_engine=cg_engine,
@@ -1094,6 +1114,13 @@ def generate(
             raise InputError(
                 f"stage B needs stage-A records and '{path}' has none; give molecules and "
                 "aa_runs, or merge a database with done stage-A records",
+                parameters=("molecules", "aa_runs"),
+            )
+        if perturbed_runs and not plan_a and not db.counts()["A"]["done"]:
+            raise InputError(
+                f"stage C perturbs done stage-A records and '{path}' has none done; give "
+                "molecules and aa_runs to make some first, or merge a database with done "
+                "stage-A records",
                 parameters=("molecules", "aa_runs"),
             )
         stack.enter_context(_terminate_as_interrupt())
@@ -1130,6 +1157,19 @@ def generate(
                         "no stage-A record is done, so no stage-B record was planned"
                     )
             runner.run("B", report.stages["B"])
+            if perturbed_runs:
+                parents = order_parents(db.iter_done("A"), plan_a)
+                if parents:
+                    plan_c = plan_stage_c(
+                        parents, perturbed_runs, seed=seed, mass_range_amu=masses, preset=settings
+                    )
+                    report.stages["C"].planned = len(plan_c)
+                    report.stages["C"].added = _add_all(db, plan_c, "C")
+                else:
+                    report.notes.append(
+                        "no stage-A record is done, so no stage-C record was planned"
+                    )
+            runner.run("C", report.stages["C"])
         except KeyboardInterrupt as exc:
             requeued = runner.abandon() if runner is not None else db.requeue_running()
             report.counts = db.counts()

@@ -16,6 +16,14 @@ Stage B (one bead mass)
     Hamiltonian with other dynamics, so D_CG(m) is learnt at fixed structure:
     :func:`run_stage_b`.
 
+Stage C (one perturbed potential, one bead mass)
+    The stage-A record's CG potential perturbed by the trade-off basis
+    (:class:`cgforge.methods.tradeoff.TradeoffBasis` on the parent's g(r):
+    :func:`perturbed_potential`), simulated like a stage-B record (:func:`run_stage_c`) and
+    stored with its own potential. A run that is no diffusive liquid is refused
+    (:func:`liquid_state_problem`: frozen, non-diffusive, crystalline, evaporated, or at an
+    absurd pressure).
+
 Each runner returns the scalars, arrays and provenance that
 :meth:`cgforge.database.store.Database.complete` stores (their names are listed in
 :mod:`cgforge.database.stages`). A simulation that cannot finish (unstable parameters, a
@@ -55,6 +63,7 @@ import numpy as np
 from cgforge.database.stages import (
     POTENTIAL_GRID,
     RDF_GRID,
+    check_perturbation,
     stage_a_equilibration,
     stage_settings,
 )
@@ -71,14 +80,25 @@ __all__ = [
     "MAX_DENSITY_DRIFT",
     "MIN_TIMESTEP_FS",
     "SETTLED_DRIFT",
+    "STAGE_C_MAX_PEAK",
+    "STAGE_C_MAX_PRESSURE_OFFSET_BAR",
+    "STAGE_C_MIN_DENSITY_FRACTION",
+    "STAGE_C_MIN_DIFFUSION_M2_S",
+    "STAGE_C_MIN_FIRST_MINIMUM",
+    "STAGE_C_MIN_MSD_SLOPE",
+    "STAGE_C_MIN_RMS_DISPLACEMENT_NM",
     "StageFailure",
     "check_equilibrated",
     "density_drift_check",
     "equilibrate_aa",
+    "liquid_state_problem",
     "natural_density_fluctuation",
     "parent_potential",
+    "perturbation_coefficients",
+    "perturbed_potential",
     "run_stage_a",
     "run_stage_b",
+    "run_stage_c",
     "stage_b_beads",
 ]
 
@@ -99,6 +119,26 @@ _KB_J_K = 1.380649e-23
 SETTLED_DRIFT = 0.01
 #: Smallest all-atom time step (fs) :func:`equilibrate_aa` halves to after a blow-up.
 MIN_TIMESTEP_FS = 1.0
+
+
+#: Stage-C liquid-state gates (:func:`liquid_state_problem`). D_CG below this (m²/s) is a
+#: frozen system: a third of the slowest real liquids' ~3e-10 m²/s that stage C aims at.
+STAGE_C_MIN_DIFFUSION_M2_S = 1.0e-10
+#: Root-mean-square displacement (nm) over the longest MSD lag below which beads only rattle
+#: in their cages (a solid's vibration amplitude is ~0.05 nm).
+STAGE_C_MIN_RMS_DISPLACEMENT_NM = 0.1
+#: Log-log slope of the MSD in its fit window below which the motion is not diffusive (1 for
+#: diffusion, → 0 on a caged plateau).
+STAGE_C_MIN_MSD_SLOPE = 0.5
+#: g(r) first-peak height above which the structure is crystalline (dense liquids: 2.5–3.5).
+STAGE_C_MAX_PEAK = 5.0
+#: g(r) first minimum below which the shells are separated as in a crystal (liquids: ≥ 0.3).
+STAGE_C_MIN_FIRST_MINIMUM = 0.1
+#: Largest |mean production pressure − barostat pressure| (bar) of a liquid: beyond it the
+#: NPT equilibration did not reach a state at that pressure (small boxes fluctuate by ~100s).
+STAGE_C_MAX_PRESSURE_OFFSET_BAR = 2000.0
+#: Smallest number density relative to the parent's: below it the liquid evaporated/cavitated.
+STAGE_C_MIN_DENSITY_FRACTION = 0.5
 
 
 def natural_density_fluctuation(volume_nm3: float, temperature_K: float) -> float:
@@ -476,32 +516,83 @@ def run_stage_b(
     pressure, then production. The time step is the IBI one, scaled by √(m_B / m_A) for
     lighter beads (same stability in reduced units).
     """
+    if spec.get("stage") != "B":
+        raise InputError(f"run_stage_b needs a stage-B spec, got stage {spec.get('stage')!r}")
+    _check_parent(spec, parent_record, "run_stage_b")
+    potential = parent_potential(parent_record, grids)
+    cg, g_cg, run = _run_cg_record(
+        spec,
+        parent_record,
+        potential,
+        Path(workdir),
+        table_name="parent_potential.csv",
+        what=f"cgforge database record {parent_record.key}, potential grid",
+        platform=platform,
+        cg_engine=cg_engine,
+    )
+    scalars: dict[str, Any] = {
+        "mass_amu": run["mass_amu"],
+        "temperature_K": float(spec["temperature_K"]),
+        "density_g_cm3": _finite_positive(cg, "density_g_cm3", "CG run"),
+        "diffusion_cg_m2_s": _finite_positive(cg, "diffusion_m2_s", "CG run"),
+        "parent_mass_amu": run["parent_mass_amu"],
+        "pressure_bar": cg.get("pressure_bar"),
+        "timestep_fs": run["timestep_fs"],
+        "cutoff_nm": float(potential.cutoff_nm),
+        "n_beads": run["n_beads"],
+    }
+    g = resample_rdf(g_cg, grids)
+    arrays = {
+        "g_cg": (g.g, "1", RDF_GRID),
+        "potential": (resample_potential(potential, grids), "kJ/mol", POTENTIAL_GRID),
+    }
+    provenance = {
+        "parent_key": parent_record.key,
+        "cg": cg.get("provenance"),
+        "platform": cg.get("platform"),
+        "rdf_beyond_data": {"g_cg": g.extended},
+        "workdir": str(Path(workdir).resolve()),
+    }
+    return scalars, arrays, provenance
+
+
+def _check_parent(spec: Mapping[str, Any], parent_record: Record, runner: str) -> None:
+    if parent_record.key != spec.get("parent_key") or parent_record.state != "done":
+        raise InputError(
+            f"{runner} needs the done parent record {spec.get('parent_key')}, got "
+            f"{parent_record.key} ({parent_record.state})"
+        )
+
+
+def _run_cg_record(
+    spec: Mapping[str, Any],
+    parent_record: Record,
+    potential: TabulatedPotential,
+    work: Path,
+    *,
+    table_name: str,
+    what: str,
+    platform: str,
+    cg_engine: str,
+    timestep_limit_fs: float = math.inf,
+) -> tuple[dict[str, Any], RDFResult, dict[str, Any]]:
+    """CG MD of ``potential`` at ``spec["mass_amu"]`` for stages B and C (see
+    :func:`run_stage_b`): returns the run's summary, its g(r) and ``{"mass_amu",
+    "parent_mass_amu", "timestep_fs", "n_beads"}``. The time step is also kept within
+    ``timestep_limit_fs``. A failed run raises :class:`StageFailure`."""
     from cgforge.potentials.io import write_csv
     from cgforge.workflows.aa import default_protocol
     from cgforge.workflows.cg import run_cg
 
-    if spec.get("stage") != "B":
-        raise InputError(f"run_stage_b needs a stage-B spec, got stage {spec.get('stage')!r}")
-    if parent_record.key != spec.get("parent_key") or parent_record.state != "done":
-        raise InputError(
-            f"run_stage_b needs the done parent record {spec.get('parent_key')}, got "
-            f"{parent_record.key} ({parent_record.state})"
-        )
     settings = stage_settings(spec["settings"])
-    work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     mass = float(spec["mass_amu"])
     parent_mass = float(parent_record.scalars["mass_amu"])
     parent_density = float(parent_record.scalars["density_g_cm3"])
-    potential = parent_potential(parent_record, grids)
     n_beads = stage_b_beads(settings, potential.cutoff_nm, parent_density / parent_mass)
-    table_path = write_csv(
-        work / "parent_potential.csv",
-        potential,
-        provenance=f"cgforge database record {parent_record.key}, potential grid",
-    )
+    table_path = write_csv(work / table_name, potential, provenance=what)
     ibi = IBIConfig(**settings["ibi"])
-    timestep = ibi.timestep_fs * min(1.0, math.sqrt(mass / parent_mass))
+    timestep = min(ibi.timestep_fs * min(1.0, math.sqrt(mass / parent_mass)), timestep_limit_fs)
     protocol = default_protocol(
         settings["cg_equilibration_ps"],
         settings["cg_production_ps"],
@@ -525,17 +616,252 @@ def run_stage_b(
         g_cg = RDFResult.from_csv(work / "cg" / "rdf.csv")
     except (SimulationError, InputError) as exc:
         raise StageFailure(f"{type(exc).__name__}: {exc}") from exc
-    scalars: dict[str, Any] = {
+    run = {
         "mass_amu": mass,
-        "temperature_K": float(spec["temperature_K"]),
-        "density_g_cm3": _finite_positive(cg, "density_g_cm3", "CG run"),
-        "diffusion_cg_m2_s": _finite_positive(cg, "diffusion_m2_s", "CG run"),
         "parent_mass_amu": parent_mass,
-        "pressure_bar": cg.get("pressure_bar"),
         "timestep_fs": timestep,
-        "cutoff_nm": float(potential.cutoff_nm),
         "n_beads": n_beads,
     }
+    return cg, g_cg, run
+
+
+# ====================================================================== stage C
+def _target_rdf(parent: Record, grids: LearningGrids) -> RDFResult:
+    """The parent's g(r) on the rdf grid (its all-atom ``g_aa``, else its ``g_cg``)."""
+    name = "g_aa" if "g_aa" in parent.arrays else "g_cg"
+    if name not in parent.arrays:
+        raise InputError(f"record {parent.key} has no g_aa or g_cg array; it is not a done A")
+    r = grids.rdf_r_nm
+    g = np.asarray(parent.arrays[name].data, dtype=np.float64)
+    width = float(r[1] - r[0])
+    return RDFResult(r, g, np.zeros_like(g), 0, float(r[-1]) + 0.5 * width, width)
+
+
+def _smooth(values: np.ndarray, points: int = 5) -> np.ndarray:
+    kernel = np.ones(points) / points
+    padded = np.pad(values, points // 2, mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def perturbation_coefficients(
+    perturbation: Mapping[str, Any], basis: Any, target: RDFResult
+) -> np.ndarray:
+    """Coefficients (c₀, c₁…c_K) of a stage-C perturbation on ``basis`` (a
+    :class:`~cgforge.methods.tradeoff.TradeoffBasis`) for the parent's g(r) ``target``.
+
+    With r_p the first peak of g (its largest value inside the cutoff, g smoothed over 5
+    points) and r_m its first minimum (the smallest g between r_p and min(1.8 r_p, cutoff)),
+    bump k at centre rₖ gets −depth·exp(−(rₖ − r_p)²/2h²) + barrier·exp(−(rₖ − r_m)²/2h²) +
+    jitterₖ (h: the bump width; kT units), and c₀ is the ``scale``: the well deepens around the
+    first shell and a barrier rises behind it.
+    """
+    p = check_perturbation(perturbation)
+    centres = np.asarray(basis.centres_nm, dtype=np.float64)
+    if len(centres) != p["n_basis"]:
+        raise InputError(f"the basis has {len(centres)} bumps but the perturbation {p['n_basis']}")
+    r = np.asarray(target.r_nm, dtype=np.float64)
+    g = _smooth(np.asarray(target.g, dtype=np.float64))
+    cutoff = float(basis.start.cutoff_nm)
+    inside = np.flatnonzero((r >= basis.r_core_nm) & (r <= cutoff))
+    if inside.size < 3:
+        raise StageFailure(
+            f"the parent's g(r) has fewer than 3 points between its core "
+            f"({basis.r_core_nm:.3f} nm) and the cutoff ({cutoff:.3f} nm)"
+        )
+    peak = int(inside[np.argmax(g[inside])])
+    r_peak = float(r[peak])
+    after = np.flatnonzero((r > r_peak) & (r <= min(1.8 * r_peak, cutoff)))
+    r_min = float(r[after[np.argmin(g[after])]]) if after.size else min(1.4 * r_peak, cutoff)
+    h = float(basis.width_nm)
+    well = np.exp(-0.5 * ((centres - r_peak) / h) ** 2)
+    barrier = np.exp(-0.5 * ((centres - r_min) / h) ** 2)
+    bumps = -p["depth_kT"] * well + p["barrier_kT"] * barrier + np.asarray(p["jitter_kT"])
+    return np.concatenate([[p["scale"]], bumps])
+
+
+def perturbed_potential(
+    parent: Record, perturbation: Mapping[str, Any], grids: LearningGrids, temperature_K: float
+) -> tuple[TabulatedPotential, np.ndarray, dict[str, Any]]:
+    """The stage-C potential of ``parent`` (its :func:`parent_potential` U₀ perturbed by the
+    trade-off basis, bumps of height kT at ``temperature_K``): returns the table, its
+    coefficients (:func:`perturbation_coefficients`) and the basis description."""
+    from cgforge.methods.tradeoff import TradeoffBasis, core_radius
+    from cgforge.units import kT
+
+    p = check_perturbation(perturbation)
+    start = parent_potential(parent, grids)
+    target = _target_rdf(parent, grids)
+    try:
+        basis = TradeoffBasis(
+            start, core_radius(target, p["core_g"]), p["n_basis"], kT(temperature_K)
+        )
+    except InputError as exc:
+        raise StageFailure(f"no trade-off basis for record {parent.key}: {exc}") from exc
+    coefficients = perturbation_coefficients(p, basis, target)
+    return basis.potential(coefficients), coefficients, basis.to_dict()
+
+
+def liquid_state_problem(
+    summary: Mapping[str, Any],
+    g: RDFResult,
+    msd_nm2: np.ndarray,
+    *,
+    pressure_target_bar: float,
+    number_density_fraction: float,
+) -> str | None:
+    """Why a stage-C run is no diffusive liquid, or None: D_CG below
+    :data:`STAGE_C_MIN_DIFFUSION_M2_S` (frozen), an rms displacement at the longest MSD lag
+    below :data:`STAGE_C_MIN_RMS_DISPLACEMENT_NM` (caged), an MSD log-log slope below
+    :data:`STAGE_C_MIN_MSD_SLOPE` (non-diffusive), a first peak of g above
+    :data:`STAGE_C_MAX_PEAK` or a first minimum below :data:`STAGE_C_MIN_FIRST_MINIMUM`
+    (crystalline), a number density below :data:`STAGE_C_MIN_DENSITY_FRACTION` of the
+    parent's (``number_density_fraction``; evaporated), or a mean pressure further than
+    :data:`STAGE_C_MAX_PRESSURE_OFFSET_BAR` from the barostat's ``pressure_target_bar``."""
+    d = float(summary.get("diffusion_m2_s") or math.nan)
+    if math.isfinite(d) and d < STAGE_C_MIN_DIFFUSION_M2_S:
+        return f"frozen: D_CG {d:.3g} m2/s is below the floor {STAGE_C_MIN_DIFFUSION_M2_S:.3g} m2/s"
+    msd = np.asarray(msd_nm2, dtype=np.float64)
+    if msd.size and math.isfinite(float(msd[-1])):
+        rms = math.sqrt(max(float(msd[-1]), 0.0))
+        if rms < STAGE_C_MIN_RMS_DISPLACEMENT_NM:
+            return (
+                f"frozen: the beads moved {rms:.3f} nm rms over the longest MSD lag (below "
+                f"{STAGE_C_MIN_RMS_DISPLACEMENT_NM} nm: caged, not diffusing)"
+            )
+    slope = summary.get("msd_loglog_slope")
+    if isinstance(slope, int | float) and math.isfinite(slope) and slope < STAGE_C_MIN_MSD_SLOPE:
+        return (
+            f"non-diffusive MSD: log-log slope {slope:.2f} in the fit window (below "
+            f"{STAGE_C_MIN_MSD_SLOPE}; diffusion has 1)"
+        )
+    values = np.asarray(g.g, dtype=np.float64)
+    r = np.asarray(g.r_nm, dtype=np.float64)
+    if values.size >= 3 and np.all(np.isfinite(values)):
+        smooth = _smooth(values, 3)
+        peak = int(np.argmax(smooth))
+        after = np.flatnonzero((r > r[peak]) & (r <= 1.8 * r[peak]))
+        first_min = float(smooth[after].min()) if after.size else math.nan
+        if smooth[peak] > STAGE_C_MAX_PEAK or first_min < STAGE_C_MIN_FIRST_MINIMUM:
+            return (
+                f"crystalline g(r): first peak {smooth[peak]:.2f} (liquid ≤ {STAGE_C_MAX_PEAK:g}),"
+                f" first minimum {first_min:.2f} (liquid ≥ {STAGE_C_MIN_FIRST_MINIMUM:g})"
+            )
+    if number_density_fraction < STAGE_C_MIN_DENSITY_FRACTION:
+        return (
+            f"evaporated: number density {number_density_fraction:.2f} of the parent's (below "
+            f"{STAGE_C_MIN_DENSITY_FRACTION:g})"
+        )
+    pressure = summary.get("pressure_bar")
+    if isinstance(pressure, int | float) and math.isfinite(pressure):
+        offset = float(pressure) - pressure_target_bar
+        if abs(offset) > STAGE_C_MAX_PRESSURE_OFFSET_BAR:
+            return (
+                f"no liquid at {pressure_target_bar:g} bar: mean pressure {pressure:.0f} bar "
+                f"(more than {STAGE_C_MAX_PRESSURE_OFFSET_BAR:.0f} bar off)"
+            )
+    return None
+
+
+def run_stage_c(
+    spec: Mapping[str, Any],
+    parent_record: Record,
+    workdir: str | Path,
+    grids: LearningGrids,
+    *,
+    platform: str = "auto",
+    cg_engine: str = "auto",
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
+    """CG MD of the parent's potential perturbed as ``spec["perturbation"]`` says
+    (:func:`perturbed_potential`) at ``spec["mass_amu"]`` in ``workdir`` (resumable), run as
+    stage B runs its records (:func:`run_stage_b`; the time step also within the perturbed
+    potential's :func:`~cgforge.engines.cg_system.timestep_limit_fs`); returns ``(scalars,
+    arrays, provenance)`` for :meth:`~cgforge.database.store.Database.complete`.
+
+    Stored: the scalars of a stage-B record, the perturbation (``perturbation_coefficients``,
+    ``depth_kT``, ``barrier_kT``), the parent's D (``parent_diffusion_aa_m2_s``,
+    ``parent_diffusion_cg_m2_s`` at the parent's mass) and two ratios estimated at the parent's
+    mass by D ∝ m^-1/2 (exact for a fixed potential): ``acceleration_at_parent_mass`` =
+    D_C(m_A)/D_AA and ``mobility_vs_parent`` = D_C(m_A)/D_CG,A (< 1: slower than the parent's
+    IBI potential). The ``acceleration_factor`` column (D_CG/D_AA at the same mass) is filled
+    only when the bead mass is the parent's (within 0.5 %). Arrays: ``g_cg`` and the record's
+    own ``potential``. A run that is no diffusive liquid raises :class:`StageFailure` with
+    :func:`liquid_state_problem`'s reason.
+    """
+    from cgforge.engines.cg_system import timestep_limit_fs
+    from cgforge.observables.msd import MSDResult
+
+    if spec.get("stage") != "C":
+        raise InputError(f"run_stage_c needs a stage-C spec, got stage {spec.get('stage')!r}")
+    _check_parent(spec, parent_record, "run_stage_c")
+    work = Path(workdir)
+    temperature = float(spec["temperature_K"])
+    mass = float(spec["mass_amu"])
+    try:
+        potential, coefficients, basis = perturbed_potential(
+            parent_record, spec["perturbation"], grids, temperature
+        )
+    except InputError as exc:
+        raise StageFailure(f"InputError: {exc}") from exc
+    limit = timestep_limit_fs(potential, mass, temperature)
+    cg, g_cg, run = _run_cg_record(
+        spec,
+        parent_record,
+        potential,
+        work,
+        table_name="perturbed_potential.csv",
+        what=f"cgforge database stage C: record {parent_record.key} perturbed",
+        platform=platform,
+        cg_engine=cg_engine,
+        timestep_limit_fs=math.floor(limit * 10.0) / 10.0,
+    )
+    d_cg = _finite_positive(cg, "diffusion_m2_s", "CG run")
+    density = _finite_positive(cg, "density_g_cm3", "CG run")
+    parent_mass = run["parent_mass_amu"]
+    parent_density = float(
+        parent_record.scalars.get("density_cg_g_cm3") or parent_record.scalars["density_g_cm3"]
+    )
+    fraction = (density / mass) / (parent_density / parent_mass)
+    try:
+        msd = MSDResult.from_csv(work / "cg" / "msd.csv").msd_nm2
+    except (OSError, ValueError, KeyError) as exc:
+        raise StageFailure(f"cannot read the MSD of the CG run: {exc}") from exc
+    problem = liquid_state_problem(
+        cg,
+        g_cg,
+        msd,
+        pressure_target_bar=float(parent_record.spec.get("pressure_bar", 1.0)),
+        number_density_fraction=fraction,
+    )
+    if problem is not None:
+        raise StageFailure(problem)
+    d_at_parent_mass = d_cg * math.sqrt(mass / parent_mass)
+    perturbation = check_perturbation(spec["perturbation"])
+    scalars: dict[str, Any] = {
+        "mass_amu": mass,
+        "temperature_K": temperature,
+        "density_g_cm3": density,
+        "diffusion_cg_m2_s": d_cg,
+        "parent_mass_amu": parent_mass,
+        "pressure_bar": cg.get("pressure_bar"),
+        "timestep_fs": run["timestep_fs"],
+        "cutoff_nm": float(potential.cutoff_nm),
+        "n_beads": run["n_beads"],
+        "msd_loglog_slope": cg.get("msd_loglog_slope"),
+        "number_density_vs_parent": fraction,
+        "perturbation_coefficients": [float(c) for c in coefficients],
+        "depth_kT": perturbation["depth_kT"],
+        "barrier_kT": perturbation["barrier_kT"],
+    }
+    d_aa = parent_record.scalars.get("diffusion_aa_m2_s")
+    d_parent = parent_record.scalars.get("diffusion_cg_m2_s")
+    if isinstance(d_aa, int | float) and d_aa > 0:
+        scalars["parent_diffusion_aa_m2_s"] = float(d_aa)
+        scalars["acceleration_at_parent_mass"] = d_at_parent_mass / float(d_aa)
+        if abs(mass - parent_mass) <= 0.005 * parent_mass:
+            scalars["acceleration_factor"] = d_cg / float(d_aa)
+    if isinstance(d_parent, int | float) and d_parent > 0:
+        scalars["parent_diffusion_cg_m2_s"] = float(d_parent)
+        scalars["mobility_vs_parent"] = d_at_parent_mass / float(d_parent)
     g = resample_rdf(g_cg, grids)
     arrays = {
         "g_cg": (g.g, "1", RDF_GRID),
@@ -543,6 +869,7 @@ def run_stage_b(
     }
     provenance = {
         "parent_key": parent_record.key,
+        "basis": basis,
         "cg": cg.get("provenance"),
         "platform": cg.get("platform"),
         "rdf_beyond_data": {"g_cg": g.extended},
