@@ -107,8 +107,15 @@ def _usable(record: Record, grids: LearningGrids) -> tuple[dict[str, Any] | None
     return fields, ""
 
 
-def read_records(database: str | Path | Database, stages: Sequence[str] = ("A", "B")) -> RecordSet:
-    """The usable done records of ``stages`` (see the module docstring), in database order."""
+def read_records(
+    database: str | Path | Database, stages: Sequence[str] = ("A", "B", "C")
+) -> RecordSet:
+    """The usable done records of ``stages`` (see the module docstring), in database order.
+
+    Every record brings the ``potential`` array stored with it: stage A its IBI potential,
+    stage B its parent's (the same Hamiltonian), stage C its own perturbed potential. A
+    record's group is its stage-A family (a stage-A record's key, else its parent's), so a
+    perturbed potential stays on its parent's side of every train/validation split."""
     db, close = _open(database)
     try:
         grids = learning_grids(db)
@@ -153,14 +160,16 @@ def read_records(database: str | Path | Database, stages: Sequence[str] = ("A", 
 
 
 def load_mobility_data(database: str | Path | Database, folds: int) -> MobilityData:
-    """Usable stage-A and stage-B records of ``database`` as mobility data
-    (:func:`~cgforge.methods.mobility.dataset.mobility_data`)."""
-    return mobility_data(read_records(database, ("A", "B")), folds)
+    """Usable stage-A, -B and -C records of ``database`` as mobility data
+    (:func:`~cgforge.methods.mobility.dataset.mobility_data`); stage-C records carry their own
+    perturbed potentials as targets."""
+    return mobility_data(read_records(database, ("A", "B", "C")), folds)
 
 
 def load_parameter_data(
     database: str | Path | Database, molecule: str | None = None, *, needed: int = MIN_RECORDS
 ) -> ParameterData:
     """Usable stage-A records of ``molecule`` in ``database`` with parameters
-    (:func:`~cgforge.methods.mobility.dataset.parameter_data`)."""
+    (:func:`~cgforge.methods.mobility.dataset.parameter_data`); stages B and C carry no
+    parameters of their own and are not read."""
     return parameter_data(read_records(database, ("A",)), molecule, needed=needed)

@@ -11,7 +11,7 @@
 
 :func:`input_cloud`
     The database's mobility inputs as the network sees them
-    (:func:`~cgforge.database.learning.read_records`: every usable stage-A and stage-B
+    (:func:`~cgforge.database.learning.read_records`: every usable stage-A, -B and -C
     record): per record the bead mass,
     D_CG and the height and position of the first peak of g_CG (:func:`first_peak`).
 
@@ -87,21 +87,23 @@ def first_peak(r_nm: NDArray[np.float64], g: NDArray[np.float64]) -> tuple[float
 # ---------------------------------------------------------------------- the database cloud
 def input_cloud(database: str | Path) -> dict[str, Any]:
     """Mobility inputs of the usable records of ``database``: ``records`` (key, stage,
-    molecule, group, mass_amu, diffusion_m2_s = D_CG, peak_height, peak_r_nm) and ``summary``
-    (counts, ranges, peak-height quantiles)."""
+    molecule, group = the potential it runs (stage A and B: the stage-A key; stage C: its
+    own), mass_amu, diffusion_m2_s = D_CG, peak_height, peak_r_nm) and ``summary`` (counts,
+    ranges, peak-height quantiles)."""
     from cgforge.database.learning import read_records
 
-    records = read_records(resolve_database(database), ("A", "B"))
+    records = read_records(resolve_database(database), ("A", "B", "C"))
     r = records.grids.rdf_r_nm
     rows = []
     for i in range(len(records)):
         height, position = first_peak(r, records.g_cg[i])
+        potential = records.keys[i] if records.stages[i] == "C" else records.groups[i]
         rows.append(
             {
                 "key": records.keys[i][:12],
                 "stage": records.stages[i],
                 "molecule": records.molecules[i],
-                "group": records.groups[i][:12],
+                "group": potential[:12],
                 "mass_amu": float(records.mass_amu[i]),
                 "diffusion_m2_s": float(records.d_cg[i]),
                 "peak_height": height,
@@ -128,6 +130,7 @@ def _cloud_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "n_records": len(rows),
         "n_stage_a": sum(row["stage"] == "A" for row in rows),
         "n_stage_b": sum(row["stage"] == "B" for row in rows),
+        "n_stage_c": sum(row["stage"] == "C" for row in rows),
         "mass_amu": _span([row["mass_amu"] for row in rows]),
         "diffusion_m2_s": _span([row["diffusion_m2_s"] for row in rows]),
         "peak_height": _span(list(heights)),
@@ -433,7 +436,7 @@ def plot_coverage(path: Path, records: list[dict[str, Any]], liquids: list[dict[
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for stage, colour in (("A", "tab:blue"), ("B", "tab:grey")):
+    for stage, colour in (("A", "tab:blue"), ("B", "tab:grey"), ("C", "tab:orange")):
         rows = [r for r in records if r["stage"] == stage]
         if not rows:
             continue

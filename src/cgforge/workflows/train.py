@@ -34,11 +34,11 @@ def train_mobility(
     overwrite: bool = False,
     progress: TrainProgress | None = None,
 ) -> dict[str, Any]:
-    """Train the mobility network on the stage-A and stage-B records of ``database`` and write
-    the model directory ``out``; returns the manifest
-    (:func:`~cgforge.methods.mobility.mobility.fit_mobility`)."""
+    """Train the mobility network on the stage-A, -B and -C records of ``database`` (stage C
+    with its own perturbed potentials) and write the model directory ``out``; returns the
+    manifest (:func:`~cgforge.methods.mobility.mobility.fit_mobility`)."""
     check_output_dir(out, overwrite=overwrite)
-    records = read_records(database, ("A", "B"))
+    records = read_records(database, ("A", "B", "C"))
     return fit_mobility(records, out, config, overwrite=overwrite, progress=progress)
 
 

@@ -5,14 +5,15 @@ The store layer reads the records (:func:`cgforge.database.learning.read_records
 the database.
 
 Records
-    Done stage-A and stage-B records (:func:`cgforge.database.learning.read_records`). A
+    Done stage-A, -B and -C records (:func:`cgforge.database.learning.read_records`). A
     record is usable when it has a
     CG RDF ``g_cg`` on the ``rdf`` grid and a ``potential`` on the ``potential`` grid, a
     positive bead mass and CG diffusion coefficient, finite values, and a g(r) that rises above
     :data:`G_STRUCTURAL`; others are skipped and counted by reason. Stage-A records also carry
     the bonded ``parameters`` (names in their provenance), D_AA and the acceleration factor.
-    Records that share a potential (a stage-A record and its stage-B copies) form a *group*,
-    kept on one side of every train/validation split.
+    Records that share a potential (a stage-A record and its stage-B copies), and the
+    stage-C records perturbed from it, form a *group*, kept on one side of every
+    train/validation split.
 
 Structural range and the short-range part of the targets
     Below the first r where a record's g(r) exceeds :data:`G_STRUCTURAL` (0.05; its *onset*,
@@ -30,7 +31,8 @@ Structural range and the short-range part of the targets
 Mobility inputs (:func:`mobility_features`)
     log₁₀(m / amu), log₁₀(D / (m²/s)) and g(r) on the ``rdf`` grid. Stage A contributes its CG
     RDF and D_CG at the molecular mass, stage B the same potential's RDF and D_CG at another
-    bead mass.
+    bead mass, stage C the RDF and D_CG of its own perturbed potential (target: that
+    potential) at a random bead mass.
 
 Pairs (:func:`find_pairs`)
     Stage-A records i, j of one molecule and temperature (within 0.5 K) with
@@ -108,7 +110,8 @@ def onset_index(g_rdf: NDArray[np.float64], grids: LearningGrids) -> int | None:
 class RecordSet:
     """Usable records as arrays (n records). Units: amu, m²/s, K, nm, kJ/mol.
 
-    ``d_aa`` and ``acceleration`` are NaN for stage-B records; ``parameters`` is None there.
+    ``d_aa`` and ``acceleration`` are NaN for stage-B and -C records; ``parameters`` is None
+    there.
     """
 
     grids: LearningGrids
@@ -169,6 +172,7 @@ class RecordSet:
             "n_records": len(self),
             "n_stage_a": self.stages.count("A"),
             "n_stage_b": self.stages.count("B"),
+            "n_stage_c": self.stages.count("C"),
             "n_groups": len(set(self.groups)),
             "molecules": dict(Counter(self.molecules)),
             "mass_amu": span(self.mass_amu),
