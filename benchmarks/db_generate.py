@@ -1,5 +1,5 @@
-"""Database generation speed: stage-A wall time per system, stage-B records/hour on 1 and 2
-Dask workers (parallel efficiency), through :func:`cgforge.workflows.db_generate.generate`.
+"""Database generation speed: stage-A wall time per system, stage-B and stage-C records/hour on
+1 and 2 Dask workers (parallel efficiency), through :func:`cgforge.workflows.db_generate.generate`.
 
 Stage A: one record per molecule (2,3,4-trimethylpentane, ethylbenzene, 3-methylpentane, the
 molecules of the seed papers), bonded parameters drawn from narrow ranges around OPLS-AA, at
@@ -16,6 +16,12 @@ masses uniform in 20–200 amu, ``tiny`` preset (64 beads, 2 + 8 ps, 5 fs steps 
 √(m/m_A) below the parent's mass), the LAMMPS CG engine (``--cg-engine``) with one thread per worker, on a
 LocalCluster of 1 and of 2 worker processes. records/hour = done records / wall time of the
 stage (cluster start-up excluded, reported apart); parallel efficiency = rate(2) / (2 rate(1)).
+
+Stage C: likewise a fixed batch of ``--c-records`` records (default 8; 0 skips it): the
+parents' potentials perturbed by random draws of the trade-off basis (deeper well, barrier
+behind the first shell; :func:`cgforge.database.stages.draw_perturbation`), same masses,
+preset and engine as stage B. Records that are no diffusive liquid are recorded failed and
+counted apart (``failed``); records/hour counts done records only.
 
 Other jobs may share the machine: the load average before and after is stored with the
 results in ``benchmarks/results/db_generate.json``.
@@ -126,14 +132,17 @@ def stage_b(
     n_records: int,
     platform: str,
     cg_engine: str = "lammps",
+    stage: str = "B",
 ) -> dict:
-    """``n_records`` stage-B records on ``workers`` local workers from a copy of the parents."""
-    path = root / f"stage_b_{workers}w.db"
+    """``n_records`` stage-B (or, with ``stage="C"``, stage-C) records on ``workers`` local
+    workers from a copy of the parents."""
+    path = root / f"stage_{stage.lower()}_{workers}w.db"
     shutil.copyfile(parents_db, path)
+    runs = {"mass_runs": n_records} if stage == "B" else {"perturbed_runs": n_records}
     tic = time.perf_counter()
     report = generate(
         path,
-        mass_runs=n_records,
+        **runs,
         preset="tiny",
         seed=SEED,
         mass_range_amu=MASS_RANGE_AMU,
@@ -143,26 +152,42 @@ def stage_b(
         cg_engine=cg_engine,
     )
     total = time.perf_counter() - tic
-    stage = report.stages["B"]
+    name = stage
+    stage_report = report.stages[name]
     with Database.open(path, readonly=True) as db:
-        task_s = [r.provenance["executor"]["task_wall_s"] for r in db.iter_done("B")]
+        task_s = [r.provenance["executor"]["task_wall_s"] for r in db.iter_done(name)]
+        reasons = [f["error"] for f in db.failures() if f["stage"] == name]
     row = {
         "workers": workers,
         "records": n_records,
-        "done": stage.done,
-        "failed": stage.failed,
-        "stage_wall_s": stage.wall_s,
-        "records_per_hour": stage.records_per_hour,
+        "done": stage_report.done,
+        "failed": stage_report.failed,
+        "failure_reasons": reasons,
+        "stage_wall_s": stage_report.wall_s,
+        "records_per_hour": stage_report.records_per_hour,
         "mean_task_wall_s": float(np.mean(task_s)) if task_s else None,
-        "cluster_overhead_s": total - report.stages["A"].wall_s - stage.wall_s,
+        "cluster_overhead_s": total
+        - sum(report.stages[s].wall_s for s in report.stages if s != name)
+        - stage_report.wall_s,
     }
+    mean = row["mean_task_wall_s"]
     print(
-        f"  stage B {workers} worker(s): {stage.done}/{n_records} done in {stage.wall_s:6.1f} s "
-        f"-> {stage.records_per_hour:7.1f} records/hour "
-        f"(mean task {row['mean_task_wall_s']:.1f} s)",
+        f"  stage {name} {workers} worker(s): {stage_report.done}/{n_records} done in "
+        f"{stage_report.wall_s:6.1f} s -> {stage_report.records_per_hour:7.1f} records/hour "
+        f"(mean task {'-' if mean is None else f'{mean:.1f}'} s)",
         flush=True,
     )
     return row
+
+
+def _efficiency(rows: list[dict], stage: str) -> float | None:
+    """rate(2 workers) / (2 rate(1 worker)) of one stage's rows, or None."""
+    rates = {r["workers"]: r["records_per_hour"] for r in rows}
+    if 1 in rates and 2 in rates and rates[1] > 0:
+        efficiency = rates[2] / (2.0 * rates[1])
+        print(f"  stage {stage} parallel efficiency (2 workers): {efficiency:.2f}")
+        return efficiency
+    return None
 
 
 def main() -> None:
@@ -172,6 +197,7 @@ def main() -> None:
     parser.add_argument("--platform", default="cpu", help="OpenMM platform")
     parser.add_argument("--cg-engine", default="lammps", help="CG engine of IBI and stage B")
     parser.add_argument("--b-records", type=int, default=8)
+    parser.add_argument("--c-records", type=int, default=8, help="stage-C records (0: skip)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -194,12 +220,14 @@ def main() -> None:
             stage_b(parents, root, w, args.b_records, args.platform, args.cg_engine)
             for w in args.workers
         ]
+        stage_c_results = [
+            stage_b(parents, root, w, args.c_records, args.platform, args.cg_engine, stage="C")
+            for w in args.workers
+            if args.c_records > 0
+        ]
     load_after = os.getloadavg()
-    rates = {r["workers"]: r["records_per_hour"] for r in stage_b_results}
-    efficiency = None
-    if 1 in rates and 2 in rates and rates[1] > 0:
-        efficiency = rates[2] / (2.0 * rates[1])
-        print(f"  parallel efficiency (2 workers): {efficiency:.2f}")
+    efficiency = _efficiency(stage_b_results, "B")
+    efficiency_c = _efficiency(stage_c_results, "C")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
     result = {
         "benchmark": "db_generate",
@@ -207,6 +235,7 @@ def main() -> None:
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),
         "settings": {
+            "stage_c_records": args.c_records,
             "molecules": list(MOLECULES),
             "ranges": RANGES.to_dict(),
             "seed": SEED,
@@ -219,6 +248,8 @@ def main() -> None:
         "stage_a": stage_a_results,
         "stage_b": stage_b_results,
         "parallel_efficiency_2_workers": efficiency,
+        "stage_c": stage_c_results,
+        "stage_c_parallel_efficiency_2_workers": efficiency_c,
     }
     write_json(args.out, result)
     print(f"written {args.out}")
