@@ -286,11 +286,14 @@ def stage_b_spec(
 STAGE_C_BASIS: Mapping[str, Any] = {"n_basis": 6, "core_g": 0.05}
 #: Depth (kT at the record's temperature) added to the potential around the first peak of the
 #: parent's g(r): uniform in this range. ln D falls roughly linearly with it, so a uniform
-#: depth spreads the records evenly in ln D: the trade-off search slowed 2,3-dimethylbutane
-#: 2.5× with 0.7 kT of well and 0.4 kT of barrier, mesitylene 8× with a 1.6 kT barrier;
-#: 3 kT reaches 20–50× slower than the parent's IBI potential, from the stage-B D_CG range
-#: (5e-9–2e-8 m²/s) down to ~3e-10 m²/s.
-STAGE_C_DEPTH_KT = (0.0, 3.0)
+#: depth spreads the records evenly in ln D. Measured on the five stage-A potentials of
+#: ``data/ffdb-cpu-quick.sqlite`` (quick preset, 600 beads, 20 + 100 ps, masses 20–200 amu):
+#: depth 0.5 kT gave D_CG 4e-9 m²/s (0.75 × the parent's IBI mobility at equal mass), 1.4 kT
+#: 1.4–3.9e-9, 1.9–2.4 kT 2.5–5e-10 and 2.6–3 kT 1.1–2.5e-10 (60–80× slower than the parent):
+#: with depths up to 2 kT the same ten draws gave 4.2e-10–5.0e-9 (all liquid): the records
+#: reach from the stage-B D_CG range (5e-9–2e-8) down to the slowest real liquids' D without
+#: piling up at the frozen floor.
+STAGE_C_DEPTH_KT = (0.0, 2.0)
 #: Height of the barrier behind the first shell (at the first minimum of the parent's g(r)),
 #: as a fraction of the depth: uniform in this range.
 STAGE_C_BARRIER_FRACTION = (0.25, 1.0)
