@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option, protocol_from_options
+from cgforge.cli.options import cg_engine_option, cg_threads_option, protocol_from_options
 from cgforge.cli.progress import console, stage_progress
 from cgforge.units import parse_time_ps
 
@@ -50,6 +50,7 @@ def ibi(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
     engine: str = cg_engine_option(),
+    threads: int = cg_threads_option(),
     seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
@@ -73,6 +74,7 @@ def ibi(
         platform=platform,
         seed=seed,
         engine=engine,
+        cg_threads=threads,
     )
     with stage_progress(not quiet) as progress:
         summary = run_ibi_from_reference(
@@ -130,6 +132,7 @@ def cg(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
     engine: str = cg_engine_option(),
+    threads: int = cg_threads_option(),
     seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
@@ -154,6 +157,7 @@ def cg(
         platform=platform,
         seed=seed,
         engine=engine,
+        cg_threads=threads,
     )
     with stage_progress(not quiet) as progress:
         summary = run_cg(

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option
+from cgforge.cli.options import cg_engine_option, cg_threads_option
 from cgforge.cli.progress import console, stage_progress
 
 
@@ -39,6 +39,7 @@ def compare(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
     engine: str = cg_engine_option(),
+    threads: int = cg_threads_option(),
     seed: int = typer.Option(0, "--seed", help="Seed of every CG run."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
@@ -57,6 +58,7 @@ def compare(
             platform=platform,
             progress=progress,
             engine=engine,
+            cg_threads=threads,
         )
     table = Table(title=f"{result['molecule']}: CG methods → {out}", show_header=True)
     for column in ("method", "status", "D_CG/D_AA", "RDF R²", "RDF deviation", "density error"):

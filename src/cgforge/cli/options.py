@@ -15,10 +15,12 @@ from cgforge.units import parse_time_ps
 #: (:attr:`cgforge.errors.CGForgeError.parameters`); :data:`COMMAND_FLAGS` overrides it.
 FLAGS = {
     "aa_runs": "--aa-runs",
+    "allow_other_molecules": "--allow-other-molecules",
     "alpha_model": "--alpha",
     "alpha_model[0]": "--alpha",
     "alpha_model[1]": "--alpha-err",
     "box_nm": "--box",
+    "cg_threads": "--threads",
     "cluster_config": "--cluster-config",
     "coordinates_file": "--coordinates",
     "cutoff_nm": "--cutoff",
@@ -48,6 +50,7 @@ FLAGS = {
     "reference_dir": "--reference",
     "regularisation": "--regularisation",
     "sample_interval_ps": "--sample-every",
+    "save_forces": "--forces",
     "scheduler": "--scheduler",
     "start": "--start",
     "start_file": "--start",
@@ -101,6 +104,20 @@ CG_ENGINE_HELP = (
 def cg_engine_option(flag: str = "--engine") -> Any:
     """The ``--engine`` option (``flag``) of a command that runs CG MD."""
     return typer.Option("auto", flag, help=CG_ENGINE_HELP)
+
+
+#: Help of every command's CG-threads option.
+CG_THREADS_HELP = (
+    "CPU threads of the CG engine: LAMMPS runs its OPENMP package on them (1: serial, best "
+    "below a few thousand beads); OpenMM's CPU platform and torch on the CPU take a number "
+    "above 1 (1 leaves their default); no effect on a GPU."
+)
+
+
+def cg_threads_option(flag: str = "--threads") -> Any:
+    """The ``--threads`` option (``flag``) of a command that runs CG MD: the protocol's
+    :attr:`~cgforge.engines.md.MDProtocol.cg_threads`."""
+    return typer.Option(1, flag, help=CG_THREADS_HELP)
 
 
 def protocol_from_options(

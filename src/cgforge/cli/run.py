@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option
+from cgforge.cli.options import cg_engine_option, cg_threads_option
 from cgforge.cli.progress import console, stage_progress
 
 
@@ -27,6 +27,7 @@ def run(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
     engine: str = cg_engine_option(),
+    threads: int = cg_threads_option(),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo stages that already ran in --out."
@@ -48,6 +49,7 @@ def run(
             overwrite=overwrite,
             progress=progress,
             cg_engine=engine,
+            cg_threads=threads,
         )
     table = Table(title=f"{summary['molecule']} ({summary['preset']}) → {out}", show_header=True)
     table.add_column("")

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option
+from cgforge.cli.options import cg_engine_option, cg_threads_option
 from cgforge.cli.progress import console, line_progress, stage_progress
 from cgforge.errors import InputError
 from cgforge.units import parse_time_ps
@@ -252,6 +252,7 @@ def predict(
         "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
     ),
     engine: str = cg_engine_option(),
+    threads: int = cg_threads_option(),
     seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
     md: bool = typer.Option(True, "--md/--no-md", help="Run CG MD with the prediction."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CG run."),
@@ -275,6 +276,7 @@ def predict(
             overwrite=overwrite,
             progress=progress,
             engine=engine,
+            cg_threads=threads,
         )
     for reason in summary["ood_reasons"]:
         console.print(

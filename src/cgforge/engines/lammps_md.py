@@ -55,6 +55,9 @@ The protocol is that of :class:`~cgforge.engines.md.MDRunner`, in LAMMPS ``units
    naming the potential, the stage and the step; no result is returned.
 
 Speed (2-core CPU, 1,000 beads, see ``benchmarks/cg_md.py``): ~25× OpenMM's CPU platform.
+Threads: serial unless :attr:`MDProtocol.cg_threads` (or the engine's own ``threads``) asks for
+more, which run the OPENMP package's styles (``-sf omp``): no gain at 1,000 beads on 2 cores,
+~2× with 2 threads at 8,000 beads (``benchmarks/results/cg_md.json``).
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ class LammpsRunner:
         workdir: str | Path,
         *,
         progress: ProgressCallback | None = None,
-        threads: int = 1,
+        threads: int | None = None,
     ) -> None:
         if not isinstance(system, CGSystem):
             raise InputError(f"expected a CGSystem, got {type(system).__name__}")
@@ -146,7 +149,8 @@ class LammpsRunner:
         self.protocol = protocol
         self.workdir = Path(workdir)
         self.progress = progress
-        self.threads = threads
+        # None: the protocol's cg_threads
+        self.threads = protocol.cg_threads if threads is None else threads
         self.n = system.n_beads
         self.total_mass = system.mass_amu * self.n
         self._segment_speed = 0.0
@@ -528,7 +532,8 @@ class LammpsEngine:
 
     name = "lammps"
 
-    def __init__(self, *, threads: int = 1) -> None:
+    def __init__(self, *, threads: int | None = None) -> None:
+        # None: each run's MDProtocol.cg_threads; a number overrides it (benchmarks)
         self.threads = threads
 
     def run(

@@ -68,6 +68,18 @@ CG_ENGINES = ("auto", "lammps", "openmm", "torch")
 ProgressCallback = Callable[[str, int, int, float], None]
 
 
+def check_cg_threads(threads: Any) -> int:
+    """``threads`` as the CPU threads of a CG engine (:attr:`MDProtocol.cg_threads`); an
+    :class:`InputError` naming ``cg_threads`` unless it is a positive integer."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(
+            f"cg_threads must be a positive integer (CPU threads of the CG engine), "
+            f"got {threads!r}",
+            parameters="cg_threads",
+        )
+    return threads
+
+
 @dataclass(frozen=True)
 class MDProtocol:
     """Settings of a staged MD run. Times in ps, temperature in K, pressure in bar."""
@@ -102,6 +114,11 @@ class MDProtocol:
     production_density_scale: float = 1.0
     production_density_g_cm3: float | None = None
     density_relax_ps: float = 50.0
+    # CPU threads of a CG engine (cgforge.engines.cg_engine): LAMMPS runs the OPENMP package on
+    # that many threads (1: serial); OpenMM's CPU platform and the torch engine on the CPU take
+    # a count above 1 as their thread count (1 leaves them at their own default); GPUs ignore
+    # it. All-atom runs ignore it.
+    cg_threads: int = 1
 
     def __post_init__(self) -> None:
         checks = {
@@ -142,6 +159,7 @@ class MDProtocol:
                 "the langevin production ensemble needs production_friction_per_ps "
                 "(the Langevin friction, 1/ps)"
             )
+        check_cg_threads(self.cg_threads)
         self._check_density()
 
     def _check_density(self) -> None:
@@ -243,7 +261,8 @@ class MDProtocol:
         for ``engine="openmm"``: copy protocols with ``dataclasses.replace``. Likewise the
         fixed-density fields appear only for a fixed density (``production_density_scale`` other
         than 1, ``production_density_g_cm3`` set; ``density_relax_ps`` with either), the only
-        case they act in."""
+        case they act in, and ``cg_threads`` only when it is not 1 (a threaded run is a run of
+        its own: OpenMP reductions change the trajectory's last bits)."""
         out = asdict(self)
         if out["production_friction_per_ps"] is None:
             del out["production_friction_per_ps"]
@@ -255,6 +274,8 @@ class MDProtocol:
             del out["production_density_g_cm3"]
         if not self.fixed_density:
             del out["density_relax_ps"]
+        if out["cg_threads"] == 1:
+            del out["cg_threads"]
         return out
 
 

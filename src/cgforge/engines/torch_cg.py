@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,23 @@ import numpy as np
 from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem, is_neural_model
 from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
 from cgforge.errors import InputError
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``threads`` for the block, then restored; 1 leaves
+    them as they are (torch's default: the cores)."""
+    if threads <= 1:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _load_torch() -> tuple[Any, Any]:
@@ -97,7 +116,19 @@ class TorchEngine:
             seed=p.seed,
             device=device,
         )
-        workdir = Path(workdir)
+        threads = p.cg_threads if str(engine.device).startswith("cpu") else 1
+        with _torch_threads(threads):
+            return self._run(system, p, engine, Path(workdir), progress, threads)
+
+    def _run(
+        self,
+        system: CGSystem,
+        p: MDProtocol,
+        engine: Any,
+        workdir: Path,
+        progress: ProgressCallback | None,
+        threads: int,
+    ) -> MDResult:
         interval = p.stride(p.thermo_interval_ps)
         sample_every = max(1, round(p.stride(p.sample_interval_ps) / interval))
         started = time.perf_counter()
@@ -145,7 +176,10 @@ class TorchEngine:
             raise InputError(
                 "production_ps gives no production steps; lengthen it", parameters="production_ps"
             )
-        return self._result(system, stages, sample_every, speed, time.perf_counter() - started)
+        result = self._result(system, stages, sample_every, speed, time.perf_counter() - started)
+        if threads > 1:
+            result.platform = f"torch (cpu, {threads} threads)"
+        return result
 
     def _result(
         self,

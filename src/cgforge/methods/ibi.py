@@ -105,7 +105,7 @@ from cgforge.engines.cg_system import (
     lattice_positions,
     timestep_limit_fs,
 )
-from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
+from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, check_cg_threads
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_text
 from cgforge.methods.measure import measure_production
@@ -164,6 +164,7 @@ class IBIConfig:
     run), ``production_ps`` (sampled), ``sample_interval_ps`` (frames for RDF and MSD),
     ``thermo_interval_ps`` (pressure samples), ``checkpoint_interval_ps``, ``platform``,
     ``engine`` (CG engine: auto, lammps, openmm, torch; :func:`run_ibi` resolves auto),
+    ``cg_threads`` (CPU threads of the engine: :attr:`~cgforge.engines.md.MDProtocol.cg_threads`),
     ``seed`` (iteration i uses seed + i), ``keep_md`` (keep each iteration's MD directory),
     ``patience`` (stop after this many iterations without a lower RDF deviation and keep the
     best one).
@@ -195,6 +196,7 @@ class IBIConfig:
     patience: int = 10
     bin_noise_fraction: float | None = None
     smoothing_nm: float | None = None
+    cg_threads: int = 1
 
     def __post_init__(self) -> None:
         checks = {
@@ -226,6 +228,7 @@ class IBIConfig:
             finite = isinstance(value, bool | int | str) or value is None or math.isfinite(value)
             if not (ok and finite):
                 raise InputError(f"invalid IBI setting {name}={value!r}")
+        check_cg_threads(self.cg_threads)
         if self.production_ps < 3 * self.sample_interval_ps:
             raise InputError(
                 f"IBI production {self.production_ps:g} ps holds fewer than 3 samples every "
@@ -234,7 +237,8 @@ class IBIConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON provenance; ``engine`` only when it is not OpenMM (or the
-        unresolved ``auto``), and ``patience`` only when it is not the default 10, so that runs
+        unresolved ``auto``), ``patience`` only when it is not the default 10 and ``cg_threads``
+        only when it is not 1, so that runs
         keep the hashes they had before these fields. Not a round trip for ``engine="openmm"``:
         copy settings with ``dataclasses.replace``."""
         out = asdict(self)
@@ -242,6 +246,8 @@ class IBIConfig:
             del out["engine"]
         if out["patience"] == 10:
             del out["patience"]  # the default; runs of the same settings keep their hashes
+        if out["cg_threads"] == 1:
+            del out["cg_threads"]
         for name in ("bin_noise_fraction", "smoothing_nm"):
             if out[name] is None:
                 del out[name]  # off by default, and left out like patience
@@ -282,6 +288,7 @@ class IBIConfig:
             platform=self.platform,
             seed=self.seed + iteration,
             engine=self.engine,
+            cg_threads=self.cg_threads,
         )
 
 

@@ -449,6 +449,7 @@ def _produce(
         "production_ensemble": protocol.production_ensemble,
         "production_ps": protocol.production_ps,
         "engine": protocol.engine,
+        "cg_threads": protocol.cg_threads,
         "platform": result.platform,
         "ns_per_day": result.ns_per_day,
         "wall_s": result.wall_s,
@@ -606,7 +607,8 @@ def ibi_production_protocol(
     production_ps: float = DEFAULT_IBI_PRODUCTION_PS,
 ) -> MDProtocol:
     """CG production after IBI: the reference's temperature and barostat pressure, the IBI
-    time step, platform and seed, NPT equilibration then Nosé–Hoover production."""
+    time step, platform, seed, engine and its threads, NPT equilibration then Nosé–Hoover
+    production."""
     return default_protocol(
         equilibration_ps,
         production_ps,
@@ -617,6 +619,7 @@ def ibi_production_protocol(
         seed=config.seed,
         save_particles=False,
         engine=config.engine,
+        cg_threads=config.cg_threads,
     )
 
 

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.md import MDProtocol, ProgressCallback
+from cgforge.engines.md import MDProtocol, ProgressCallback, check_cg_threads
 from cgforge.errors import CGForgeError, InputError
 from cgforge.fileio import atomic_path, check_creatable_dir, write_json, write_text
 from cgforge.methods.friction import FrictionConfig
@@ -452,18 +452,20 @@ def run_compare(
     platform: str = "auto",
     progress: ProgressCallback | None = None,
     engine: str = "auto",
+    cg_threads: int = 1,
 ) -> dict[str, Any]:
     """Run the methods on one all-atom reference and write the comparison into ``out``.
 
     ``preset``: a name of :data:`COMPARE_PRESETS`, a :class:`CompareSettings` or a ``cgforge
     run`` :class:`~cgforge.presets.Preset`; ``model_dir``: the trained mobility model
     (required for ``ml``); ``alpha_model``: a predicted acceleration factor for ``rescale``
-    (None: α measured on the IBI run); ``seed``, ``platform`` and the CG ``engine`` (auto,
-    lammps, openmm, torch) apply to every CG run.
+    (None: α measured on the IBI run); ``seed``, ``platform``, the CG ``engine`` (auto,
+    lammps, openmm, torch) and its ``cg_threads`` (CPU threads) apply to every CG run.
     Rerunning into the same ``out`` resumes every method where it stopped. Returns the
     comparison (also ``comparison.json``); a method that fails gets a ``failed`` row.
     """
     chosen = parse_methods(methods)
+    check_cg_threads(cg_threads)  # before any work
     settings = get_settings(preset)
     reference = load_reference(reference_dir)
     out = Path(out)
@@ -490,7 +492,9 @@ def run_compare(
             )
     check_creatable_dir(out)
     out.mkdir(parents=True, exist_ok=True)
-    ibi_config = replace(settings.ibi, platform=platform, seed=seed, engine=engine)
+    ibi_config = replace(
+        settings.ibi, platform=platform, seed=seed, engine=engine, cg_threads=cg_threads
+    )
     n_beads = reference.n_molecules if settings.n_beads is None else int(settings.n_beads)
     ctx = _Context(reference, out, settings, ibi_config, n_beads, progress)
     runners: dict[str, Callable[[], dict[str, Any]]] = {

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.md import ProgressCallback
+from cgforge.engines.md import ProgressCallback, check_cg_threads
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, check_creatable_dir, write_json
 from cgforge.methods.mobility.mobility import MobilityModel
@@ -80,6 +80,7 @@ _CG_KEYS = (
     "density_error",
     "ns_per_day",
     "engine",
+    "cg_threads",
     "platform",
 )
 
@@ -197,16 +198,18 @@ def run_predict(
     engine: str = "auto",
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    cg_threads: int = 1,
 ) -> dict[str, Any]:
     """Predict the CG potential of an all-atom reference, simulate it and report (see the
     module docstring for the files). The CG run uses ``n_beads`` beads (default: the
     reference's molecules) of the reference's bead mass, starts at its density, equilibrates
     ``equilibration_ps`` under NPT at its barostat pressure and runs ``production_ps`` of
     Nosé–Hoover NVT at its temperature, on the CG engine ``engine`` (auto, lammps, openmm,
-    torch). ``model_dir`` None takes the model shipped with cgforge. Returns the summary (also ``OUT/summary.json``)."""
+    torch) with ``cg_threads`` CPU threads. ``model_dir`` None takes the model shipped with cgforge. Returns the summary (also ``OUT/summary.json``)."""
     from cgforge.methods.mobility.model_io import resolve_model_dir
     from cgforge.workflows.aa import default_protocol
 
+    check_cg_threads(cg_threads)  # before any work
     model_dir = resolve_model_dir(model_dir)  # None: the model shipped with cgforge
 
     reference = load_reference(reference_dir)
@@ -230,6 +233,7 @@ def run_predict(
             seed=seed,
             save_particles=False,
             engine=engine,
+            cg_threads=cg_threads,
         )
         if run_md
         else None

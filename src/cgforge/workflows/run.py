@@ -35,15 +35,20 @@ def run_pipeline(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cg_engine: str = "auto",
+    cg_threads: int = 1,
 ) -> dict[str, Any]:
     """Run the three stages into ``out`` and write ``report.html`` and ``summary.json``.
 
-    ``cg_engine`` runs IBI and the CG production (auto, lammps, openmm, torch)."""
+    ``cg_engine`` runs IBI and the CG production (auto, lammps, openmm, torch) on
+    ``cg_threads`` CPU threads (:attr:`~cgforge.engines.md.MDProtocol.cg_threads`)."""
     settings = get_preset(preset) if isinstance(preset, str) else preset
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"out {out} is a file; give a directory path", parameters="out")
     check_creatable_dir(out)
+    ibi_config = replace(  # checks the CG settings before the all-atom run
+        settings.ibi, platform=platform, seed=seed, engine=cg_engine, cg_threads=cg_threads
+    )
     sampling: dict[str, float] = {}
     if settings.aa_sample_interval_ps is not None:
         sampling["sample_interval_ps"] = settings.aa_sample_interval_ps
@@ -58,7 +63,6 @@ def run_pipeline(
     )
     aa_config = AAConfig(molecule=molecule, n_molecules=settings.n_molecules, protocol=protocol)
     aa_summary = run_aa(aa_config, out / "aa", overwrite=overwrite, progress=progress)
-    ibi_config = replace(settings.ibi, platform=platform, seed=seed, engine=cg_engine)
     cg_summary = run_ibi_from_reference(
         out / "aa",
         out / "cg",
