@@ -290,7 +290,9 @@ def test_load_force_data_reads_run_directories(lj_data, tmp_path):
 
 def test_load_force_data_errors_name_the_problem(lj_data, tmp_path):
     no_forces = write_run_dir(tmp_path / "noforces", lj_data, forces=False)
-    with pytest.raises(InputError, match=r"rerun `cgforge aa \.\.\. --forces`"):
+    with pytest.raises(
+        InputError, match=r"rerun an all-atom run \(run_aa, cgforge aa\) with save_f"
+    ):
         load_force_dataset(no_forces)
     # a summary that claims forces over a trajectory without them
     liar = write_run_dir(tmp_path / "liar", lj_data, forces=False)
@@ -447,8 +449,11 @@ def test_cli_fm_linear(lj_data, tmp_path):
     )
     assert bad.exit_code != 0
     assert isinstance(bad.exception, InputError)
-    message = str(bad.exception)
-    assert "\n" not in message and "--forces" in message
+    message = str(bad.exception)  # the library names the parameter, the CLI shows its flag
+    assert "\n" not in message and "save_forces=True" in message and "--" not in message
+    from cgforge.cli.options import with_flags
+
+    assert "cgforge aa) with --forces" in with_flags(bad.exception, "fm")
 
 
 # ---------------------------------------------------------------------- CG validation (slow)

@@ -93,9 +93,14 @@ def _csv(out: Path) -> list[dict[str, str]]:
 
 def test_references_of_another_molecule_are_refused_before_any_md(model_path, tmp_path):
     refs = [reference(tmp_path / "ar"), reference(tmp_path / "kr", molecule="krypton")]
-    with pytest.raises(InputError, match=r"trained on argon.*kr \(krypton\).*allow-other") as err:
+    with pytest.raises(
+        InputError, match=r"trained on argon.*kr \(krypton\).*allow_other_molecules=True"
+    ) as err:
         transferability_table(model_path, refs, tmp_path / "tt", **MD)
     assert "\n" not in str(err.value)  # one line
+    from cgforge.cli.options import with_flags
+
+    assert "pass --allow-other-molecules to test it" in with_flags(err.value, "fm")
     assert not list((tmp_path / "tt").glob("state_*"))  # refused before any MD
     # explicitly allowed: it runs, and the row says that the molecule differs
     rows = transferability_table(

@@ -45,7 +45,9 @@ TRAJECTORY_FILE = "cg_trajectory.npz"
 #: Keys of ``summary.json`` that label the state point.
 STATE_KEYS = ("molecule", "temperature_K", "density_g_cm3", "n_molecules")
 #: How to make an all-atom run with mapped forces, on the command line and in Python.
-FORCES_RUN = "`cgforge aa ... --forces` (run_aa with protocol.save_forces=True)"
+#: How error messages name the all-atom run that force matching needs; they name the parameter
+#: ``save_forces`` (``parameters="save_forces"``), which the command line shows as its flag.
+FORCES_RUN = "an all-atom run (run_aa, cgforge aa) with save_forces=True"
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ class ForceDataset:
         if traj.forces_kj_mol_nm is None:
             raise InputError(
                 f"{state.source}: the trajectory has no mapped forces; rerun {FORCES_RUN} to save "
-                "mapped forces"
+                "mapped forces",
+                parameters="save_forces",
             )
         return cls(
             positions_nm=traj.positions_nm,
@@ -237,13 +240,15 @@ def _load_trajectory(run_dir: Path) -> CGTrajectory:
     if not path.is_file():
         raise InputError(
             f"{path} is missing; {run_dir} is not a complete all-atom run (rerun {FORCES_RUN} "
-            "into a new directory)"
+            "into a new directory)",
+            parameters="save_forces",
         )
     try:
         return CGTrajectory.load(path)
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as exc:
         raise InputError(
-            f"{path} is damaged ({type(exc).__name__}: {exc}); rerun {FORCES_RUN}"
+            f"{path} is damaged ({type(exc).__name__}: {exc}); rerun {FORCES_RUN}",
+            parameters="save_forces",
         ) from exc
 
 
@@ -268,7 +273,10 @@ def load_force_dataset(
     """
     path = Path(run_dir)
     if not path.is_dir():
-        raise InputError(f"run directory {path} not found; give the run directory of {FORCES_RUN}")
+        raise InputError(
+            f"run directory {path} not found; give the run directory of {FORCES_RUN}",
+            parameters="save_forces",
+        )
     for value, what in ((start, "start"), (stride, "stride")):
         if isinstance(value, bool) or int(value) != value:
             raise InputError(f"frame {what} must be an integer, got {value!r}")
@@ -280,13 +288,15 @@ def load_force_dataset(
     if summary.get("has_forces") is False:
         raise InputError(
             f"{path} holds no mapped forces (has_forces is false); rerun {FORCES_RUN} to save "
-            "mapped forces"
+            "mapped forces",
+            parameters="save_forces",
         )
     traj = _load_trajectory(path)
     if traj.forces_kj_mol_nm is None:
         raise InputError(
             f"{path / TRAJECTORY_FILE} holds no mapped forces; rerun {FORCES_RUN} to save mapped "
-            "forces"
+            "forces",
+            parameters="save_forces",
         )
     where = path / SUMMARY_FILE
     n_molecules = _number(summary, "n_molecules", where)
@@ -330,7 +340,10 @@ def load_force_data(
         run_dirs = [run_dirs]
     paths = [Path(p) for p in run_dirs]
     if not paths:
-        raise InputError(f"no run directories given; name at least one run of {FORCES_RUN}")
+        raise InputError(
+            f"no run directories given; name at least one run of {FORCES_RUN}",
+            parameters="save_forces",
+        )
     seen: set[Path] = set()
     for p in paths:
         resolved = p.resolve()

@@ -357,7 +357,8 @@ def _gromacs_readme(src: ExportSource, n_beads: int, with_gro: bool, mass: float
     gro_line = (
         f"  conf.gro         {n_beads} beads on a jittered lattice at the run's density\n"
         if with_gro
-        else "  (no conf.gro: the run's density is unknown; give --density to get one)\n"
+        else "  (no conf.gro: the run's density is unknown; export again with a density to get "
+        "one)\n"
     )
     return (
         "cgforge export: GROMACS files for a one-bead CG model (nm, kJ/mol, amu)\n"
@@ -390,8 +391,8 @@ def _gromacs_readme(src: ExportSource, n_beads: int, with_gro: bool, mass: float
         "  GROMACS, but they act only between atom pairs listed in the topology; the\n"
         "  neighbours of a bead in a liquid change all the time, so they cannot stand in for a\n"
         "  pair potential between all beads. cgforge offers no such substitute.\n"
-        "  With current software run the model in OpenMM (cgforge cg, or cgforge export\n"
-        "  --format openmm) or LAMMPS (cgforge export --format lammps).\n"
+        "  With current software run the model in OpenMM (cgforge cg, or an openmm export)\n"
+        "  or LAMMPS (a lammps export).\n"
     )
 
 

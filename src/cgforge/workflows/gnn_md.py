@@ -297,7 +297,8 @@ def simulate_model(
         if bead_mass_amu is None:
             raise InputError(
                 "the bead mass is unknown: the model metadata has no bead_mass_amu; give "
-                "--mass (amu) or a --reference"
+                "bead_mass_amu (amu) or reference_dir (its bead mass)",
+                parameters=("bead_mass_amu", "reference_dir"),
             )
     mass = require_positive(bead_mass_amu, "bead mass (amu)")
     if temperature_K is None:
@@ -306,7 +307,10 @@ def simulate_model(
         elif points:
             temperature_K = points[0]["temperature_K"]
         else:
-            raise InputError("give the temperature (K) or a --reference to take it from")
+            raise InputError(
+                "give temperature_K (K) or reference_dir to take it from",
+                parameters=("temperature_K", "reference_dir"),
+            )
     temperature = require_positive(temperature_K, "temperature (K)")
     if density_g_cm3 is None:
         if reference is not None:
@@ -316,11 +320,17 @@ def simulate_model(
         elif points:
             density_g_cm3 = points[0]["density_g_cm3"]
         else:
-            raise InputError("give the density (g/cm3) or a --reference to take it from")
+            raise InputError(
+                "give density_g_cm3 (g/cm3) or reference_dir to take it from",
+                parameters=("density_g_cm3", "reference_dir"),
+            )
     density = require_positive(density_g_cm3, "density (g/cm3)")
     if n_beads is None:
         if reference is None:
-            raise InputError("give the number of beads or a --reference (its molecule count)")
+            raise InputError(
+                "give n_beads or reference_dir (its molecule count)",
+                parameters=("n_beads", "reference_dir"),
+            )
         n_beads = reference.n_molecules
     if isinstance(n_beads, bool) or int(n_beads) != n_beads or int(n_beads) < 2:
         raise InputError(f"the number of beads must be an integer >= 2, got {n_beads!r}")
@@ -847,7 +857,8 @@ def transferability_table(
         raise InputError(
             f"the model was trained on {trained_molecule} but the reference(s) {listed} hold "
             "another molecule; give references of the same molecule or pass "
-            "--allow-other-molecules (allow_other_molecules=True) to test it on other molecules"
+            "allow_other_molecules=True to test it on other molecules",
+            parameters="allow_other_molecules",
         )
     if model.kind == "table":
         engine_name = resolve_engine_name(engine)
