@@ -262,15 +262,32 @@ def _nested(value: list) -> list:
     return list(value) if value and isinstance(value[0], list) else [value]
 
 
-def merge(paths: list[Path], out: Path, replace: bool = False) -> None:
+def merge(
+    paths: list[Path],
+    out: Path,
+    replace: bool = False,
+    replace_methods: list[str] | None = None,
+) -> None:
     """One result file from per-liquid (or earlier merged) result files, in the order of
     :data:`LIQUIDS`; each liquid keeps its own command, machine load and wall time. A liquid in
-    more than one file is an error, unless ``replace``: then the last file's record is kept."""
+    more than one file is an error, unless ``replace``: then the last file's record is kept.
+    With ``replace_methods``, a later file's rows of those methods replace the earlier rows
+    of the same liquid (e.g. the ``ml`` rows of a retrained mobility model), each replaced row
+    naming the file and model it came from; the rest of the liquid's record is kept."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     order = [n for n, _ in LIQUIDS]
     chosen: dict[str, dict] = {}
-    for part in parts:
+    for path, part in zip(paths, parts, strict=True):
         for record in part["liquids"]:
+            if record["liquid"] in chosen and replace_methods:
+                new = {r["method"]: r for r in record["rows"] if r["method"] in replace_methods}
+                if not new:
+                    continue
+                for row in new.values():
+                    row.update(source=str(path), model=part.get("model"))
+                kept = chosen[record["liquid"]]
+                kept["rows"] = [new.pop(r["method"], r) for r in kept["rows"]] + list(new.values())
+                continue
             if record["liquid"] in chosen and not replace:
                 raise SystemExit(
                     f"error: {record['liquid']} appears in more than one file; merge each once "
@@ -333,9 +350,19 @@ def main() -> None:
     parser.add_argument(
         "--replace", action="store_true", help="with --merge: a later file's liquid replaces"
     )
+    parser.add_argument(
+        "--replace-methods",
+        default=None,
+        help="with --merge: a later file's rows of these methods (comma-separated) replace",
+    )
     args = parser.parse_args()
     if args.merge:
-        merge(args.merge, args.out or RESULTS / "eight_liquids.json", replace=args.replace)
+        merge(
+            args.merge,
+            args.out or RESULTS / "eight_liquids.json",
+            replace=args.replace,
+            replace_methods=args.replace_methods.split(",") if args.replace_methods else None,
+        )
         return
 
     known = [n for n, _ in LIQUIDS]

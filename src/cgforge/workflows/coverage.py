@@ -335,11 +335,25 @@ def sampling_advice(cloud: dict[str, Any], liquids: list[dict[str, Any]]) -> dic
             )
     accel = [r["acceleration_factor"] for r in records if r.get("acceleration_factor")]
     d_aa_db = [r["diffusion_aa_m2_s"] for r in records if r.get("diffusion_aa_m2_s")]
+    ibi_d = np.array([r["diffusion_m2_s"] for r in records if r["stage"] != "C"])
+    slow_d = np.array([r["diffusion_m2_s"] for r in records if r["stage"] == "C"])
+    if slow_d.size:
+        out["stage_c_d_m2_s"] = [float(slow_d.min()), float(slow_d.max())]
+    if ibi_d.size:
+        out["stage_ab_d_m2_s"] = [float(ibi_d.min()), float(ibi_d.max())]
+    if slow_d.size and ibi_d.size and slow_d.min() < ibi_d.min():
+        statements.append(
+            f"The slow region comes from stage C: its {slow_d.size} perturbed potentials span "
+            f"D_CG {slow_d.min():.2g}–{slow_d.max():.2g} m²/s, {int((slow_d < ibi_d.min()).sum())} "
+            f"of them below the slowest IBI record (stages A and B, {ibi_d.min():.2g} m²/s)."
+        )
     if accel and d_aa_db:
         out["database_acceleration_factor"] = [min(accel), max(accel)]
         out["database_d_aa_m2_s"] = [min(d_aa_db), max(d_aa_db)]
+    if accel and d_aa_db and ibi_d.size and (d_liq < ibi_d.min()).any():
         statements.append(
-            f"Why: the database's own all-atom liquids move like the real ones (D_AA "
+            ("Stages A and B alone do not reach the liquids" if slow_d.size else "Why")
+            + f": the database's own all-atom liquids move like the real ones (D_AA "
             f"{min(d_aa_db):.2g}–{max(d_aa_db):.2g} m²/s), but their IBI potentials run "
             f"{min(accel):.2g}–{max(accel):.2g} × faster (D_CG/D_AA), and only D_CG enters the "
             "network: every stage-A potential and its stage-B copies sit above the liquids' D."
