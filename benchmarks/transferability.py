@@ -34,7 +34,6 @@ the pair models.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -282,28 +281,13 @@ def _rel(path: Path | str | None) -> str | None:
 
 # ====================================================================== output
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    from cgforge.workflows.gnn_md import TABLE_COLUMNS
+    """The results table as CSV (the workflow's columns, with the method and training states)."""
+    from cgforge.fileio import write_text
+    from cgforge.workflows.gnn_md import TABLE_COLUMNS, table_csv
 
     columns = ("method", "training_states", *TABLE_COLUMNS)
-    with path.open("w", newline="") as handle:
-        handle.write(
-            "# one row per model, state point and ensemble (NVT: AA density; NPT: AA pressure)\n"
-        )
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            cells = []
-            for c in columns:
-                v = row.get(c)
-                if v is None:
-                    cells.append("")
-                elif isinstance(v, bool):
-                    cells.append("true" if v else "false")
-                elif isinstance(v, float):
-                    cells.append(f"{v:.6g}")
-                else:
-                    cells.append(str(v))
-            writer.writerow(cells)
+    header = "# one row per model, state point and ensemble (NVT: AA density; NPT: AA pressure)"
+    write_text(path, table_csv(rows, columns, digits=6, header=header))
 
 
 def plot(path: Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -1144,32 +1144,24 @@ def generate(
                 stop_after_failures=stop_after_failures,
             )  # fmt: skip
             runner.run("A", report.stages["A"])
-            if mass_runs:
-                parents = order_parents(db.iter_done("A"), plan_a)
-                if parents:
-                    plan_b = plan_stage_b(
-                        parents, mass_runs, seed=seed, mass_range_amu=masses, preset=settings
-                    )
-                    report.stages["B"].planned = len(plan_b)
-                    report.stages["B"].added = _add_all(db, plan_b, "B")
-                else:
-                    report.notes.append(
-                        "no stage-A record is done, so no stage-B record was planned"
-                    )
-            runner.run("B", report.stages["B"])
-            if perturbed_runs:
-                parents = order_parents(db.iter_done("A"), plan_a)
-                if parents:
-                    plan_c = plan_stage_c(
-                        parents, perturbed_runs, seed=seed, mass_range_amu=masses, preset=settings
-                    )
-                    report.stages["C"].planned = len(plan_c)
-                    report.stages["C"].added = _add_all(db, plan_c, "C")
-                else:
-                    report.notes.append(
-                        "no stage-A record is done, so no stage-C record was planned"
-                    )
-            runner.run("C", report.stages["C"])
+            for stage, planner, n_runs in (
+                ("B", plan_stage_b, mass_runs),
+                ("C", plan_stage_c, perturbed_runs),
+            ):
+                # the children of the done stage-A records: B at other masses, C perturbed
+                if n_runs:
+                    parents = order_parents(db.iter_done("A"), plan_a)
+                    if parents:
+                        plan = planner(
+                            parents, n_runs, seed=seed, mass_range_amu=masses, preset=settings
+                        )
+                        report.stages[stage].planned = len(plan)
+                        report.stages[stage].added = _add_all(db, plan, stage)
+                    else:
+                        report.notes.append(
+                            f"no stage-A record is done, so no stage-{stage} record was planned"
+                        )
+                runner.run(stage, report.stages[stage])
         except KeyboardInterrupt as exc:
             requeued = runner.abandon() if runner is not None else db.requeue_running()
             report.counts = db.counts()

@@ -130,21 +130,12 @@ TABLE_COLUMNS = (
     "run_dir",
     "notes",
 )
-#: Columns of ``transferability.csv`` taken from each run's summary.
-_SUMMARY_COLUMNS = (
-    "rdf_deviation",
-    "rdf_r2",
-    "density_error",
-    "pressure_bar",
-    "pressure_err_bar",
-    "reference_pressure_bar",
-    "pressure_error_bar",
-    "diffusion_m2_s",
-    "reference_diffusion_m2_s",
-    "acceleration_factor",
-    "acceleration_factor_err",
-    "temperature_measured_K",
-    "wall_s",
+#: Columns of ``transferability.csv`` taken from each run's summary: the measured ones, from
+#: ``rdf_deviation`` to ``wall_s``, except the CG density (filled per ensemble).
+_SUMMARY_COLUMNS = tuple(
+    c
+    for c in TABLE_COLUMNS[TABLE_COLUMNS.index("rdf_deviation") : TABLE_COLUMNS.index("wall_s") + 1]
+    if c != "cg_density_g_cm3"
 )
 #: ``status`` of a table row: the run finished, or it blew up.
 STATUS_OK = "ok"
@@ -903,7 +894,7 @@ def transferability_table(
                 _run_row(model, reference, run_dir, ensemble, settings, row, row_notes)
             row["notes"] = "; ".join(row_notes)
             rows.append(row)
-            write_text(root / "transferability.csv", _table_csv(rows))  # each row as it comes
+            write_text(root / "transferability.csv", table_csv(rows))  # each row as it comes
     return rows
 
 
@@ -1001,20 +992,31 @@ def _non_finite(summary: dict[str, Any]) -> list[str]:
     return bad
 
 
-def _table_csv(rows: list[dict[str, Any]]) -> str:
+def table_csv(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str] = TABLE_COLUMNS,
+    *,
+    digits: int = 8,
+    header: str = "",
+) -> str:
+    """Rows of a transferability table as CSV text: ``columns`` in order, empty cells for
+    missing values, booleans as ``true``/``false``, floats to ``digits`` significant digits;
+    ``header`` (a comment line, ``#`` included) goes first when given."""
     buffer = io.StringIO()
+    if header:
+        buffer.write(header.rstrip("\n") + "\n")
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(TABLE_COLUMNS)
+    writer.writerow(columns)
     for row in rows:
         cells = []
-        for column in TABLE_COLUMNS:
+        for column in columns:
             value = row.get(column)
             if value is None:
                 cells.append("")
             elif isinstance(value, bool):
                 cells.append("true" if value else "false")
             elif isinstance(value, float):
-                cells.append(f"{value:.8g}")
+                cells.append(f"{value:.{digits}g}")
             else:
                 cells.append(str(value))
         writer.writerow(cells)
