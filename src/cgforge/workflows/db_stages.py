@@ -530,6 +530,22 @@ def run_stage_b(
         platform=platform,
         cg_engine=cg_engine,
     )
+    return _cg_record(spec, parent_record, potential, cg, g_cg, run, grids, Path(workdir))
+
+
+def _cg_record(
+    spec: Mapping[str, Any],
+    parent_record: Record,
+    potential: TabulatedPotential,
+    cg: Mapping[str, Any],
+    g_cg: RDFResult,
+    run: Mapping[str, Any],
+    grids: LearningGrids,
+    work: Path,
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
+    """The ``(scalars, arrays, provenance)`` every CG record (stages B and C) holds: its run's
+    measurements and settings, its g(r) and potential on the learning grids, and where it
+    came from. Raises :class:`StageFailure` where the density or D is not finite and positive."""
     scalars: dict[str, Any] = {
         "mass_amu": run["mass_amu"],
         "temperature_K": float(spec["temperature_K"]),
@@ -551,7 +567,7 @@ def run_stage_b(
         "cg": cg.get("provenance"),
         "platform": cg.get("platform"),
         "rdf_beyond_data": {"g_cg": g.extended},
-        "workdir": str(Path(workdir).resolve()),
+        "workdir": str(work.resolve()),
     }
     return scalars, arrays, provenance
 
@@ -814,8 +830,10 @@ def run_stage_c(
         cg_engine=cg_engine,
         timestep_limit_fs=math.floor(limit * 10.0) / 10.0,
     )
-    d_cg = _finite_positive(cg, "diffusion_m2_s", "CG run")
-    density = _finite_positive(cg, "density_g_cm3", "CG run")
+    scalars, arrays, provenance = _cg_record(
+        spec, parent_record, potential, cg, g_cg, run, grids, work
+    )
+    d_cg, density = scalars["diffusion_cg_m2_s"], scalars["density_g_cm3"]
     parent_mass = run["parent_mass_amu"]
     parent_density = float(
         parent_record.scalars.get("density_cg_g_cm3") or parent_record.scalars["density_g_cm3"]
@@ -836,22 +854,13 @@ def run_stage_c(
         raise StageFailure(problem)
     d_at_parent_mass = d_cg * math.sqrt(mass / parent_mass)
     perturbation = check_perturbation(spec["perturbation"])
-    scalars: dict[str, Any] = {
-        "mass_amu": mass,
-        "temperature_K": temperature,
-        "density_g_cm3": density,
-        "diffusion_cg_m2_s": d_cg,
-        "parent_mass_amu": parent_mass,
-        "pressure_bar": cg.get("pressure_bar"),
-        "timestep_fs": run["timestep_fs"],
-        "cutoff_nm": float(potential.cutoff_nm),
-        "n_beads": run["n_beads"],
-        "msd_loglog_slope": cg.get("msd_loglog_slope"),
-        "number_density_vs_parent": fraction,
-        "perturbation_coefficients": [float(c) for c in coefficients],
-        "depth_kT": perturbation["depth_kT"],
-        "barrier_kT": perturbation["barrier_kT"],
-    }
+    scalars.update(
+        msd_loglog_slope=cg.get("msd_loglog_slope"),
+        number_density_vs_parent=fraction,
+        perturbation_coefficients=[float(c) for c in coefficients],
+        depth_kT=perturbation["depth_kT"],
+        barrier_kT=perturbation["barrier_kT"],
+    )
     d_aa = parent_record.scalars.get("diffusion_aa_m2_s")
     d_parent = parent_record.scalars.get("diffusion_cg_m2_s")
     if isinstance(d_aa, int | float) and d_aa > 0:
@@ -862,17 +871,5 @@ def run_stage_c(
     if isinstance(d_parent, int | float) and d_parent > 0:
         scalars["parent_diffusion_cg_m2_s"] = float(d_parent)
         scalars["mobility_vs_parent"] = d_at_parent_mass / float(d_parent)
-    g = resample_rdf(g_cg, grids)
-    arrays = {
-        "g_cg": (g.g, "1", RDF_GRID),
-        "potential": (resample_potential(potential, grids), "kJ/mol", POTENTIAL_GRID),
-    }
-    provenance = {
-        "parent_key": parent_record.key,
-        "basis": basis,
-        "cg": cg.get("provenance"),
-        "platform": cg.get("platform"),
-        "rdf_beyond_data": {"g_cg": g.extended},
-        "workdir": str(work.resolve()),
-    }
+    provenance["basis"] = basis
     return scalars, arrays, provenance
