@@ -94,19 +94,12 @@ def ship(label: str, run: Path, dest_root: Path) -> Path:
         "mapped_data": "cg_trajectory.npz: bead centres (nm) and mapped forces (kJ/mol/nm), float32",
     }
     dest = ship_reference(run, dest_root / label, extra=extra)
-    traj = CGTrajectory.load(run / "cg_trajectory.npz")
-    if traj.forces_kj_mol_nm is None:
-        raise CGForgeError(f"{run} has no mapped forces; it was not run with --forces")
     with np.load(run / "cg_trajectory.npz", allow_pickle=False) as data:
-        tags = {"format": data["format"], "format_version": data["format_version"]}
-    arrays = {
-        **tags,
-        "positions_nm": traj.positions_nm.astype(np.float32),
-        "box_nm": traj.box_nm,
-        "times_ps": traj.times_ps,
-        "masses_amu": traj.masses_amu,
-        "forces_kj_mol_nm": traj.forces_kj_mol_nm.astype(np.float32),
-    }
+        arrays = {k: data[k] for k in data.files}
+    if "forces_kj_mol_nm" not in arrays:
+        raise CGForgeError(f"{run} has no mapped forces; it was not run with --forces")
+    for name in ("positions_nm", "forces_kj_mol_nm"):
+        arrays[name] = arrays[name].astype(np.float32)
     partial = dest / "cg_trajectory.partial.npz"
     np.savez_compressed(partial, **arrays)
     os.replace(partial, dest / "cg_trajectory.npz")
