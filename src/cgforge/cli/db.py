@@ -245,7 +245,13 @@ def generate(
     workers: int | None = typer.Option(
         None, "--workers", help="Local worker processes (default: cores // threads)."
     ),
-    threads: int = typer.Option(1, "--threads", help="CPU threads per simulation."),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        help="CPU threads per record: of the all-atom engine (OpenMM CPU, GROMACS) and of "
+        "the CG engine (IBI and CG MD: LAMMPS OPENMP, torch). Not part of a record's spec "
+        "or key.",
+    ),
     cluster_config: Path | None = typer.Option(
         None,
         "--cluster-config",

@@ -91,7 +91,7 @@ RDF_GRID = "rdf"
 POTENTIAL_GRID = "potential"
 
 #: IBIConfig fields that do not change the physics of a record and stay out of its spec.
-_RUNTIME_IBI_FIELDS = ("platform", "seed", "keep_md", "engine")
+_RUNTIME_IBI_FIELDS = ("platform", "seed", "keep_md", "engine", "cg_threads")
 _SETTING_KEYS = (
     "name",
     "n_molecules",
@@ -136,8 +136,8 @@ def stage_settings(preset: str | Mapping[str, Any] | Preset) -> dict[str, Any]:
     """Plain-data run settings of a preset: a name of :data:`STAGE_PRESETS`, a
     :class:`cgforge.presets.Preset` or a settings dict (checked and completed).
 
-    The IBI settings leave out platform, seed, keep_md and engine (runtime choices, not
-    physics).
+    The IBI settings leave out platform, seed, keep_md, engine and cg_threads (runtime
+    choices, not physics).
     """
     if isinstance(preset, str):
         if preset not in STAGE_PRESETS:

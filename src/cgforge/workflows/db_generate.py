@@ -39,7 +39,11 @@ Executors (``scheduler``)
 
 Threads
     Each task may use ``threads`` CPU threads: OpenMM's CPU platform is told so (its
-    ``Threads`` property, and ``OPENMM_CPU_THREADS``), GROMACS through ``OMP_NUM_THREADS``.
+    ``Threads`` property, and ``OPENMM_CPU_THREADS``), GROMACS through ``OMP_NUM_THREADS``,
+    and the CG engine of IBI and stages B and C through the ``cg_threads`` of its protocol
+    (:mod:`cgforge.workflows.db_stages`). Threads are an execution setting: they enter no
+    record's spec or key; the record's provenance keeps them (``executor.threads``, and
+    ``cg_threads``: those of its CG run).
 
 A worker that dies
     Dask reschedules the tasks of a worker that died, up to
@@ -484,8 +488,10 @@ def run_record(
     or stage-C spec (None for stage A); ``workdir``: the record's work directory (a rerun resumes from
     its checkpoints); ``grids``: :meth:`LearningGrids.to_dict` of the database; ``platform``:
     OpenMM platform; ``engine``: all-atom engine of stage A (``"openmm"`` or ``"gromacs"``);
-    ``threads``: CPU threads the simulation may use; ``cg_engine``: CG MD engine of IBI and
-    stages B and C (:mod:`cgforge.engines.cg_engine`).
+    ``threads``: CPU threads the simulation may use, by the all-atom engine (OpenMM's CPU
+    platform, GROMACS) and by the CG engine (the stages' ``cg_threads``: LAMMPS's OPENMP
+    package, torch; not part of the record's spec or key); ``cg_engine``: CG MD engine of IBI
+    and stages B and C (:mod:`cgforge.engines.cg_engine`).
 
     Returns ``("done", scalars, arrays, provenance)`` or ``("failed", reason)``; never raises
     for a simulation problem. An unexpected error is returned as ``("failed", "internal error:
@@ -505,14 +511,26 @@ def run_record(
         stage = spec.get("stage")
         if stage == "A":
             scalars, arrays, provenance = run_stage_a(
-                spec, work, learning, platform=platform, engine=engine, cg_engine=cg_engine
+                spec,
+                work,
+                learning,
+                platform=platform,
+                engine=engine,
+                cg_engine=cg_engine,
+                threads=threads,
             )
         elif stage in ("B", "C"):
             if parent is None:
                 raise InputError(f"a stage-{stage} record needs its parent record")
             runner = run_stage_b if stage == "B" else run_stage_c
             scalars, arrays, provenance = runner(
-                spec, parent, work, learning, platform=platform, cg_engine=cg_engine
+                spec,
+                parent,
+                work,
+                learning,
+                platform=platform,
+                cg_engine=cg_engine,
+                threads=threads,
             )
         else:
             raise InputError(f"unknown stage {stage!r} in a record specification")

@@ -48,11 +48,21 @@ Stage-A equilibration (the spec's ``equilibration`` entry,
     density settled (``density_settled``) and the drift. Specs without the entry
     (records made before it existed) run one equilibration from the unrelaxed conformer in
     ``aa``, as they were made, so their keys and results stay valid.
+
+CPU threads of the CG engine (``threads`` of each runner: ``cgforge db generate --threads``)
+    An execution setting, not part of a record's identity: it goes into the CG protocol and
+    IBI settings (``cg_threads``: LAMMPS's OPENMP package, torch's intra-op threads, OpenMM's
+    CPU ``Threads``), never into the spec or key. A record whose CG run directory (``cg``)
+    already holds a run resumes it with the threads that run was started with
+    (:func:`resumed_cg_threads`): its configuration, which names them, would otherwise be
+    refused as another run's. The threads the CG run used are kept in the record's
+    provenance (``cg_threads``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -96,6 +106,7 @@ __all__ = [
     "parent_potential",
     "perturbation_coefficients",
     "perturbed_potential",
+    "resumed_cg_threads",
     "run_stage_a",
     "run_stage_b",
     "run_stage_c",
@@ -324,6 +335,29 @@ def equilibrate_aa(
         length *= 2.0
 
 
+def resumed_cg_threads(run_dir: str | Path, threads: int) -> int:
+    """The CPU threads a record's CG run in ``run_dir`` is to use: those of the run already
+    there (the ``protocol.cg_threads`` of its stored configuration; 1 where the protocol leaves
+    it out), else ``threads``.
+
+    A run directory's configuration includes ``cg_threads`` other than 1
+    (:meth:`~cgforge.engines.md.MDProtocol.to_dict`), so a record interrupted and resumed with
+    another ``--threads`` would otherwise be refused as another run's
+    (:class:`~cgforge.rundir.RunDirectory`)."""
+    from cgforge.engines.md import check_cg_threads
+    from cgforge.rundir import WORK
+
+    marker = Path(run_dir) / WORK / "config.json"
+    if not marker.is_file():
+        return check_cg_threads(threads)
+    try:
+        stored = json.loads(marker.read_text(encoding="utf-8"))
+        value = stored["config"]["protocol"].get("cg_threads", 1)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return check_cg_threads(threads)  # unreadable: the run directory says why when run
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
 def _finite_positive(summary: Mapping[str, Any], key: str, what: str) -> float:
     value = summary.get(key)
     try:
@@ -343,10 +377,13 @@ def run_stage_a(
     platform: str = "auto",
     engine: str = "openmm",
     cg_engine: str = "auto",
+    threads: int = 1,
 ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
     """Simulate a stage-A record in ``workdir`` (resumable); returns ``(scalars, arrays,
     provenance)`` for :meth:`~cgforge.database.store.Database.complete`. ``engine`` runs the all-atom MD, ``cg_engine``
-    the IBI iterations and the CG production (:mod:`cgforge.engines.cg_engine`).
+    the IBI iterations and the CG production (:mod:`cgforge.engines.cg_engine`) on
+    ``threads`` CPU threads (``cg_threads``; :func:`resumed_cg_threads`). The all-atom
+    engine's threads are the process's (``OPENMM_CPU_THREADS``, ``OMP_NUM_THREADS``).
 
     Raises :class:`StageFailure` when the AA or CG simulation fails or gives no usable result.
     """
@@ -390,7 +427,13 @@ def run_stage_a(
             prerelax=bool(equilibrate["prerelax"]),
         )
 
-    ibi_config = IBIConfig(**settings["ibi"], platform=platform, seed=seed, engine=cg_engine)
+    ibi_config = IBIConfig(
+        **settings["ibi"],
+        platform=platform,
+        seed=seed,
+        engine=cg_engine,
+        cg_threads=resumed_cg_threads(work / "cg", threads),
+    )
     molecule = load_molecule(spec["molecule"], seed=seed)
     names, features = parameter_vector(
         molecule, draw_parameters(molecule, ranges, int(spec["draw_seed"]))
@@ -459,6 +502,7 @@ def run_stage_a(
         "platform": aa.get("platform"),
         "engine": aa.get("engine"),
         "prerelax": aa.get("prerelax"),
+        "cg_threads": cg.get("cg_threads", ibi_config.cg_threads),
         "rdf_beyond_data": {"g_aa": g_aa.extended, "g_cg": g_cg_grid.extended},
         "workdir": str(work.resolve()),
     }
@@ -505,10 +549,12 @@ def run_stage_b(
     *,
     platform: str = "auto",
     cg_engine: str = "auto",
+    threads: int = 1,
 ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
     """CG MD of the parent's potential at ``spec["mass_amu"]`` in ``workdir`` (resumable);
     returns ``(scalars, arrays, provenance)`` for :meth:`~cgforge.database.store.Database.complete`. ``cg_engine``
-    names the CG engine (:mod:`cgforge.engines.cg_engine`).
+    names the CG engine (:mod:`cgforge.engines.cg_engine`), ``threads`` its CPU threads
+    (the protocol's ``cg_threads``; :func:`resumed_cg_threads`).
 
     The start box has the parent's number density (its AA density × m_B / m_A) and the
     settings' ``cg_beads``, or more where the parent's cutoff needs a larger box
@@ -529,6 +575,7 @@ def run_stage_b(
         what=f"cgforge database record {parent_record.key}, potential grid",
         platform=platform,
         cg_engine=cg_engine,
+        threads=threads,
     )
     return _cg_record(spec, parent_record, potential, cg, g_cg, run, grids, Path(workdir))
 
@@ -566,6 +613,7 @@ def _cg_record(
         "parent_key": parent_record.key,
         "cg": cg.get("provenance"),
         "platform": cg.get("platform"),
+        "cg_threads": cg.get("cg_threads", run.get("cg_threads")),
         "rdf_beyond_data": {"g_cg": g.extended},
         "workdir": str(work.resolve()),
     }
@@ -590,12 +638,14 @@ def _run_cg_record(
     what: str,
     platform: str,
     cg_engine: str,
+    threads: int = 1,
     timestep_limit_fs: float = math.inf,
 ) -> tuple[dict[str, Any], RDFResult, dict[str, Any]]:
     """CG MD of ``potential`` at ``spec["mass_amu"]`` for stages B and C (see
-    :func:`run_stage_b`): returns the run's summary, its g(r) and ``{"mass_amu",
-    "parent_mass_amu", "timestep_fs", "n_beads"}``. The time step is also kept within
-    ``timestep_limit_fs``. A failed run raises :class:`StageFailure`."""
+    :func:`run_stage_b`) on ``threads`` CPU threads (:func:`resumed_cg_threads`): returns the
+    run's summary, its g(r) and ``{"mass_amu", "parent_mass_amu", "timestep_fs", "n_beads",
+    "cg_threads"}``. The time step is also kept within ``timestep_limit_fs``. A failed run
+    raises :class:`StageFailure`."""
     from cgforge.potentials.io import write_csv
     from cgforge.workflows.aa import default_protocol
     from cgforge.workflows.cg import run_cg
@@ -619,6 +669,7 @@ def _run_cg_record(
         seed=int(spec.get("seed", 0)),
         save_particles=False,
         engine=cg_engine,
+        cg_threads=resumed_cg_threads(work / "cg", threads),
     )
     try:
         cg = run_cg(
@@ -637,6 +688,7 @@ def _run_cg_record(
         "parent_mass_amu": parent_mass,
         "timestep_fs": timestep,
         "n_beads": n_beads,
+        "cg_threads": protocol.cg_threads,
     }
     return cg, g_cg, run
 
@@ -786,12 +838,14 @@ def run_stage_c(
     *,
     platform: str = "auto",
     cg_engine: str = "auto",
+    threads: int = 1,
 ) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, str, str | None]], dict[str, Any]]:
     """CG MD of the parent's potential perturbed as ``spec["perturbation"]`` says
     (:func:`perturbed_potential`) at ``spec["mass_amu"]`` in ``workdir`` (resumable), run as
-    stage B runs its records (:func:`run_stage_b`; the time step also within the perturbed
-    potential's :func:`~cgforge.engines.cg_system.timestep_limit_fs`); returns ``(scalars,
-    arrays, provenance)`` for :meth:`~cgforge.database.store.Database.complete`.
+    stage B runs its records (:func:`run_stage_b`, ``threads`` included; the time step also
+    within the perturbed potential's :func:`~cgforge.engines.cg_system.timestep_limit_fs`);
+    returns ``(scalars, arrays, provenance)`` for
+    :meth:`~cgforge.database.store.Database.complete`.
 
     Stored: the scalars of a stage-B record, the perturbation (``perturbation_coefficients``,
     ``depth_kT``, ``barrier_kT``), the parent's D (``parent_diffusion_aa_m2_s``,
@@ -828,6 +882,7 @@ def run_stage_c(
         what=f"cgforge database stage C: record {parent_record.key} perturbed",
         platform=platform,
         cg_engine=cg_engine,
+        threads=threads,
         timestep_limit_fs=math.floor(limit * 10.0) / 10.0,
     )
     scalars, arrays, provenance = _cg_record(
