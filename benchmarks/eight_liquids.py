@@ -273,14 +273,21 @@ def merge(
     more than one file is an error, unless ``replace``: then the last file's record is kept.
     With ``replace_methods``, a later file's rows of those methods replace the earlier rows
     of the same liquid (e.g. the ``ml`` rows of a retrained mobility model), each replaced row
-    naming the file and model it came from; the rest of the liquid's record is kept."""
+    naming the file and model it came from; the rest of the liquid's record is kept (a liquid
+    whose earlier record failed takes the later record whole; a failed later record changes
+    nothing)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     order = [n for n, _ in LIQUIDS]
     chosen: dict[str, dict] = {}
     for path, part in zip(paths, parts, strict=True):
         for record in part["liquids"]:
-            if record["liquid"] in chosen and replace_methods:
-                new = {r["method"]: r for r in record["rows"] if r["method"] in replace_methods}
+            earlier = chosen.get(record["liquid"])
+            if earlier is not None and replace_methods and "rows" not in earlier:
+                chosen[record["liquid"]] = record  # the earlier run failed: take this one whole
+                continue
+            if earlier is not None and replace_methods:
+                rows = record.get("rows", [])  # a failed later record brings no rows
+                new = {r["method"]: r for r in rows if r["method"] in replace_methods}
                 if not new:
                     continue
                 for row in new.values():

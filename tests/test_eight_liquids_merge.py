@@ -144,3 +144,19 @@ def test_files_of_other_cg_settings_are_refused(bench, files, tmp_path):
     )
     with pytest.raises(SystemExit, match="different CG settings"):
         bench.merge([a, other], tmp_path / "merged.json")
+
+
+def test_replace_methods_with_failed_records(bench, files, tmp_path):
+    """An earlier failed liquid takes the later record whole; a later failed one changes
+    nothing (failed records have no rows)."""
+    a, _ = files
+    failed = {"liquid": "benzene", "status": "failed", "reason": "all-atom reference: boom"}
+    f = _result_file(tmp_path / "f.json", [failed], model="m")
+    out = tmp_path / "merged.json"
+    bench.merge([a, f], out, replace_methods=["ml"])
+    assert _methods(json.loads(out.read_text()), "benzene")["ml"]["acceleration_factor"] == 1.5
+    bench.merge([f, a], out, replace_methods=["ml"])
+    benzene = _methods(json.loads(out.read_text()), "benzene")
+    assert (
+        list(benzene) == ["ibi", "ml", "friction"] and benzene["ibi"]["acceleration_factor"] == 2.0
+    )
