@@ -2,18 +2,36 @@
 
 One place for the minimum-image pair search (a periodic k-d tree) that the RDF, linear force
 matching and the neural-network prior use: :func:`wrap_positions`, :func:`minimum_image_pairs`
-(all pairs within a cutoff) and :func:`nearest_distances` (each bead's nearest neighbour).
+(all pairs within a cutoff) and :func:`nearest_distances` (each bead's nearest neighbour);
+:func:`box_edges` checks a box given as one edge or three.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import cKDTree
 
 from cgforge.errors import InputError
 
-__all__ = ["minimum_image_pairs", "nearest_distances", "wrap_positions"]
+__all__ = ["box_edges", "minimum_image_pairs", "nearest_distances", "wrap_positions"]
+
+
+def box_edges(box_nm: float | ArrayLike) -> NDArray[np.float64]:
+    """Orthorhombic box edges (3,) in nm from a number (cubic box) or three edges."""
+    try:
+        box = np.array(box_nm, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"box must be a number or three edge lengths in nm, got {box_nm!r}"
+        ) from exc
+    if box.ndim == 0:
+        box = np.full(3, float(box))
+    if box.shape != (3,):
+        raise InputError(f"box must be a number or three edge lengths in nm, got shape {box.shape}")
+    if not (np.all(np.isfinite(box)) and np.all(box > 0)):
+        raise InputError(f"box edges must be positive lengths in nm, got {box.tolist()}")
+    return box
 
 
 def wrap_positions(positions_nm: ArrayLike, box_nm: ArrayLike) -> np.ndarray:

@@ -17,9 +17,9 @@ from typing import Any
 from cgforge.errors import InputError
 from cgforge.fileio import write_json
 from cgforge.provenance import normalised_json
+from cgforge.runsummary import SUMMARY, read_summary
 
 WORK = ".cgforge"
-SUMMARY = "summary.json"
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -90,6 +90,10 @@ class RunDirectory:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.summary_path, summary)
+
+    def read_summary(self) -> dict[str, Any]:
+        """The summary of the finished run (:func:`cgforge.runsummary.read_summary`)."""
+        return read_summary(self.path)
 
     def clean_work(self, keep: tuple[str, ...] = ("config.json",)) -> None:
         """Remove checkpoints and chunks of a finished run (the results hold what they held)."""

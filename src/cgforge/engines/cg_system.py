@@ -22,6 +22,7 @@ import openmm.app as app
 from numpy.typing import ArrayLike, NDArray
 
 from cgforge.errors import InputError
+from cgforge.geometry import box_edges
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import KB_KJ_MOL_K
 
@@ -29,23 +30,6 @@ from cgforge.units import KB_KJ_MOL_K
 BEAD_NAME = "CG"
 #: Default jitter of :func:`lattice_positions`, as a fraction of the lattice spacing.
 DEFAULT_JITTER_FRACTION = 0.1
-
-
-def box_edges(box_nm: float | ArrayLike) -> NDArray[np.float64]:
-    """Orthorhombic box edges (3,) in nm from a number (cubic box) or three edges."""
-    try:
-        box = np.array(box_nm, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"box must be a number or three edge lengths in nm, got {box_nm!r}"
-        ) from exc
-    if box.ndim == 0:
-        box = np.full(3, float(box))
-    if box.shape != (3,):
-        raise InputError(f"box must be a number or three edge lengths in nm, got shape {box.shape}")
-    if not (np.all(np.isfinite(box)) and np.all(box > 0)):
-        raise InputError(f"box edges must be positive lengths in nm, got {box.tolist()}")
-    return box
 
 
 def _check_beads(n_beads: int) -> int:

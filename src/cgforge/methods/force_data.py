@@ -16,7 +16,6 @@ density g/cm³.
 
 from __future__ import annotations
 
-import json
 import math
 import zipfile
 import zlib
@@ -28,6 +27,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from cgforge.errors import InputError
+from cgforge.runsummary import SUMMARY as SUMMARY_FILE
+from cgforge.runsummary import read_summary
 from cgforge.trajectory import CGTrajectory, readonly_view
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 #: Files an all-atom run directory must hold for force matching.
-SUMMARY_FILE = "summary.json"
 TRAJECTORY_FILE = "cg_trajectory.npz"
 #: Keys of ``summary.json`` that label the state point.
 STATE_KEYS = ("molecule", "temperature_K", "density_g_cm3", "n_molecules")
@@ -204,27 +204,6 @@ class ForceDataset:
 
 
 # ====================================================================== loading
-def _read_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / SUMMARY_FILE
-    if not path.is_file():
-        raise InputError(
-            f"{path} is missing: {run_dir} is not a finished all-atom run (rerun `cgforge aa` "
-            "into the same directory to finish it)"
-        )
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); rerun the all-atom run") from exc
-    if not isinstance(summary, dict):
-        raise InputError(f"{path} does not hold a JSON object; rerun the all-atom run")
-    missing = [key for key in STATE_KEYS if summary.get(key) is None]
-    if missing:
-        raise InputError(
-            f"{path} lacks {', '.join(missing)}; it is not a cgforge all-atom run summary"
-        )
-    return summary
-
-
 def _number(summary: dict[str, Any], key: str, where: Path) -> float:
     try:
         value = float(summary[key])
@@ -284,7 +263,7 @@ def load_force_dataset(
         raise InputError(f"frame stride must be >= 1, got {stride}")
     if int(start) < 0:
         raise InputError(f"frame start must be >= 0, got {start}")
-    summary = _read_summary(path)
+    summary = read_summary(path, what="all-atom run", command="'cgforge aa'", required=STATE_KEYS)
     if summary.get("has_forces") is False:
         raise InputError(
             f"{path} holds no mapped forces (has_forces is false); rerun {FORCES_RUN} to save "

@@ -12,13 +12,13 @@ import base64
 import csv
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cgforge.fileio import write_text
+from cgforge.runsummary import read_summary
 
 #: How the page introduces the CG model of each method label.
 _METHOD_TEXT = {
@@ -118,8 +118,8 @@ def _pm(value: Any, err: Any, spec: str = ".4g") -> str:
 def write_report(path: Path, aa_dir: Path, cg_dir: Path, title: str, method: str = "IBI") -> None:
     """Write the report page for an AA reference directory and a CG run directory whose
     potential came from ``method`` (a label: ``"IBI"``, ``"mobility network"``, ...)."""
-    aa = json.loads((aa_dir / "summary.json").read_text())
-    cg = json.loads((cg_dir / "summary.json").read_text())
+    aa = read_summary(aa_dir, what="all-atom reference run", command="'cgforge aa'")
+    cg = read_summary(cg_dir, what="CG run")
     label = f"CG ({method})"
     figures = _figures(aa_dir, cg_dir, label)
     rows = [

@@ -440,7 +440,7 @@ def run_aa(
     rundir = RunDirectory(out, config.to_dict(), overwrite=overwrite)
     status = rundir.prepare()
     if status == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     engine = _run_engine(config, rundir.work)
     if config.molecule is not None:
         prepared = prepare_builtin(config, engine, rundir.work)

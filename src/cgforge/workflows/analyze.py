@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ def run_analyze(
             raise InputError(f"file not found: {name}")
     rundir = RunDirectory(out, config.to_dict(), overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     trajectory = list(config.trajectory) if config.trajectory else None
     traj = read_trajectory(
         config.topology, trajectory, start=config.start, stop=config.stop, step=config.step

@@ -39,11 +39,10 @@ Reference fields are ``None`` when no reference is given.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -73,22 +72,11 @@ from cgforge.potentials.table import TabulatedPotential
 from cgforge.provenance import collect
 from cgforge.reference import ReferenceAnalysis, analyze, write_results
 from cgforge.rundir import RunDirectory
+from cgforge.runsummary import SUMMARY, ReferenceSummary
 from cgforge.trajectory import CGTrajectory
 from cgforge.units import AMU_NM3_TO_G_CM3
 from cgforge.workflows.aa import default_protocol
 
-#: Keys an all-atom reference ``summary.json`` must hold.
-REFERENCE_KEYS = (
-    "molecule",
-    "n_molecules",
-    "temperature_K",
-    "density_g_cm3",
-    "diffusion_m2_s",
-    "diffusion_err_m2_s",
-    "bead_mass_amu",
-    "box_nm",
-    "pressure_bar",
-)
 #: Default CG time step, fs (soft one-bead potentials of ~100 amu beads).
 DEFAULT_CG_TIMESTEP_FS = 5.0
 #: Default NPT equilibration and production of the CG run after IBI, ps.
@@ -100,91 +88,58 @@ TEMPERATURE_TOLERANCE = 0.01
 
 
 # ====================================================================== the reference
-@dataclass(frozen=True)
-class AAReference:
-    """An all-atom reference directory: its ``summary.json`` and ``rdf.csv``.
+@dataclass(frozen=True, kw_only=True)
+class AAReference(ReferenceSummary):
+    """An all-atom reference directory: its ``summary.json`` (the typed fields of
+    :class:`~cgforge.runsummary.ReferenceSummary`) and ``rdf.csv`` (``rdf``).
 
     Units: temperature K, density g/cm³, D m²/s, mass amu, box nm, pressure bar.
     """
 
-    path: Path
-    summary: dict[str, Any]
-    rdf: RDFResult
+    path: Path = field(compare=False)
+    rdf: RDFResult = field(compare=False)
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> Self:
+        """Read and check the reference directory ``path`` (``summary.json`` + ``rdf.csv``).
+
+        Raises InputError naming the missing file or key, a non-numeric value, or an empty RDF.
+        """
+        path = Path(path)
+        rdf_path = path / "rdf.csv"
+        # both files before either is read: a missing one names the unfinished run first
+        if (path / SUMMARY).is_file() and not rdf_path.is_file():
+            raise InputError(
+                f"{rdf_path} is missing: {path} is not a finished reference run (rerun "
+                "'cgforge aa' into the same directory to finish it)"
+            )
+        summary = ReferenceSummary.from_dir(path)
+        rdf = RDFResult.from_csv(rdf_path)
+        g = np.asarray(rdf.g, dtype=float)
+        if g.size < 2 or not np.all(np.isfinite(g)) or not np.any(g > 0):
+            raise InputError(
+                f"{rdf_path} holds an empty RDF (no finite g > 0); the reference run sampled no "
+                "pairs"
+            )
+        return cls(**{**summary.reference_fields(), "path": path.resolve()}, rdf=rdf)
 
     @property
-    def molecule(self) -> str:
-        return str(self.summary["molecule"])
-
-    @property
-    def n_molecules(self) -> int:
-        return int(self.summary["n_molecules"])
-
-    @property
-    def temperature_K(self) -> float:
-        return float(self.summary["temperature_K"])
-
-    @property
-    def density_g_cm3(self) -> float:
-        return float(self.summary["density_g_cm3"])
-
-    @property
-    def density_err_g_cm3(self) -> float:
-        return _number_or(self.summary.get("density_err_g_cm3"), 0.0)
-
-    @property
-    def diffusion_m2_s(self) -> float:
-        return float(self.summary["diffusion_m2_s"])
-
-    @property
-    def diffusion_err_m2_s(self) -> float:
-        return _number_or(self.summary.get("diffusion_err_m2_s"), 0.0)
-
-    @property
-    def bead_mass_amu(self) -> float:
-        return float(self.summary["bead_mass_amu"])
-
-    @property
-    def box_nm(self) -> np.ndarray:
-        return box_edges(self.summary["box_nm"])
-
-    @property
-    def pressure_bar(self) -> float:
-        """Mean pressure measured in the reference's production run, bar."""
-        return float(self.summary["pressure_bar"])
-
-    @property
-    def pressure_err_bar(self) -> float:
-        return _number_or(self.summary.get("pressure_err_bar"), 0.0)
-
-    @property
-    def barostat_pressure_bar(self) -> float:
-        """Pressure of the reference's NPT stage (``pressure_target_bar``), else the mean."""
-        return _number_or(self.summary.get("pressure_target_bar"), self.pressure_bar)
-
-    @property
-    def number_density_nm3(self) -> float:
-        """Molecules per nm³ from the density and the bead mass."""
-        return self.density_g_cm3 / (self.bead_mass_amu * AMU_NM3_TO_G_CM3)
+    def summary(self) -> dict[str, Any]:
+        """The reference's summary as a dict (:meth:`~ReferenceSummary.to_dict`)."""
+        return self.to_dict()
 
     def fingerprint(self) -> str:
         """SHA-256 of the reference's summary.json and rdf.csv (changes when it is re-run)."""
         digest = hashlib.sha256()
-        for name in ("summary.json", "rdf.csv"):
+        for name in (SUMMARY, "rdf.csv"):
             digest.update((self.path / name).read_bytes())
         return digest.hexdigest()
 
 
-def _number_or(value: Any, default: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
-
-
 def load_reference(reference_dir: str | Path) -> AAReference:
-    """Read and check an all-atom reference directory (``summary.json`` + ``rdf.csv``), or a
-    shipped reference given by its liquid's name (``benzene``; see ``cgforge references``).
+    """Read and check an all-atom reference directory (``summary.json`` + ``rdf.csv``,
+    :meth:`AAReference.from_dir`), or a shipped reference given by its liquid's name
+    (``benzene``; see ``cgforge references``).
 
     Raises InputError naming the missing directory, file or key, a non-numeric value, or an
     empty RDF.
@@ -199,41 +154,7 @@ def load_reference(reference_dir: str | Path) -> AAReference:
                 "or 'cgforge analyze', or the name of a shipped reference ('cgforge references')"
             )
         path = resolve_reference(str(reference_dir))
-    summary_path, rdf_path = path / "summary.json", path / "rdf.csv"
-    for required in (summary_path, rdf_path):
-        if not required.is_file():
-            raise InputError(
-                f"{required} is missing: {path} is not a finished reference run (rerun "
-                "'cgforge aa' into the same directory to finish it)"
-            )
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{summary_path} is not valid JSON ({exc}); rerun the reference") from exc
-    if not isinstance(summary, dict):
-        raise InputError(f"{summary_path} does not hold a JSON object; rerun the reference")
-    missing = [key for key in REFERENCE_KEYS if summary.get(key) is None]
-    if missing:
-        raise InputError(
-            f"{summary_path} lacks {', '.join(missing)}; it is not a cgforge reference summary "
-            "(rerun 'cgforge aa', or 'cgforge analyze' with the temperature)"
-        )
-    for key in REFERENCE_KEYS:
-        if key in ("molecule", "box_nm"):
-            continue
-        if not math.isfinite(_number_or(summary[key], math.nan)):
-            raise InputError(f"{summary_path}: {key} = {summary[key]!r} is not a finite number")
-    for key in ("temperature_K", "density_g_cm3", "bead_mass_amu", "n_molecules"):
-        if float(summary[key]) <= 0:
-            raise InputError(f"{summary_path}: {key} = {summary[key]!r} must be positive")
-    box_edges(summary["box_nm"])
-    rdf = RDFResult.from_csv(rdf_path)
-    g = np.asarray(rdf.g, dtype=float)
-    if g.size < 2 or not np.all(np.isfinite(g)) or not np.any(g > 0):
-        raise InputError(
-            f"{rdf_path} holds an empty RDF (no finite g > 0); the reference run sampled no pairs"
-        )
-    return AAReference(path=path.resolve(), summary=summary, rdf=rdf)
+    return AAReference.from_dir(path)
 
 
 # ====================================================================== helpers
@@ -576,7 +497,7 @@ def run_cg(
         config["start_sha256"] = sha256_file(start.path)
     rundir = RunDirectory(out, config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     name = f"{reference.molecule} (CG)" if reference is not None else path.stem
     return _produce(
         rundir,
@@ -671,7 +592,7 @@ def run_ibi_from_reference(
     }
     rundir = RunDirectory(out, run_config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     ibi: IBIResult = run_ibi(
         reference.rdf,
         temperature_K=reference.temperature_K,

@@ -45,7 +45,6 @@ own) and ``standard`` (the CG settings of ``cgforge run``'s standard preset of
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Callable, Sequence
@@ -67,6 +66,7 @@ from cgforge.potentials.io import write_csv
 from cgforge.presets import PRESETS, Preset
 from cgforge.provenance import collect
 from cgforge.report.html import write_comparison_report
+from cgforge.runsummary import read_summary
 from cgforge.workflows.cg import (
     AAReference,
     ibi_production_protocol,
@@ -346,7 +346,7 @@ def _method_friction(ctx: _Context) -> dict[str, Any]:
         # no Langevin run: the answer is the Newtonian IBI model (gamma = 0)
         row = _from_summary("friction", ibi, ctx.reference, "ibi", notes)
     else:
-        final = json.loads((fit.final_run / "summary.json").read_text())
+        final = read_summary(fit.final_run, what="CG run")
         run_dir = str(fit.final_run.relative_to(ctx.out))
         row = _from_summary("friction", final, ctx.reference, run_dir, notes)
     row["friction_per_ps"] = fit.gamma_per_ps

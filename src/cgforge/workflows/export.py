@@ -41,7 +41,6 @@ input leaves the output directory untouched, and each is then moved into place a
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -74,6 +73,7 @@ from cgforge.potentials.io import (
     write_votca,
 )
 from cgforge.potentials.table import TabulatedPotential
+from cgforge.runsummary import read_json_object
 from cgforge.units import AMU_NM3_TO_G_CM3, ANGSTROM_TO_NM, kT
 
 #: Target formats of :func:`export_potential`.
@@ -122,13 +122,7 @@ def _positive_or_none(value: Any, parameter: str, source: Path | str) -> float |
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); rerun the run that wrote it") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path} does not hold a JSON object; rerun the run that wrote it")
-    return data
+    return read_json_object(path, fix="rerun the run that wrote it")
 
 
 def _run_metadata(directory: Path) -> tuple[dict[str, float | None], Path | None]:

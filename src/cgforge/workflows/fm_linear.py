@@ -12,7 +12,6 @@ Units: nm, kJ/mol, kJ/mol/nm, ps, K, amu.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -327,7 +326,7 @@ def run_linear_fm(
         }
     rundir = RunDirectory(out, config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     out_path = rundir.path
 
     acc = ForceMatchingAccumulator(basis)

@@ -11,7 +11,6 @@ provenance of the fit's settings.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,7 @@ def fit_friction(
     }
     rundir = RunDirectory(out, fit_config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return fit_from_summary(rundir.path, json.loads(rundir.summary_path.read_text()))
+        return fit_from_summary(rundir.path, rundir.read_summary())
     root = rundir.path
 
     def evaluate(name: str, proto: MDProtocol) -> dict[str, Any]:
@@ -140,4 +139,4 @@ def fit_friction(
     )
     summary["provenance"] = collect(fit_config, seed=base.seed)
     rundir.write_summary(summary)
-    return fit_from_summary(root, json.loads(rundir.summary_path.read_text()))
+    return fit_from_summary(root, rundir.read_summary())

@@ -384,7 +384,7 @@ def simulate_model(
     }
     rundir = RunDirectory(out, config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
 
     result = run_cg_md(
         system, protocol, rundir.work, progress=progress, engine=TorchEngine(device=str(chosen))
@@ -732,7 +732,7 @@ def simulate_table(
     }
     rundir = RunDirectory(out, config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     label = f"the table {path}"
     positions = None
     if pre is not None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import write_json
+from cgforge.runsummary import SUMMARY, read_json_object, read_summary
 
 #: Reference temperature, K.
 TEMPERATURE_K = 298.15
@@ -186,7 +187,7 @@ def measure_viscosity(
     done = work / "viscosity.json"
     if done.exists():
         return json.loads(done.read_text())
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run, what="all-atom run", command="'cgforge aa'")
     if summary.get("engine") != "gromacs" or not (run / "system.top").exists():
         raise InputError(f"{run} is not a GROMACS reference (system.top is missing)")
     work.mkdir(parents=True, exist_ok=True)
@@ -313,10 +314,7 @@ def ship_reference(
     never leaves a folder that looks complete.
     """
     run = Path(run_dir)
-    summary_path = run / "summary.json"
-    if not summary_path.exists():
-        raise InputError(f"{run} holds no finished run (summary.json is missing)")
-    summary = json.loads(summary_path.read_text())
+    summary = read_summary(run, what="all-atom run", command="'cgforge aa'")
     summary["reference"] = {"format": REFERENCE_FORMAT, **(extra or {})}
     dest = Path(dest)
     staging = dest.with_name(dest.name + ".partial")
@@ -344,7 +342,7 @@ def shipped_references() -> list[dict[str, Any]]:
     for name, _ in LIQUIDS:
         path = root / slug(name) / "summary.json"
         if path.exists():
-            summary = json.loads(path.read_text())
+            summary = read_json_object(path, fix="reinstall cgforge")
             summary["path"] = str(path.parent)
             found.append(summary)
     return found
@@ -370,7 +368,7 @@ def resolve_reference(value: str | Path) -> Path:
             folder = root / slug(name)
             if not (folder / "summary.json").exists():
                 break
-            fmt = json.loads((folder / "summary.json").read_text()).get("reference", {})
+            fmt = read_json_object(folder / SUMMARY, fix="reinstall cgforge").get("reference", {})
             if fmt.get("format") != REFERENCE_FORMAT:
                 raise InputError(
                     f"shipped reference {name} has format {fmt.get('format')!r}, this cgforge "

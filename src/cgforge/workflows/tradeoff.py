@@ -302,7 +302,7 @@ def run_tradeoff(
     }
     rundir = RunDirectory(out, run_config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     root = rundir.path
     evaluator = _Evaluator(root, rundir.work, ref, beads, box, settings, progress)
 

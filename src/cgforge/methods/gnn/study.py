@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -182,7 +181,7 @@ def run_study(
     }
     rundir = RunDirectory(out, config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     out_path = rundir.path
     names = sorted(grid)
     rows: list[dict[str, Any]] = []

@@ -522,7 +522,7 @@ def train_model(
     }
     rundir = RunDirectory(out, run_config, overwrite=overwrite)
     if rundir.prepare() == "complete":
-        return json.loads(rundir.summary_path.read_text())
+        return rundir.read_summary()
     out_path = rundir.path
 
     splits = [_split(ds, config, k) for k, ds in enumerate(sets)]
