@@ -376,6 +376,20 @@ def test_unreachable_scheduler_changes_nothing(tmp_path, capsys):
     assert path.read_bytes() == before and not lock_path(path).exists()
 
 
+def test_stages_runs_only_the_named_stages_and_plans_the_rest(stage_a_db, tmp_path):
+    """stages='A' plans stage B over the done stage-A record and leaves it pending; a new
+    stage-A entry planned under stages='c' stays pending too (nothing is simulated)."""
+    path = copy_database(stage_a_db, tmp_path / "a.db")
+    report = generate(path, mass_runs=2, workers=1, stages="A", **PLAN_A, **RUN)
+    assert report.stages["B"].added == 2 and report.stages["B"].done == 0
+    assert report.counts["B"]["pending"] == 2 and report.counts["A"]["done"] == 1
+    more = {**PLAN_A, "aa_runs": 2}
+    report = generate(path, workers=1, stages=["c"], **more, **RUN)
+    assert report.stages["A"].added == 1 and report.stages["A"].done == 0
+    assert report.counts["A"] == {"pending": 1, "running": 0, "done": 1, "failed": 0}
+    assert report.counts["B"]["pending"] == 2 and report.counts["B"]["done"] == 0
+
+
 # ------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     ("extra", "ranges_text", "message"),
@@ -443,6 +457,8 @@ def test_molecule_lists_keep_commas_inside_names():
          "--workers is for --scheduler local"),
         ({"scheduler": "slurm"}, ("scheduler", "cluster_config"),
          "--scheduler slurm needs --cluster-config, a YAML file"),
+        ({"stages": "A,D"}, ("stages",), "--stages must be a comma-separated subset of A,B,C"),
+        ({"stages": ""}, ("stages",), "--stages must be a comma-separated subset of A,B,C"),
     ],
 )  # fmt: skip
 def test_generation_errors_name_parameters_and_the_command_line_its_flags(

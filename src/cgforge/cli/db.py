@@ -276,6 +276,12 @@ def generate(
     connect_timeout: float = typer.Option(
         10.0, "--connect-timeout", help="Seconds to wait for a --scheduler address to answer."
     ),
+    stages: str = typer.Option(
+        "A,B,C",
+        "--stages",
+        help="Stages whose pending records run (e.g. B,C: the children of the stage-A records "
+        "done so far, while other stage-A records stay pending).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Plan and run stage-A, -B and -C records on Dask; rerun the same command to resume."""
@@ -309,6 +315,7 @@ def generate(
                 stop_after_failures=stop_after_failures,
                 progress=None if quiet else display,
                 connect_timeout_s=connect_timeout,
+                stages=stages,
             )
     except GenerationInterrupted as stop:
         console.print(str(stop), highlight=False)

@@ -55,6 +55,7 @@ FLAGS = {
     "start": "--start",
     "start_file": "--start",
     "step": "--step",
+    "stages": "--stages",
     "stop": "--stop",
     "stop_after_failures": "--stop-after-failures",
     "temperature_K": "--temperature",

@@ -948,6 +948,24 @@ def _settings_of(preset: str | Mapping[str, Any] | Any) -> str | dict[str, Any]:
     return stage_settings(preset)
 
 
+#: The stages of a generation, in the order they run.
+STAGES = ("A", "B", "C")
+
+
+def parse_stages(stages: Sequence[str] | str) -> tuple[str, ...]:
+    """``stages`` (letters of :data:`STAGES`, or one comma-separated string such as ``"B,C"``)
+    as a tuple in run order; an :class:`InputError` naming ``stages`` for anything else."""
+    items = stages.split(",") if isinstance(stages, str) else list(stages)
+    chosen = {str(item).strip().upper() for item in items if str(item).strip()}
+    unknown = sorted(chosen - set(STAGES))
+    if unknown or not chosen:
+        raise InputError(
+            f"stages must be a comma-separated subset of {','.join(STAGES)}, got {stages!r}",
+            parameters="stages",
+        )
+    return tuple(stage for stage in STAGES if stage in chosen)
+
+
 def _count_arg(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InputError(f"{what} must be a non-negative integer, got {value!r}", parameters=what)
@@ -991,6 +1009,7 @@ def generate(
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
     allowed_failures: int = ALLOWED_FAILURES,
     stop_after_failures: int = STOP_AFTER_FAILURES,
+    stages: Sequence[str] | str = STAGES,
 ) -> GenerateReport:
     """Plan and run a generation into the database ``db_path`` (created if absent).
 
@@ -1013,7 +1032,10 @@ def generate(
     each finished record. ``allowed_failures``: worker deaths a task survives (clusters
     cgforge starts). ``stop_after_failures``: stop when this many stage-A records are the
     first to finish and all failed (0: never), raising :class:`StageAFailing` with the
-    failure reasons counted.
+    failure reasons counted. ``stages``: the stages whose pending records are run (letters,
+    or one comma-separated string; default all): records of the other stages are still
+    planned and stay pending for a later call, e.g. ``stages="B,C"`` makes the children of the
+    stage-A records done so far while other stage-A records wait.
 
     Every argument is checked, and an external scheduler must answer, before anything is
     written. Raises :class:`~cgforge.database.lock.DatabaseLocked` when another generation
@@ -1024,6 +1046,7 @@ def generate(
 
     tic = time.perf_counter()
     path = Path(db_path)
+    run_stages = parse_stages(stages)
     aa_runs = _count_arg(aa_runs, "aa_runs")
     mass_runs = _count_arg(mass_runs, "mass_runs")
     perturbed_runs = _count_arg(perturbed_runs, "perturbed_runs")
@@ -1161,7 +1184,8 @@ def generate(
                 progress=progress, cg_engine=cg_engine,
                 stop_after_failures=stop_after_failures,
             )  # fmt: skip
-            runner.run("A", report.stages["A"])
+            if "A" in run_stages:
+                runner.run("A", report.stages["A"])
             for stage, planner, n_runs in (
                 ("B", plan_stage_b, mass_runs),
                 ("C", plan_stage_c, perturbed_runs),
@@ -1179,7 +1203,8 @@ def generate(
                         report.notes.append(
                             f"no stage-A record is done, so no stage-{stage} record was planned"
                         )
-                runner.run(stage, report.stages[stage])
+                if stage in run_stages:
+                    runner.run(stage, report.stages[stage])
         except KeyboardInterrupt as exc:
             requeued = runner.abandon() if runner is not None else db.requeue_running()
             report.counts = db.counts()
