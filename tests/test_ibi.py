@@ -8,6 +8,7 @@ output directory is also a valid all-atom-style reference directory. CPU platfor
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from cgforge.engines.cg_system import STEPS_PER_PERIOD, timestep_limit_fs
 from cgforge.errors import InputError
 from cgforge.methods.ibi import (
+    DEFAULT_PRESSURE_MAX_KT,
     MAX_AUTO_BIN_NM,
     PRESSURE_PREFERENCE,
     IBIConfig,
@@ -155,6 +157,20 @@ def test_ramp_pressure_response_is_the_virial_of_the_ramp():
     assert ramp_pressure_response(fine, rc, rho) == pytest.approx(
         virial * KJ_MOL_NM3_TO_BAR, rel=1e-4
     )
+
+
+def test_pressure_ramp_defaults_are_the_configs():
+    """The ramp's cap defaults to IBIConfig's; its scale has no default, as the config's
+    (None: from the ramp's virial response) is not a number the ramp could hold."""
+    params = inspect.signature(pressure_ramp).parameters
+    assert params["max_kT"].default == IBIConfig().pressure_max_kT == DEFAULT_PRESSURE_MAX_KT
+    assert params["scale_bar"].default is inspect.Parameter.empty
+    assert IBIConfig().pressure_scale_bar is None
+    rc, k_t = 1.0, kT(T)
+    with pytest.raises(TypeError, match="scale_bar"):
+        pressure_ramp([0.0], rc, 1e6, T)
+    capped = pressure_ramp([0.0], rc, 1e6, T, scale_bar=100.0)[0]
+    assert capped == pytest.approx(-IBIConfig().pressure_max_kT * k_t)
 
 
 def test_initial_guess_update_and_pressure_ramp():

@@ -123,6 +123,9 @@ MIN_BIN_NM = 0.005
 #: Widest bin that :func:`auto_bin_width` chooses, nm: wider bins blur the rise of the first
 #: peak (about 0.1 nm) and the wall of the potential with it.
 MAX_AUTO_BIN_NM = 0.024
+#: Cap A_max / kT of the pressure ramp's amplitude: the default of both
+#: :attr:`IBIConfig.pressure_max_kT` and :func:`pressure_ramp`'s ``max_kT``.
+DEFAULT_PRESSURE_MAX_KT = 0.2
 #: Relative deviation of an iteration's measured temperature from its target (beyond its standard
 #: error) that the IBI result's reason reports.
 TEMPERATURE_TOLERANCE = 0.01
@@ -177,7 +180,7 @@ class IBIConfig:
     pressure_sigmas: float = 2.0
     pressure_correction: bool = True
     pressure_scale_bar: float | None = None
-    pressure_max_kT: float = 0.2
+    pressure_max_kT: float = DEFAULT_PRESSURE_MAX_KT
     cutoff_nm: float | None = None
     bin_width_nm: float | None = None
     switch_width_nm: float = 0.1
@@ -516,14 +519,17 @@ def pressure_ramp(
     delta_p_bar: float,
     temperature_K: float,
     *,
-    scale_bar: float = 3000.0,
-    max_kT: float = 0.1,
+    scale_bar: float,
+    max_kT: float = DEFAULT_PRESSURE_MAX_KT,
 ) -> NDArray[np.float64]:
     """VOTCA's "simple" pressure correction ΔU_p(r) = A (1 − r/r_c) in kJ/mol (0 beyond r_c).
 
     A = −sign(ΔP) · min(max_kT · kT, 0.1 kT · |ΔP| / scale_bar) with ΔP = P_CG − P_target in
-    bar: too high a pressure gives A < 0, an attractive ramp. The keyword defaults are VOTCA's
-    (pscale = 1/3000 bar⁻¹, cap 0.1 kT); :class:`IBIConfig` has its own.
+    bar: too high a pressure gives A < 0, an attractive ramp. ``max_kT`` defaults to
+    :attr:`IBIConfig.pressure_max_kT`'s default (:data:`DEFAULT_PRESSURE_MAX_KT`).
+    ``scale_bar`` (P_scale) has no default: :class:`IBIConfig`'s (``pressure_scale_bar=None``)
+    is 0.1 kT · :func:`ramp_pressure_response` of the iteration's g(r), which the ramp alone
+    cannot know (VOTCA's usual pscale 3·10⁻⁴ bar⁻¹ is ``scale_bar`` ≈ 3300 bar).
     """
     r = np.asarray(r_nm, dtype=float)
     k_t = kT(temperature_K)
