@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import fields
 from types import SimpleNamespace
 
 import pytest
 
 from cgforge.database.plan import order_parents, plan_stage_a, plan_stage_b, plan_stage_c
 from cgforge.database.store import Record, spec_key
+from cgforge.engines.md import MDProtocol
 from cgforge.errors import InputError
-from cgforge.methods.ibi import IBIConfig
+from cgforge.methods.ibi import MD_SETTINGS, IBIConfig
 from cgforge.presets import PRESETS
 from cgforge.workflows.cg import ibi_production_protocol
 
@@ -113,6 +115,31 @@ def test_ibi_md_protocols_are_pinned():
     assert (first.minimize, first.seed, first.production_ps) == (True, 5, 110.0)
     assert (first.engine, first.cg_threads, first.platform) == ("lammps", 2, "cpu")
     assert protocols["iteration 3"].seed == 8 and not protocols["iteration 3"].minimize
+
+
+def test_md_settings_pass_to_every_protocol_of_a_config():
+    """MD_SETTINGS name fields of both IBIConfig and MDProtocol; md_protocol takes them over
+    and lets its keywords replace them."""
+    assert set(MD_SETTINGS) <= {f.name for f in fields(IBIConfig)}
+    assert set(MD_SETTINGS) <= {f.name for f in fields(MDProtocol)}
+    config = IBIConfig(timestep_fs=4.0, platform="cpu", seed=5, engine="torch", cg_threads=3)
+    assert config.md_settings() == {
+        "timestep_fs": 4.0,
+        "platform": "cpu",
+        "seed": 5,
+        "engine": "torch",
+        "cg_threads": 3,
+    }
+    ref = SimpleNamespace(temperature_K=310.0, barostat_pressure_bar=2.0)
+    for protocol in (
+        config.md_protocol(300.0),
+        config.protocol(300.0, 0),
+        ibi_production_protocol(ref, config),
+    ):
+        for name, value in config.md_settings().items():
+            assert getattr(protocol, name) == value, name
+    assert config.md_protocol(300.0, seed=9, production_ps=7.0).seed == 9
+    assert config.protocol(300.0, 2).seed == 7
 
 
 PARENT_KEYS = [

@@ -129,6 +129,11 @@ DEFAULT_PRESSURE_MAX_KT = 0.2
 #: Relative deviation of an iteration's measured temperature from its target (beyond its standard
 #: error) that the IBI result's reason reports.
 TEMPERATURE_TOLERANCE = 0.01
+#: :class:`IBIConfig` fields that every MD run of a configuration (its iterations,
+#: :meth:`IBIConfig.protocol`, and the CG production after it) takes over unchanged as the
+#: :class:`~cgforge.engines.md.MDProtocol` fields of the same names
+#: (:meth:`IBIConfig.md_settings`).
+MD_SETTINGS = ("timestep_fs", "platform", "seed", "engine", "cg_threads")
 #: Columns of ``history.csv``.
 HISTORY_COLUMNS = (
     "iteration",
@@ -170,7 +175,9 @@ class IBIConfig:
     ``cg_threads`` (CPU threads of the engine: :attr:`~cgforge.engines.md.MDProtocol.cg_threads`),
     ``seed`` (iteration i uses seed + i), ``keep_md`` (keep each iteration's MD directory),
     ``patience`` (stop after this many iterations without a lower RDF deviation and keep the
-    best one).
+    best one). Of these, :data:`MD_SETTINGS` (time step, platform, seed, engine, threads) pass
+    unchanged to every MD run of the configuration: :meth:`md_settings`, :meth:`md_protocol`;
+    :meth:`protocol` adds the iteration's lengths, intervals and seed.
     """
 
     max_iterations: int = 30
@@ -265,20 +272,30 @@ class IBIConfig:
         points -= 1 - points % 2
         return points if points >= 3 else 0
 
+    def md_settings(self) -> dict[str, Any]:
+        """The :data:`MD_SETTINGS` of this configuration, ``{name: value}``: the keyword
+        arguments of :class:`MDProtocol` that every MD run of it shares."""
+        return {name: getattr(self, name) for name in MD_SETTINGS}
+
+    def md_protocol(self, temperature_K: float, **settings: Any) -> MDProtocol:
+        """An :class:`MDProtocol` at ``temperature_K`` with :meth:`md_settings`; ``settings``
+        (other :class:`MDProtocol` fields) add to them or replace them."""
+        return MDProtocol(temperature_K=temperature_K, **{**self.md_settings(), **settings})
+
     def protocol(self, temperature_K: float, iteration: int) -> MDProtocol:
         """The NVT :class:`MDProtocol` of one iteration (no NPT stage: volume stays fixed).
 
         Only iteration 0 (a lattice start) is minimised; later iterations start from the last
-        liquid frame of the previous one, which minimisation would quench.
+        liquid frame of the previous one, which minimisation would quench. Iteration i runs
+        with seed + i.
         """
         dt_ps = self.timestep_fs * 1e-3
 
         def on_step(t_ps: float) -> float:
             return max(dt_ps, round(t_ps / dt_ps) * dt_ps)
 
-        return MDProtocol(
-            temperature_K=temperature_K,
-            timestep_fs=self.timestep_fs,
+        return self.md_protocol(
+            temperature_K,
             minimize=iteration == 0,
             equilibration_ps=0.0,
             production_ps=on_step(self.equilibration_ps + self.production_ps),
@@ -288,10 +305,7 @@ class IBIConfig:
             save_forces=False,
             save_particles=False,
             checkpoint_interval_ps=self.checkpoint_interval_ps,
-            platform=self.platform,
             seed=self.seed + iteration,
-            engine=self.engine,
-            cg_threads=self.cg_threads,
         )
 
 

@@ -528,19 +528,15 @@ def ibi_production_protocol(
     production_ps: float = DEFAULT_IBI_PRODUCTION_PS,
 ) -> MDProtocol:
     """CG production after IBI: the reference's temperature and barostat pressure, the IBI
-    time step, platform, seed, engine and its threads, NPT equilibration then Nosé–Hoover
-    production."""
+    time step, platform, seed, engine and its threads (:meth:`IBIConfig.md_settings`), NPT
+    equilibration then Nosé–Hoover production."""
     return default_protocol(
         equilibration_ps,
         production_ps,
         temperature_K=reference.temperature_K,
         pressure_bar=reference.barostat_pressure_bar,
-        timestep_fs=config.timestep_fs,
-        platform=config.platform,
-        seed=config.seed,
         save_particles=False,
-        engine=config.engine,
-        cg_threads=config.cg_threads,
+        **config.md_settings(),
     )
 
 
