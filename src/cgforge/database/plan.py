@@ -167,6 +167,35 @@ def order_parents(
     return sorted(done, key=lambda p: (position.get(p.key, len(position)), p.key))
 
 
+def _child_draws(
+    parents: Sequence[Record],
+    n_runs: int,
+    seed: int,
+    mass_range_amu: Sequence[float] | None,
+    *,
+    stage: str,
+    purpose_mass: int,
+    no_parents: str,
+    parameters: str | tuple[str, ...] = (),
+) -> list[tuple[int, Record, float]]:
+    """``(index, parent, mass)`` of entries ``0 .. n_runs-1`` of a stage (B or C) that runs
+    the potentials of ``parents``, the prologue both plans share: the checks (``n_runs``,
+    then the mass range, then an :class:`InputError` of ``no_parents`` and ``parameters``
+    when entries are asked for and no parent is done), the round-robin parent
+    ``parents[index % P]`` and the bead mass drawn uniformly from the mass range with
+    ``derived_seed(seed, purpose_mass, index)``, rounded to 0.01 amu."""
+    n = _count(n_runs, f"the number of stage-{stage} runs")
+    low, high = mass_range(mass_range_amu)
+    if n and not parents:
+        raise InputError(no_parents, parameters=parameters)
+    draws = []
+    for index in range(n):
+        rng = np.random.default_rng(derived_seed(seed, purpose_mass, index))
+        mass = round(float(rng.uniform(low, high)), 2)
+        draws.append((index, parents[index % len(parents)], mass))
+    return draws
+
+
 def plan_stage_b(
     parents: Sequence[Record],
     n_runs: int,
@@ -177,19 +206,19 @@ def plan_stage_b(
 ) -> list[dict[str, Any]]:
     """Specifications of stage-B entries ``0 .. n_runs-1`` over ``parents`` (done stage-A
     records, already in the order :func:`order_parents` gives)."""
-    n = _count(n_runs, "the number of stage-B runs")
-    low, high = mass_range(mass_range_amu)
-    if n and not parents:
-        raise InputError(
-            "stage B needs done stage-A records; none are done yet (generate stage A first)"
-        )
-    specs = []
-    for j in range(n):
-        parent = parents[j % len(parents)]
-        rng = np.random.default_rng(derived_seed(seed, PURPOSE_MASS, j))
-        mass = round(float(rng.uniform(low, high)), 2)
-        specs.append(stage_b_spec(parent, mass, derived_seed(seed, PURPOSE_MD_B, j), preset))
-    return specs
+    draws = _child_draws(
+        parents,
+        n_runs,
+        seed,
+        mass_range_amu,
+        stage="B",
+        purpose_mass=PURPOSE_MASS,
+        no_parents="stage B needs done stage-A records; none are done yet (generate stage A first)",
+    )
+    return [
+        stage_b_spec(parent, mass, derived_seed(seed, PURPOSE_MD_B, j), preset)
+        for j, parent, mass in draws
+    ]
 
 
 def plan_stage_c(
@@ -202,23 +231,27 @@ def plan_stage_c(
 ) -> list[dict[str, Any]]:
     """Specifications of stage-C entries ``0 .. n_runs-1`` over ``parents`` (done stage-A
     records in the order :func:`order_parents` gives): perturbed potentials at random masses."""
-    n = _count(n_runs, "the number of stage-C runs")
-    low, high = mass_range(mass_range_amu)
-    if n and not parents:
-        raise InputError(
-            "stage C perturbs done stage-A records; none are done yet (generate stage A first)",
-            parameters="perturbed_runs",
+    draws = _child_draws(
+        parents,
+        n_runs,
+        seed,
+        mass_range_amu,
+        stage="C",
+        purpose_mass=PURPOSE_MASS_C,
+        no_parents="stage C perturbs done stage-A records; none are done yet (generate "
+        "stage A first)",
+        parameters="perturbed_runs",
+    )
+    return [
+        stage_c_spec(
+            parent,
+            mass,
+            derived_seed(seed, PURPOSE_MD_C, i),
+            preset,
+            draw_perturbation(derived_seed(seed, PURPOSE_PERTURBATION, i)),
         )
-    specs = []
-    for i in range(n):
-        parent = parents[i % len(parents)]
-        rng = np.random.default_rng(derived_seed(seed, PURPOSE_MASS_C, i))
-        mass = round(float(rng.uniform(low, high)), 2)
-        perturbation = draw_perturbation(derived_seed(seed, PURPOSE_PERTURBATION, i))
-        specs.append(
-            stage_c_spec(parent, mass, derived_seed(seed, PURPOSE_MD_C, i), preset, perturbation)
-        )
-    return specs
+        for i, parent, mass in draws
+    ]
 
 
 def record_workdir(database: str | Path, key: str) -> Path:
