@@ -6,7 +6,7 @@ liquid, ε = 2.5 kJ/mol, σ = 0.55 nm, 86.18 amu, 4.6 nm⁻³, 298.15 K; box edg
 stand in for mapped forces. Each model, with its default hyperparameters (cutoff 1.0 nm;
 SchNet: width 64, 3 interactions, 32 Gaussians; HIP-NN-TS: width 64, 2 interaction blocks of
 2 atom layers, 16 sensitivities, l_max = 2) plus the data-derived prior and energy scale, is
-trained with :func:`cgforge.methods.gnn.train.train_model` (float32, one frame per optimiser
+trained with :func:`cgforge.workflows.gnn_train.train_model` (float32, one frame per optimiser
 step, force loss with create_graph double backward, Adam). The first epoch is a warm-up;
 frames/s is taken from the training part of the following epochs (validation excluded).
 Also timed: energy + forces of one frame without a graph (what MD costs per step).
@@ -37,9 +37,9 @@ from cgforge.engines.cg_system import lattice_positions
 from cgforge.engines.torch_md import select_device
 from cgforge.fileio import write_json
 from cgforge.methods.force_data import ForceDataset, StatePoint
-from cgforge.methods.gnn.train import train_model
 from cgforge.potentials.neural.base import load_model
 from cgforge.units import AMU_NM3_TO_G_CM3
+from cgforge.workflows.gnn_train import train_model
 
 RESULTS = Path(__file__).parent / "results" / "gnn_train.json"
 

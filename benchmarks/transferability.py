@@ -236,7 +236,7 @@ def train(name: str, dirs: list[Path], args: argparse.Namespace) -> tuple[Path, 
         path = out / "potential.csv"
     else:
         from cgforge.methods.force_data import load_force_data
-        from cgforge.methods.gnn.train import train_model
+        from cgforge.workflows.gnn_train import train_model
 
         datasets = load_force_data(dirs, stride=args.frame_stride)
         summary = train_model(

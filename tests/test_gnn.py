@@ -27,11 +27,12 @@ from cgforge.cli.fm import register
 from cgforge.errors import InputError
 from cgforge.methods.force_data import ForceDataset, StatePoint
 from cgforge.methods.gnn.prior import PairPrior, fit_prior, nearest_neighbour_distances
-from cgforge.methods.gnn.study import run_study
-from cgforge.methods.gnn.train import train_model
+from cgforge.methods.gnn.train import TrainConfig, fit
 from cgforge.potentials.neural.base import build_model, load_model, save_model
 from cgforge.trajectory import CGTrajectory
 from cgforge.units import AMU_NM3_TO_G_CM3, KJ_MOL_NM3_TO_BAR, kT
+from cgforge.workflows.gnn_study import run_study
+from cgforge.workflows.gnn_train import train_model
 
 MODELS = ("schnet", "hipnn")
 T = 120.0  # K
@@ -316,6 +317,50 @@ def test_resume_after_kill_matches_uninterrupted(lj_data, tmp_path):
         train_model([data], tmp_path / "resumed", **settings)["best_val_loss"]
         == (straight["best_val_loss"])
     )
+
+
+def test_fit_trains_in_memory_and_resumes_from_the_callback_state(lj_data, tmp_path, monkeypatch):
+    """The pure training writes no files; resuming from the state its callback received after
+    epoch 1 repeats the uninterrupted training exactly."""
+    monkeypatch.chdir(tmp_path)
+    data = lj_data.select(slice(0, 12))
+    config = TrainConfig(
+        model="schnet",
+        hyperparameters=TINY,
+        epochs=3,
+        batch_frames=3,
+        lr=2.0e-3,
+        seed=5,
+        n_blocks=4,
+        dtype="float64",
+    )
+    states: list[dict] = []
+    straight = fit([data], config, on_epoch=states.append)
+    assert [s["epoch"] for s in states] == [1, 2, 3]
+    assert [s["history"][-1]["epoch"] for s in states] == [1, 2, 3]
+    assert len(straight.history) == 3 and straight.best_val_loss is not None
+    assert straight.n_frames_train + straight.n_frames_validation == 12
+    # the states are copies: the one of epoch 1 kept its weights while training went on
+    assert not all(
+        torch.equal(states[0]["model"][k], states[2]["model"][k]) for k in states[0]["model"]
+    )
+    seen: list[int] = []
+    resumed = fit([data], config, state=states[0], on_epoch=lambda s: seen.append(s["epoch"]))
+    assert seen == [2, 3]
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    columns = ("epoch", "train_loss", "val_loss", "lr")
+    assert [{k: h[k] for k in columns} for h in resumed.history] == [
+        {k: h[k] for k in columns} for h in straight.history
+    ]
+    assert (resumed.best_epoch, resumed.best_val_loss) == (
+        straight.best_epoch,
+        straight.best_val_loss,
+    )
+    # a state of the last epoch trains no further
+    finished = fit([data], config, state=states[-1], on_epoch=lambda s: seen.append(s["epoch"]))
+    assert seen == [2, 3] and finished.best_val_loss == straight.best_val_loss
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_study_two_combinations(lj_data, tmp_path):

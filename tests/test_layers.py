@@ -195,10 +195,12 @@ NEEDS: dict[str, set[str]] = {
         "cgforge.methods.gnn.hipnn",
         "cgforge.methods.gnn.prior",
         "cgforge.methods.gnn.schnet",
-        "cgforge.methods.gnn.study",
         "cgforge.methods.gnn.train",
         # MD of a trained torch model: imports the model loader at module level.
         "cgforge.workflows.gnn_md",
+        # Training in a run directory (checkpoints with torch.save) and studies built on it.
+        "cgforge.workflows.gnn_study",
+        "cgforge.workflows.gnn_train",
     },
     # Dask is imported only when a distributed generation runs.
     "dask": set(),

@@ -87,7 +87,7 @@ def train(
 ) -> None:
     """Train a GNN force field (SchNet or HIP-NN-TS) on mapped all-atom forces."""
     from cgforge.methods.force_data import load_force_data
-    from cgforge.methods.gnn.train import train_model
+    from cgforge.workflows.gnn_train import train_model
 
     hyperparameters: dict[str, Any] = {}
     for key, value in (("cutoff_nm", cutoff), ("width", width), ("n_interactions", interactions)):
@@ -330,7 +330,7 @@ def study(
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
     """One GNN training per combination of a hyperparameter grid: study.csv and study.png."""
-    from cgforge.methods.gnn.study import load_grid, run_study
+    from cgforge.workflows.gnn_study import load_grid, run_study
 
     spec = load_grid(grid)
     with stage_progress(not quiet) as progress:

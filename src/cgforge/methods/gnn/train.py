@@ -14,10 +14,11 @@ configuration. The loss of any model is σ² + ⟨|F^model − F^PMF|²⟩.
 frames never share a CG configuration). cgforge reports the validation loss of the best
 *pair* force field, the linear MS-CG fit of :mod:`cgforge.methods.force_matching` on the same
 training frames and cutoff (cubic B-splines, default smoothness regulariser), evaluated on the
-same validation frames. By the decomposition above it is an **upper bound** on σ², tight when
-the PMF of the liquid is pairwise additive; a network that reaches it has learned everything
-a pair force can say, and the margin by which it goes below measures the many-body content it
-found. The zero-force loss ⟨|F^mapped|²⟩ is reported too (what predicting nothing costs).
+same validation frames (:func:`pair_noise_floor`). By the decomposition above it is an **upper
+bound** on σ², tight when the PMF of the liquid is pairwise additive; a network that reaches it
+has learned everything a pair force can say, and the margin by which it goes below measures
+the many-body content it found. The zero-force loss ⟨|F^mapped|²⟩ is reported too (what
+predicting nothing costs).
 
 **Pressure (virial) term** (``pressure_weight > 0``). Force matching fixes the forces but not the
 volume dependence of the PMF, so a CG model may have the wrong pressure. The optional term
@@ -25,45 +26,45 @@ matches the batch mean of the model's instantaneous pressure,
 
     P = (N k_B T + W / 3) / V,    W = −dE/dε of a uniform scaling x → (1+ε)x, L → (1+ε)L,
 
-to the all-atom mean pressure ⟨P_AA⟩ (``pressure_bar`` in the run's ``summary.json``); the
+to the all-atom mean pressure ⟨P_AA⟩ of the state point (``pressure_bar`` of :func:`fit`); the
 residual is made a force by multiplying with the area per bead (V/N)^{2/3}, and
 L = L_F + w ((⟨P⟩_batch − P_AA)(V/N)^{2/3})². Being the square of a batch mean, the term also
 penalises the pressure fluctuation over a batch by Var(P)/B (B frames). An energy-matching
 term is not offered: the CG potential is a free energy (PMF) whose value is not in the
 all-atom data, only its gradient is.
 
-**Procedure.** Each data set (state point) is split into training and validation frames by
-whole time blocks (:func:`~cgforge.methods.force_data.time_block_split`); one model is
-trained on the training frames of all state points. The repulsive prior
-(:mod:`cgforge.methods.gnn.prior`) is set from the training frames; the network energy scale
-is k_B T of the coldest state point. Adam, a learning-rate schedule (``"plateau"``:
-ReduceLROnPlateau on the validation objective; ``"cosine"``: cosine annealing over the
-epochs), early stopping after ``early_stopping_patience`` epochs without improvement; the
-model with the best validation objective is kept. The frame order of epoch e is drawn from
-``numpy.random.default_rng([seed, e])``, so a run is deterministic on the CPU and a resumed run
-repeats the uninterrupted one exactly: after every epoch the model, optimiser, scheduler and
-history are checkpointed atomically into ``OUT/.cgforge/checkpoint.pt``, and the same call
-after a kill continues from there.
+**Procedure** (:func:`fit`). Each data set (state point) is split into training and
+validation frames by whole time blocks (:func:`split_frames`,
+:func:`~cgforge.methods.force_data.time_block_split`); one model is trained on the training
+frames of all state points. The repulsive prior (:mod:`cgforge.methods.gnn.prior`) is set from
+the training frames; the network energy scale is k_B T of the coldest state point. Adam, a
+learning-rate schedule (``"plateau"``: ReduceLROnPlateau on the validation objective;
+``"cosine"``: cosine annealing over the epochs), early stopping after
+``early_stopping_patience`` epochs without improvement; the model with the best validation
+objective is kept.
 
-Files in ``OUT``: ``model.pt`` (:func:`~cgforge.potentials.neural.base.save_model`; metadata: cutoff,
-bead mass, molecule, training state points, loss history, noise floor, units),
-``history.csv`` (``epoch,train_loss,val_loss,lr``: the force losses L_F in (kJ/mol/nm)² — the
-training loss averaged over the epoch's steps — and the epoch's learning rate), ``loss.png``
-and ``summary.json`` (written last, with provenance).
+**Determinism and resuming.** The model is initialised from ``torch.manual_seed(seed)`` and the
+frame order of epoch e is drawn from ``numpy.random.default_rng([seed, e])``, so a training is
+deterministic on the CPU. After every epoch :func:`fit` hands its callback the training state
+(model, optimiser, scheduler, history, best model, epochs without improvement, epoch: a copy
+the caller may keep); :func:`fit` given that state continues after that epoch and repeats the
+uninterrupted training exactly.
+
+Training works in memory and writes no files: the run directory of a training (``model.pt``,
+``history.csv``, ``loss.png``, ``summary.json``, the per-epoch checkpoint) is
+:func:`cgforge.workflows.gnn_train.train_model`.
 
 Units: nm, ps, kJ/mol, K, amu, bar.
 """
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import inspect
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,31 +73,33 @@ from torch import Tensor
 
 from cgforge.engines.torch_md import select_device
 from cgforge.errors import InputError
-from cgforge.fileio import atomic_path, write_columns_csv
-from cgforge.methods.force_data import ForceDataset, load_force_data, time_block_split
+from cgforge.methods.force_data import ForceDataset, time_block_split
 from cgforge.methods.gnn.prior import nearest_neighbour_distances, prior_from_distances
-from cgforge.potentials.neural.base import EnergyModel, build_model, save_model
-from cgforge.provenance import collect
-from cgforge.rundir import RunDirectory
+from cgforge.potentials.neural.base import EnergyModel, build_model
 from cgforge.units import KJ_MOL_NM3_TO_BAR, kT
 
 __all__ = [
+    "DTYPES",
+    "LOSS_UNITS",
     "LR_SCHEDULES",
+    "FitCallback",
+    "FitResult",
     "TrainConfig",
+    "fit",
     "pair_noise_floor",
-    "train_model",
+    "split_frames",
+    "training_cutoff",
 ]
 
 #: Learning-rate schedules.
 LR_SCHEDULES = ("plateau", "cosine")
 #: Floating-point types of training.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-#: Name of the checkpoint inside the run directory's work folder.
-CHECKPOINT = "checkpoint.pt"
 #: Loss units written beside every loss value.
 LOSS_UNITS = "(kJ/mol/nm)^2 per bead (mean of |F_model - F_mapped|^2)"
 
-EpochCallback = Callable[[dict[str, Any]], None]
+#: Called by :func:`fit` after every epoch with the training state to resume from (a copy).
+FitCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -170,44 +173,44 @@ class _Data:
     val: np.ndarray
 
 
-def _as_datasets(datasets: Any) -> list[ForceDataset]:
-    if isinstance(datasets, ForceDataset):
-        return [datasets]
-    if isinstance(datasets, str | Path):
-        return load_force_data(datasets)
-    items = list(datasets)
+def _datasets(datasets: ForceDataset | Sequence[ForceDataset]) -> list[ForceDataset]:
+    items = [datasets] if isinstance(datasets, ForceDataset) else list(datasets)
     if not items:
-        raise InputError("no training data given; name at least one all-atom run with forces")
-    if all(isinstance(d, ForceDataset) for d in items):
-        return items
-    if all(isinstance(d, str | Path) for d in items):
-        return load_force_data(items)
-    raise InputError("give training data as ForceDataset objects or all-atom run directories")
+        raise InputError("no training data given; give at least one data set with forces")
+    if not all(isinstance(d, ForceDataset) for d in items):
+        raise InputError(
+            "give training data as ForceDataset objects (load run directories with "
+            "cgforge.methods.force_data.load_force_data)"
+        )
+    return items
 
 
-def _fingerprint(ds: ForceDataset) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    for arr in (ds.positions_nm, ds.box_nm, ds.forces_kj_mol_nm):
-        digest.update(np.ascontiguousarray(arr).tobytes())
-    return {
-        **ds.state.to_dict(),
-        "n_frames": ds.n_frames,
-        "sha256": digest.hexdigest()[:16],
-    }
+def training_cutoff(datasets: ForceDataset | Sequence[ForceDataset], config: TrainConfig) -> float:
+    """The model cutoff (nm) of a training: ``cutoff_nm`` of the hyperparameters, by default
+    1 nm or just inside half the smallest box edge of the data (to 0.01 nm below).
+
+    Raises InputError for a cutoff that is not positive or exceeds half the smallest box edge.
+    """
+    sets = _datasets(datasets)
+    half_box = min(0.5 * float(np.min(ds.box_nm)) for ds in sets)
+    # default: 1 nm, or just inside half the box (to 0.01 nm below; float32 boxes round)
+    default_cutoff = math.floor(min(1.0, 0.98 * half_box) / 0.01 + 1e-9) * 0.01
+    cutoff = float(config.hyperparameters.get("cutoff_nm", default_cutoff))
+    if not 0 < cutoff <= half_box * (1 + 1e-12):
+        raise InputError(
+            f"cutoff_nm {cutoff:g} must be positive and at most half the smallest box edge "
+            f"of the runs ({half_box:.4g} nm); use cutoff_nm {default_cutoff:.2f} or shorter",
+            parameters="cutoff_nm",
+        )
+    return cutoff
 
 
-def _aa_pressure_bar(ds: ForceDataset) -> float | None:
-    """Mean all-atom pressure (bar) from the run's summary.json, or None."""
-    path = Path(ds.state.source) / "summary.json"
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text()).get("pressure_bar")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if value is None or not math.isfinite(float(value)):
-        return None
-    return float(value)
+def split_frames(
+    datasets: ForceDataset | Sequence[ForceDataset], config: TrainConfig
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training frames, validation frames) of each data set: whole time blocks, drawn with
+    the seed of the configuration (the split :func:`fit` uses)."""
+    return [_split(ds, config, k) for k, ds in enumerate(_datasets(datasets))]
 
 
 def _split(ds: ForceDataset, config: TrainConfig, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -407,133 +410,92 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> An
     )
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _plot(path: Path, history: list[dict[str, Any]], floor: dict[str, Any], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(epochs, [h["train_loss"] for h in history], "b-", label="training")
-    val = [h["val_loss"] for h in history]
-    if any(math.isfinite(v) for v in val):
-        ax.semilogy(epochs, val, "r-", label="validation")
-    ax.axhline(
-        floor["pair_fm_val_loss"], color="k", ls="--", lw=1, label="pair MS-CG (floor bound)"
-    )
-    ax.axhline(floor["zero_force_val_loss"], color="grey", ls=":", lw=1, label="zero force")
-    ax.set(xlabel="epoch", ylabel="force loss / (kJ mol⁻¹ nm⁻¹)²", title=title)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-
-
 # ====================================================================== training
-def train_model(
-    datasets: ForceDataset | Sequence[ForceDataset] | str | Path | Sequence[str | Path],
-    out: str | Path,
+@dataclass
+class FitResult:
+    """A finished training (:func:`fit`).
+
+    ``model``: the network with the weights of its best epoch, in eval mode, on the training
+    device; ``history``: one record per epoch (``epoch``, ``train_loss`` — the force loss
+    averaged over the epoch's steps —, ``val_loss``, ``lr`` — the epoch's learning rate —,
+    ``val_pressure_residual_kj_mol_nm``, ``train_seconds``, ``seconds``), those of a resumed
+    state included; ``best_epoch``; ``stopped_early``; the force losses of the best model on
+    the training and validation frames (``best_val_loss`` None without validation frames) and
+    its pressure residual × area on the validation frames; ``model_pressures``: per state
+    point, the model's mean virial pressure and the all-atom one (bar); ``prior``: the prior
+    set from the data (None when off or given); ``cutoff_nm``; ``splits``: (training,
+    validation) frame indices per data set; ``device``. Losses in (kJ/mol/nm)² per bead.
+    """
+
+    model: EnergyModel
+    history: list[dict[str, Any]]
+    best_epoch: int
+    stopped_early: bool
+    best_train_loss: float
+    best_val_loss: float | None
+    val_pressure_residual_kj_mol_nm: float | None
+    model_pressures: list[dict[str, Any]]
+    prior: dict[str, Any] | None
+    cutoff_nm: float
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    device: torch.device
+
+    @property
+    def n_frames_train(self) -> int:
+        return int(sum(tr.size for tr, _ in self.splits))
+
+    @property
+    def n_frames_validation(self) -> int:
+        return int(sum(va.size for _, va in self.splits))
+
+
+def fit(
+    datasets: ForceDataset | Sequence[ForceDataset],
+    config: TrainConfig,
     *,
-    model: str = "schnet",
-    hyperparameters: dict[str, Any] | None = None,
-    epochs: int = 100,
-    batch_frames: int = 4,
-    lr: float = 1.0e-3,
-    seed: int = 0,
-    device: str = "cpu",
-    lr_schedule: str = "plateau",
-    early_stopping_patience: int = 20,
-    validation_fraction: float = 0.2,
-    n_blocks: int = 10,
-    pressure_weight: float = 0.0,
-    prior: bool = True,
-    dtype: str = "float32",
-    overwrite: bool = False,
-    on_epoch: EpochCallback | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Train one energy model on the mapped forces of one or more state points.
+    device: str | torch.device = "cpu",
+    pressure_bar: Sequence[float | None] | None = None,
+    state: dict[str, Any] | None = None,
+    on_epoch: FitCallback | None = None,
+) -> FitResult:
+    """Train one energy model on the mapped forces of one or more state points, in memory.
 
     Parameters
     ----------
     datasets
-        :class:`~cgforge.methods.force_data.ForceDataset` objects or all-atom run directories
-        with forces (:func:`~cgforge.methods.force_data.load_force_data`), one per state point.
-    out
-        Run directory; rerunning the same call resumes an interrupted training from its last
-        epoch, or returns the summary of a finished one.
-    model, hyperparameters
-        Registry name (``"schnet"``, ``"hipnn"``) and constructor arguments (``cutoff_nm``
-        defaults to min(1.0 nm, half the smallest box edge)).
-    epochs, batch_frames, lr, seed, device
-        Training length, frames per step, initial learning rate, seed (model initialisation,
-        frame order, split), ``"cpu"``/``"cuda"``/``"auto"``.
-    lr_schedule, early_stopping_patience, validation_fraction, n_blocks, pressure_weight,
-    prior, dtype, **options
-        Fields of :class:`TrainConfig`.
+        One :class:`~cgforge.methods.force_data.ForceDataset` per state point.
+    config
+        The training settings (:class:`TrainConfig`).
+    device
+        ``"cpu"``, ``"cuda"``, ``"auto"`` or a torch device.
+    pressure_bar
+        The all-atom mean pressure (bar) of each data set, None where unknown; needed for at
+        least one state point when ``config.pressure_weight > 0``.
+    state
+        A training state that ``on_epoch`` received: training continues after its epoch (a
+        state of the last epoch, or of an early stop, trains no further).
     on_epoch
-        Called with each epoch's record after its checkpoint is written.
+        Called after every epoch with the training state (a copy: ``model``, ``optimizer``,
+        ``scheduler`` state dicts, ``history`` — the epoch's record last —, ``best``,
+        ``bad_epochs``, ``epoch``); what it raises ends the training.
 
-    Returns the summary (also ``OUT/summary.json``).
+    Writes no files. Returns the trained model and its history (:class:`FitResult`).
     """
-    sets = _as_datasets(datasets)
-    try:
-        config = TrainConfig(
-            model=model,
-            hyperparameters=dict(hyperparameters or {}),
-            epochs=epochs,
-            batch_frames=batch_frames,
-            lr=lr,
-            seed=seed,
-            lr_schedule=lr_schedule,
-            early_stopping_patience=early_stopping_patience,
-            validation_fraction=validation_fraction,
-            n_blocks=n_blocks,
-            pressure_weight=pressure_weight,
-            prior=prior,
-            dtype=dtype,
-            **options,
-        )
-    except TypeError as exc:
-        raise InputError(f"unknown training option: {exc}") from exc
+    sets = _datasets(datasets)
     dev = select_device(device)
-    half_box = min(0.5 * float(np.min(ds.box_nm)) for ds in sets)
-    # default: 1 nm, or just inside half the box (to 0.01 nm below; float32 boxes round)
-    default_cutoff = math.floor(min(1.0, 0.98 * half_box) / 0.01 + 1e-9) * 0.01
-    cutoff = float(config.hyperparameters.get("cutoff_nm", default_cutoff))
-    if not 0 < cutoff <= half_box * (1 + 1e-12):
+    cutoff = training_cutoff(sets, config)
+    splits = split_frames(sets, config)
+    targets = [None] * len(sets) if pressure_bar is None else list(pressure_bar)
+    if len(targets) != len(sets):
         raise InputError(
-            f"cutoff_nm {cutoff:g} must be positive and at most half the smallest box edge "
-            f"of the runs ({half_box:.4g} nm); use cutoff_nm {default_cutoff:.2f} or shorter",
-            parameters="cutoff_nm",
+            f"{len(targets)} pressure(s) given for {len(sets)} data set(s); give one per data set"
         )
-    run_config = {
-        "method": "GNN force matching",
-        "training": config.to_dict(),
-        "cutoff_nm": cutoff,
-        "data": [_fingerprint(ds) for ds in sets],
-    }
-    rundir = RunDirectory(out, run_config, overwrite=overwrite)
-    if rundir.prepare() == "complete":
-        return rundir.read_summary()
-    out_path = rundir.path
-
-    splits = [_split(ds, config, k) for k, ds in enumerate(sets)]
-    pressure_targets = [_aa_pressure_bar(ds) for ds in sets]
-    if config.pressure_weight > 0 and all(p is None for p in pressure_targets):
+    if config.pressure_weight > 0 and all(p is None for p in targets):
         raise InputError(
             "pressure matching needs the all-atom mean pressure (pressure_bar in the run's "
             "summary.json) of at least one state point; train without the pressure weight"
         )
     hp, prior_info = _fill_hyperparameters(config, sets, splits, cutoff)
-    floor = pair_noise_floor(sets, splits, cutoff)
 
     torch_dtype = DTYPES[config.dtype]
     data = [
@@ -542,11 +504,11 @@ def train_model(
             box=torch.tensor(np.asarray(ds.box_nm), dtype=torch_dtype, device=dev),
             forces=torch.tensor(np.asarray(ds.forces_kj_mol_nm), dtype=torch_dtype, device=dev),
             kt_kj_mol=kT(ds.state.temperature_K),
-            pressure_target=None if p is None else p / KJ_MOL_NM3_TO_BAR,
+            pressure_target=None if p is None else float(p) / KJ_MOL_NM3_TO_BAR,
             train=tr,
             val=va,
         )
-        for ds, (tr, va), p in zip(sets, splits, pressure_targets, strict=True)
+        for ds, (tr, va), p in zip(sets, splits, targets, strict=True)
     ]
     with_pressure = config.pressure_weight > 0
     torch.manual_seed(config.seed)
@@ -554,19 +516,18 @@ def train_model(
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     scheduler = _make_scheduler(optimizer, config)
     history: list[dict[str, Any]] = []
-    best = {"objective": math.inf, "epoch": 0, "state": None}
+    best: dict[str, Any] = {"objective": math.inf, "epoch": 0, "state": None}
     bad_epochs = 0
     start_epoch = 1
-    checkpoint_path = rundir.work / CHECKPOINT
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=dev, weights_only=True)
+    if state is not None:
+        state = copy.deepcopy(state)  # the optimiser would update the caller's tensors
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        history = state["history"]
+        history = list(state["history"])
         best = state["best"]
-        bad_epochs = state["bad_epochs"]
-        start_epoch = state["epoch"] + 1
+        bad_epochs = int(state["bad_epochs"])
+        start_epoch = int(state["epoch"]) + 1
     stopped_early = bool(history) and bad_epochs >= config.early_stopping_patience
     train_items = [(d, int(k)) for d, item in enumerate(data) for k in item.train]
     has_val = any(item.val.size for item in data)
@@ -617,30 +578,31 @@ def train_model(
             bad_epochs = 0
         else:
             bad_epochs += 1
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "lr": lr_now,
-            "val_pressure_residual_kj_mol_nm": val_pressure,
-            "train_seconds": train_seconds,
-            "seconds": time.perf_counter() - tic,
-        }
-        history.append(record)
-        _save_checkpoint(
-            checkpoint_path,
+        history.append(
             {
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history,
-                "best": best,
-                "bad_epochs": bad_epochs,
                 "epoch": epoch,
-            },
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": lr_now,
+                "val_pressure_residual_kj_mol_nm": val_pressure,
+                "train_seconds": train_seconds,
+                "seconds": time.perf_counter() - tic,
+            }
         )
         if on_epoch is not None:
-            on_epoch(dict(record))
+            on_epoch(
+                copy.deepcopy(
+                    {
+                        "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "history": history,
+                        "best": best,
+                        "bad_epochs": bad_epochs,
+                        "epoch": epoch,
+                    }
+                )
+            )
         if bad_epochs >= config.early_stopping_patience:
             stopped_early = True
 
@@ -649,97 +611,20 @@ def train_model(
     net.eval()
     best_val, best_pressure = _evaluate(net, data, "val", True)
     best_train, _ = _evaluate(net, data, "train", False)
-    if not has_val:
-        best_val = None
-    model_pressures = _model_pressures(net, data, sets)
-
-    molecule = sets[0].state.molecule
-    masses = np.concatenate([np.asarray(ds.masses_amu) for ds in sets])
-    n_params = int(sum(p.numel() for p in net.parameters()))
-    train_seconds = float(sum(h["train_seconds"] for h in history))
-    n_train_frames = int(sum(item.train.size for item in data))
-    state_points = [
-        {
-            "temperature_K": ds.state.temperature_K,
-            "density_g_cm3": ds.state.density_g_cm3,
-            "n_molecules": ds.state.n_molecules,
-            "molecule": ds.state.molecule,
-            "source": ds.state.source,
-        }
-        for ds in sets
-    ]
-    loss_history = [{k: h[k] for k in ("epoch", "train_loss", "val_loss", "lr")} for h in history]
-    metadata = {
-        "cutoff_nm": cutoff,
-        "bead_mass_amu": float(masses.mean()),
-        "molecule": molecule,
-        "training_state_points": state_points,
-        "loss_history": loss_history,
-        "best_epoch": best["epoch"],
-        "best_val_loss": best_val,
-        "noise_floor": floor,
-        "prior": prior_info,
-        "units": {
-            "length": "nm",
-            "energy": "kJ/mol",
-            "force": "kJ/mol/nm",
-            "mass": "amu",
-            "temperature": "K",
-            "loss": LOSS_UNITS,
-        },
-    }
-    save_model(net, out_path / "model.pt", metadata)
-    write_columns_csv(
-        out_path / "history.csv",
-        ("epoch", "train_loss", "val_loss", "lr"),
-        (
-            [h["epoch"] for h in history],
-            [h["train_loss"] for h in history],
-            [h["val_loss"] for h in history],
-            [h["lr"] for h in history],
-        ),
+    return FitResult(
+        model=net,
+        history=history,
+        best_epoch=int(best["epoch"]),
+        stopped_early=stopped_early,
+        best_train_loss=best_train,
+        best_val_loss=best_val if has_val else None,
+        val_pressure_residual_kj_mol_nm=best_pressure,
+        model_pressures=_model_pressures(net, data, sets),
+        prior=prior_info,
+        cutoff_nm=cutoff,
+        splits=splits,
+        device=dev,
     )
-    _plot(out_path / "loss.png", history, floor, f"{molecule}: {config.model} force matching")
-    summary = {
-        "molecule": molecule,
-        "source": "cgforge fm train",
-        "method": f"force matching, {config.model}",
-        "model": config.model,
-        "hyperparameters": net.hyperparameters(),
-        "n_parameters": n_params,
-        "state_points": state_points,
-        "n_frames_train": n_train_frames,
-        "n_frames_validation": int(sum(item.val.size for item in data)),
-        "epochs_run": len(history),
-        "stopped_early": stopped_early,
-        "best_epoch": best["epoch"],
-        "best_train_loss": best_train,
-        "best_val_loss": best_val,
-        "best_val_rms_force_error_kj_mol_nm": (
-            None if best_val is None else math.sqrt(best_val / 3.0)
-        ),
-        "noise_floor": floor,
-        # the floor is measured on validation frames (training frames without them)
-        "loss_over_floor": (
-            (best_train if best_val is None else best_val) / floor["pair_fm_val_loss"]
-            if floor["pair_fm_val_loss"] > 0
-            else None
-        ),
-        "val_pressure_residual_kj_mol_nm": best_pressure,
-        "pressure": model_pressures,
-        "prior": prior_info,
-        "train_seconds": train_seconds,
-        "train_frames_per_second": (
-            n_train_frames * len(history) / train_seconds if train_seconds > 0 else None
-        ),
-        "device": str(dev),
-        "loss_units": LOSS_UNITS,
-        "files": {"model": "model.pt", "history": "history.csv", "plot": "loss.png"},
-        "provenance": collect(run_config, seed=config.seed),
-    }
-    rundir.write_summary(summary)
-    rundir.clean_work()
-    return summary
 
 
 def _model_pressures(

@@ -1,8 +1,8 @@
 """Hyperparameter studies of GNN force matching: one training per grid combination.
 
 A grid (a YAML file at the command line) maps names to a value or a list of values; every
-combination of the listed values is trained once with :func:`~cgforge.methods.gnn.train.
-train_model` on the same data::
+combination of the listed values is trained once with
+:func:`~cgforge.workflows.gnn_train.train_model` on the same data::
 
     model: [schnet, hipnn]
     cutoff_nm: [0.8, 1.0]
@@ -39,9 +39,10 @@ import yaml
 from cgforge.errors import InputError
 from cgforge.fileio import atomic_path, write_text
 from cgforge.methods.force_data import ForceDataset, load_force_data
-from cgforge.methods.gnn.train import TrainConfig, train_model
+from cgforge.methods.gnn.train import TrainConfig
 from cgforge.provenance import collect, normalised_json
 from cgforge.rundir import RunDirectory
+from cgforge.workflows.gnn_train import train_model
 
 __all__ = ["TRAINING_KEYS", "combinations", "load_grid", "run_study"]
 
