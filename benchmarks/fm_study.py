@@ -89,25 +89,18 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def _train_model():  # the run-directory trainer, wherever this version of cgforge keeps it
-    try:
-        from cgforge.workflows.gnn_train import train_model
-    except ImportError:
-        from cgforge.methods.gnn.train import train_model
-    return train_model
-
-
 def run_setting(name: str, setting: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Train and run one setting; its row (``status`` failed with the reason on an error)."""
     from cgforge.errors import CGForgeError
     from cgforge.methods.force_data import load_force_data
     from cgforge.workflows.gnn_md import transferability_table
+    from cgforge.workflows.gnn_train import train_model
 
     row: dict[str, Any] = {"setting": name, **setting}
     hyper = {k: setting[k] for k in ("cutoff_nm", "width", "n_interactions")}
     try:
         datasets = load_force_data([args.data], stride=args.frame_stride)
-        summary = _train_model()(
+        summary = train_model(
             datasets,
             args.workdir / "models" / name,
             model=MODEL,
