@@ -35,13 +35,23 @@ reads numbers back from the device twice: the Verlet list's largest displacement
 transfer, the energy, virial, largest force, largest displacement and kinetic energy that the
 blow-up checks and the thermostat need.
 
+Memory on the CPU: a force evaluation allocates and frees tens of megabytes of autograd
+intermediates (about 10 MB for 216 SchNet beads, 45 MB for 1,000). With glibc's default
+settings malloc hands that memory back to the operating system after every step (it trims the
+heap, and serves large blocks by fresh ``mmap``), so the next step page-faults it in again:
+2,000 to 11,000 page faults per step, a third of the step's time. A CPU engine therefore calls
+:func:`retain_freed_memory` (once per process; ``retain_freed_memory=False`` opts out), which
+keeps freed memory in the heap for reuse. It changes no number, only where memory comes from.
+
 Units: positions nm, velocities nm/ps, masses amu, time step fs (converted to ps inside),
 energies kJ/mol, forces kJ/mol/nm, pressure bar. amu·nm²/ps² = kJ/mol, so F/m is in nm/ps².
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +97,46 @@ _STATE_FILE = "state.pt"
 
 #: Called after every sample as ``callback(engine, step)``; may raise to stop the run.
 SampleCallback = Callable[["TorchMD", int], None]
+
+
+#: Largest block glibc malloc may serve from the heap when :func:`retain_freed_memory` has run
+#: (glibc's upper bound for ``M_MMAP_THRESHOLD`` on 64-bit systems), bytes.
+MALLOC_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+#: Free memory at the top of the heap that glibc malloc keeps after :func:`retain_freed_memory`
+#: instead of returning it to the operating system, bytes.
+MALLOC_TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024
+_M_TRIM_THRESHOLD = -1  # mallopt parameters of glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
+_malloc_tuned: bool | None = None
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc malloc keep freed memory for reuse instead of returning it to the system.
+
+    Sets ``M_MMAP_THRESHOLD`` to :data:`MALLOC_MMAP_THRESHOLD_BYTES` (blocks up to 32 MB come
+    from the heap, not from a fresh ``mmap`` each) and ``M_TRIM_THRESHOLD`` to
+    :data:`MALLOC_TRIM_THRESHOLD_BYTES` (up to 1 GB of free heap is kept). Autograd on the CPU
+    allocates and frees the same tens of megabytes at every MD step; with glibc's defaults each
+    step page-faults them in again (see the module docstring). Process-wide and permanent
+    (glibc cannot restore its adaptive defaults); applied once, later calls return the first
+    answer. Returns whether the settings were applied (False where the C library is not glibc).
+    """
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        _malloc_tuned = False
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            try:
+                mallopt = ctypes.CDLL("libc.so.6").mallopt
+            except (OSError, AttributeError):
+                return False
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            mmap_ok = mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES)
+            trim_ok = mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES)
+            _malloc_tuned = bool(mmap_ok and trim_ok)
+    return _malloc_tuned
+
+
+_retain_freed_memory = retain_freed_memory
 
 
 def select_device(device: str | torch.device = "auto") -> torch.device:
@@ -164,6 +214,8 @@ class TorchMD:
         Verlet-list skin, nm (0 searches every step).
     max_force_kj_mol_nm, max_step_nm:
         Blow-up thresholds (see the module docstring).
+    retain_freed_memory:
+        On the CPU, call :func:`retain_freed_memory` (process-wide; see the module docstring).
     """
 
     def __init__(
@@ -183,10 +235,13 @@ class TorchMD:
         neighbor_skin_nm: float = DEFAULT_SKIN_NM,
         max_force_kj_mol_nm: float = DEFAULT_MAX_FORCE_KJ_MOL_NM,
         max_step_nm: float = DEFAULT_MAX_STEP_NM,
+        retain_freed_memory: bool = True,
     ) -> None:
         if not isinstance(model, EnergyModel):
             raise InputError(f"TorchMD needs an EnergyModel, got {type(model).__name__}")
         self.device = select_device(device)
+        if retain_freed_memory and self.device.type == "cpu":
+            _retain_freed_memory()
         self.model = model.to(self.device)
         self.model.eval()
         pos = np.array(positions_nm, dtype=np.float64)
