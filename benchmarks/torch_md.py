@@ -19,9 +19,13 @@ run, the same table on the LAMMPS engine through the CG-engine interface
 (:func:`cgforge.engines.cg_engine.run_cg_md`, engine ``lammps``, production only, 1 and 2
 OpenMP threads; steps/s between its first progress report after 10 % of the run and its last).
 Besides whole steps the torch rows time one force evaluation with a fresh neighbour search and
-one with a valid Verlet list. The 216-bead SchNet step is profiled (cProfile) and the shares of
-the model's forward pass, its backward pass, the neighbour list and the rest (integrator,
-blow-up checks, host transfers) are written as ``profile``.
+one with a valid Verlet list, and count neighbour-list builds per 100 steps and minor page
+faults per step (memory the C library maps afresh; next to none once
+:func:`cgforge.engines.torch_md.retain_freed_memory` keeps freed memory, as every CPU engine
+does unless ``--glibc-malloc-defaults`` measures glibc's defaults instead: run that alone, as
+the setting holds for the whole process). The 216-bead SchNet step is profiled (cProfile) and
+the shares of the model's forward pass, its backward pass, the neighbour list and the rest
+(integrator, blow-up checks, host transfers) are written as ``profile``.
 
 Prints a table and writes ``benchmarks/results/torch_md.json`` and ``.csv`` (one row per
 engine, model, size, dtype and thread count) with the machine description and its load average
@@ -30,6 +34,7 @@ before and after (other jobs may share the machine; their load slows every row).
     python benchmarks/torch_md.py                     # 216 and 1000 beads, 1 and 2 threads
     python benchmarks/torch_md.py --quick             # a few steps each: checks that it runs
     python benchmarks/torch_md.py --sizes 1000 --threads 1 --models schnet
+    python benchmarks/torch_md.py --glibc-malloc-defaults --no-lammps --out before.json
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import io
 import math
 import os
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -71,6 +77,8 @@ from cgforge.potentials.neural.neighbors import NeighborCache, use_neighbor_cach
 from cgforge.potentials.neural.pair import TabulatedPairModel
 
 RESULTS = Path(__file__).parent / "results" / "torch_md.json"
+#: Whether the engines keep freed memory (``--glibc-malloc-defaults`` sets it to False).
+RETAIN_FREED_MEMORY = True
 TABLE_DR_NM = 0.005
 MODELS = ("pair", "schnet")
 #: The SchNet of the benchmark: default architecture, prior as a trained model has it.
@@ -88,6 +96,8 @@ CSV_COLUMNS = (
     "ns_per_day",
     "speed_vs_lammps",
     "neighbor_builds",
+    "neighbor_builds_per_100_steps",
+    "minor_page_faults_per_step",
     "force_eval_fresh_search_ms",
     "force_eval_verlet_list_ms",
     "temperature_K",
@@ -123,7 +133,12 @@ def make_engine(model: EnergyModel, n: int, device: str) -> TorchMD:
         tau_ps=DEFAULT_TAU_PS,
         seed=1,
         device=device,
+        retain_freed_memory=RETAIN_FREED_MEMORY,
     )
+
+
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _time_forces(model: EnergyModel, engine: TorchMD, repeats: int, fresh: bool) -> float:
@@ -161,7 +176,9 @@ def measure_torch(
     engine = make_engine(model, n, device)
     warm = max(2, steps // 5)
     engine.run(warm, sample_interval=warm)
+    faults = _minor_faults()
     result = engine.run(steps, sample_interval=steps)
+    faults = _minor_faults() - faults
     return _row(
         engine="torch",
         model=model_name,
@@ -173,6 +190,8 @@ def measure_torch(
         steps=steps,
         seconds=result.wall_s,
         neighbor_builds=result.neighbor_builds,
+        neighbor_builds_per_100_steps=100.0 * result.neighbor_builds / steps,
+        minor_page_faults_per_step=faults / steps,
         force_eval_fresh_search_ms=_time_forces(model, engine, evals, True) * 1e3,
         force_eval_verlet_list_ms=_time_forces(model, engine, evals, False) * 1e3,
         temperature_K=float(result.thermo["temperature_K"][-1]),
@@ -230,10 +249,12 @@ def profile_step(n: int, steps: int, dtype: torch.dtype) -> dict[str, Any]:
     torch.set_num_threads(1)
     engine = make_engine(build_model("schnet", dtype), n, "cpu")
     engine.run(2, sample_interval=2)
+    faults = _minor_faults()
     profiler = cProfile.Profile()
     profiler.enable()
-    engine.run(steps, sample_interval=steps)
+    result = engine.run(steps, sample_interval=steps)
     profiler.disable()
+    faults = _minor_faults() - faults
     cumulative: dict[tuple[str, str], float] = {}
     for (filename, _, name), (_, _, _, cum, _) in pstats.Stats(profiler).stats.items():
         key = (Path(filename).name, name)
@@ -250,6 +271,9 @@ def profile_step(n: int, steps: int, dtype: torch.dtype) -> dict[str, Any]:
         "dtype": str(dtype).replace("torch.", ""),
         "threads": 1,
         "steps": steps,
+        "steps_per_s_profiled": result.steps_per_s,
+        "neighbor_builds_per_100_steps": 100.0 * result.neighbor_builds / steps,
+        "minor_page_faults_per_step": faults / steps,
         "fractions": {
             "model_forward_without_neighbour_list": model - backward - neighbours,
             "model_backward": backward,
@@ -292,8 +316,15 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a few steps each (checks that it runs)"
     )
+    parser.add_argument(
+        "--glibc-malloc-defaults",
+        action="store_true",
+        help="engines leave glibc malloc's defaults (freed memory returned to the system)",
+    )
     parser.add_argument("--out", type=Path, default=None, help=f"default {RESULTS}")
     args = parser.parse_args()
+    global RETAIN_FREED_MEMORY
+    RETAIN_FREED_MEMORY = not args.glibc_malloc_defaults
     if args.quick:
         args.pair_steps, args.schnet_steps, args.lammps_steps = 10, 1, 200
         args.min_steps, args.evals = 2, 1
@@ -345,23 +376,32 @@ def main() -> None:
     load_after = os.getloadavg()
     print(
         f"\n{'engine':>6} {'model':>6} {'beads':>5} {'device':>6} {'dtype':>7} {'thr':>3} "
-        f"{'steps/s':>9} {'ns/day':>8} {'x LAMMPS':>8} {'F fresh ms':>10} {'F Verlet ms':>11}"
+        f"{'steps/s':>9} {'ns/day':>8} {'x LAMMPS':>8} {'F fresh ms':>10} {'F Verlet ms':>11} "
+        f"{'NL/100':>6} {'faults':>7}"
     )
     for r in rows:
         fresh = r.get("force_eval_fresh_search_ms", math.nan)
         cached = r.get("force_eval_verlet_list_ms", math.nan)
+        builds = r.get("neighbor_builds_per_100_steps", math.nan)
+        faults = r.get("minor_page_faults_per_step", math.nan)
         print(
             f"{r['engine']:>6} {r['model']:>6} {r['n_beads']:>5} {r['device']:>6} "
             f"{r['dtype']:>7} {r['threads']:>3} {r['steps_per_s']:>9.1f} {r['ns_per_day']:>8.1f} "
-            f"{r['speed_vs_lammps']:>8.3f} {fresh:>10.2f} {cached:>11.2f}"
+            f"{r['speed_vs_lammps']:>8.3f} {fresh:>10.2f} {cached:>11.2f} {builds:>6.1f} "
+            f"{faults:>7.0f}"
         )
     if profile is not None:
         shares = ", ".join(f"{k} {v:.1%}" for k, v in profile["fractions"].items())
-        print(f"profile of the {profile['n_beads']}-bead SchNet step: {shares}")
+        print(
+            f"profile of the {profile['n_beads']}-bead SchNet step: {shares}; "
+            f"{profile['neighbor_builds_per_100_steps']:.1f} neighbour-list builds per 100 steps, "
+            f"{profile['minor_page_faults_per_step']:.0f} page faults per step"
+        )
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
     result = {
         "benchmark": "torch_md",
         "quick": args.quick,
+        "retain_freed_memory": RETAIN_FREED_MEMORY,
         "machine": describe_machine(),
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),
