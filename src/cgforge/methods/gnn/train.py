@@ -71,7 +71,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cgforge.engines.torch_md import select_device
+from cgforge.engines.torch_md import retain_freed_memory, select_device
 from cgforge.errors import InputError
 from cgforge.methods.force_data import ForceDataset, time_block_split
 from cgforge.methods.gnn.prior import nearest_neighbour_distances, prior_from_distances
@@ -483,6 +483,8 @@ def fit(
     """
     sets = _datasets(datasets)
     dev = select_device(device)
+    if dev.type == "cpu":
+        retain_freed_memory()  # each step's autograd buffers are reused, not page-faulted in
     cutoff = training_cutoff(sets, config)
     splits = split_frames(sets, config)
     targets = [None] * len(sets) if pressure_bar is None else list(pressure_bar)
