@@ -387,12 +387,69 @@ def main() -> int:
     torch.set_num_threads(max(1, args.threads))
     command = "python benchmarks/transferability.py " + shlex.join(sys.argv[1:])
     previous = json.loads(args.results.read_text()) if args.results.is_file() else {}
-    rows: list[dict[str, Any]] = list(previous.get("rows", []))
+    earlier: list[dict[str, Any]] = list(previous.get("rows", []))
     training: dict[str, Any] = dict(previous.get("training", {}))
     load_before = os.getloadavg()
     new_rows: list[dict[str, Any]] = []
-    todo = missing_pairs(models, states, rows, replace=args.replace)
+    todo = missing_pairs(models, states, earlier, replace=args.replace)
     from cgforge.workflows.gnn_md import transferability_table
+
+    def save() -> list[dict[str, Any]]:
+        """Merge the rows so far into the results file (after every state point: a stopped
+        run keeps what it measured)."""
+        rows = merge_rows(earlier, new_rows, replace=args.replace)
+        rows.sort(
+            key=lambda r: (
+                list(MODELS).index(r["model"]) if r.get("model") in MODELS else 99,
+                STATES.index(r["state"]) if r.get("state") in STATES else 99,
+                str(r.get("ensemble")),
+            )
+        )
+        commands = list(previous.get("commands", []))
+        if new_rows:
+            commands.append(command)
+        result_json = {
+            "benchmark": "transferability",
+            "molecule": MOLECULE,
+            "command": command,
+            "commands": commands,
+            "machine": describe_machine(),
+            "load_average_before": list(load_before),
+            "load_average_after": list(os.getloadavg()),
+            "settings": {
+                "models": {n: MODELS[n] for n in models},
+                "states": states,
+                "skipped_states": [s for s in wanted if s not in available],
+                "epochs": args.epochs,
+                "frame_stride": args.frame_stride,
+                "production_ps": args.production_ps,
+                "equilibration_ps": args.equilibration_ps,
+                "timestep_fs": args.timestep_fs,
+                "ibi_iterations": args.ibi_iterations,
+                "engine": args.engine,
+                "device": args.device,
+                "threads": args.threads,
+                "seed": args.seed,
+                "data": _rel(args.data),
+                "workdir": _rel(args.workdir),
+            },
+            "states": {
+                s: {
+                    k: json.loads((p / "summary.json").read_text()).get(k)
+                    for k in ("temperature_K", "density_g_cm3", "pressure_bar", "diffusion_m2_s")
+                }
+                for s, p in available.items()
+            },
+            "training": training,
+            "claim": claim(rows),
+            "rows": rows,
+        }
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.results, result_json)
+        write_csv(args.results.with_suffix(".csv"), rows)
+        if rows:
+            plot(args.results.with_suffix(".png"), rows)
+        return rows
 
     for name in models:
         pending = [s for m, s in todo if m == name]
@@ -465,58 +522,8 @@ def main() -> int:
                 )
             print(f"      {time.perf_counter() - tic:.0f} s", flush=True)
             new_rows += result
-    rows = merge_rows(rows, new_rows, replace=args.replace)
-    rows.sort(
-        key=lambda r: (
-            list(MODELS).index(r["model"]) if r.get("model") in MODELS else 99,
-            STATES.index(r["state"]) if r.get("state") in STATES else 99,
-            str(r.get("ensemble")),
-        )
-    )
-    commands = list(previous.get("commands", []))
-    if new_rows:
-        commands.append(command)
-    result_json = {
-        "benchmark": "transferability",
-        "molecule": MOLECULE,
-        "command": command,
-        "commands": commands,
-        "machine": describe_machine(),
-        "load_average_before": list(load_before),
-        "load_average_after": list(os.getloadavg()),
-        "settings": {
-            "models": {n: MODELS[n] for n in models},
-            "states": states,
-            "skipped_states": [s for s in wanted if s not in available],
-            "epochs": args.epochs,
-            "frame_stride": args.frame_stride,
-            "production_ps": args.production_ps,
-            "equilibration_ps": args.equilibration_ps,
-            "timestep_fs": args.timestep_fs,
-            "ibi_iterations": args.ibi_iterations,
-            "engine": args.engine,
-            "device": args.device,
-            "threads": args.threads,
-            "seed": args.seed,
-            "data": _rel(args.data),
-            "workdir": _rel(args.workdir),
-        },
-        "states": {
-            s: {
-                k: json.loads((p / "summary.json").read_text()).get(k)
-                for k in ("temperature_K", "density_g_cm3", "pressure_bar", "diffusion_m2_s")
-            }
-            for s, p in available.items()
-        },
-        "training": training,
-        "claim": claim(rows),
-        "rows": rows,
-    }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.results, result_json)
-    write_csv(args.results.with_suffix(".csv"), rows)
-    if rows:
-        plot(args.results.with_suffix(".png"), rows)
+            save()
+    rows = save()
     print(f"written {args.results} (+ .csv, .png): {len(rows)} rows, {len(new_rows)} new")
     return 0
 
