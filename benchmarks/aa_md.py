@@ -40,8 +40,9 @@ from cgforge.engines.gromacs import (
     write_gro,
     write_mdp,
 )
-from cgforge.engines.md import MDProtocol, select_platform
+from cgforge.engines.openmm_md import select_platform
 from cgforge.engines.openmm_system import create_aa_system
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import SimulationError
 from cgforge.molecules import load_molecule
 

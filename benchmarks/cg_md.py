@@ -52,7 +52,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
 from cgforge.engines.cg_engine import CGSystem
 from cgforge.engines.cg_system import create_cg_system, lattice_positions
-from cgforge.engines.md import MDProtocol, select_platform
+from cgforge.engines.openmm_md import select_platform
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import InputError
 from cgforge.fileio import write_json
 from cgforge.potentials import TabulatedPotential

@@ -41,7 +41,7 @@ from cg_md import (
     lj_table,
 )
 from cgforge.engines.cg_system import create_cg_system, lattice_positions
-from cgforge.engines.md import select_platform
+from cgforge.engines.openmm_md import select_platform
 from cgforge.fileio import write_json
 from cgforge.methods.force_matching import (
     DEFAULT_KNOT_SPACING_NM,

@@ -68,7 +68,7 @@ from cg_md import (
 )
 from cgforge.engines.cg_engine import CGSystem, run_cg_md
 from cgforge.engines.cg_system import lattice_positions
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import MDProtocol
 from cgforge.engines.torch_md import DEFAULT_SKIN_NM, DEFAULT_TAU_PS, TorchMD
 from cgforge.fileio import write_json, write_text
 from cgforge.methods.gnn.schnet import SchNet

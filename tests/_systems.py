@@ -43,7 +43,7 @@ def lj_fluid(
 
 def lj_protocol(**overrides):
     """A short staged protocol for the small LJ fluid (120 K, 50 bar, Reference platform)."""
-    from cgforge.engines.md import MDProtocol
+    from cgforge.engines.protocol import MDProtocol
 
     settings = dict(
         temperature_K=120.0,
@@ -63,7 +63,7 @@ def lj_protocol(**overrides):
 
 def lj_runner(workdir, protocol, progress=None):
     """An MDRunner of the 64-particle LJ fluid, one group per particle."""
-    from cgforge.engines.md import MDRunner
+    from cgforge.engines.openmm_md import MDRunner
 
     system, topology, positions, box = lj_fluid(n_side=4)
     groups = np.arange(system.getNumParticles())

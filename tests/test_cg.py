@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from cgforge.cli.cg import register
 from cgforge.engines.cg_system import cg_topology, create_cg_system, lattice_positions
-from cgforge.engines.md import MDProtocol, MDRunner
+from cgforge.engines.openmm_md import MDRunner
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import InputError
 from cgforge.observables import MSD, fit_diffusion
 from cgforge.potentials import TabulatedPotential, write_csv

@@ -11,7 +11,7 @@ import pytest
 
 from cgforge.cli.main import main
 from cgforge.cli.options import with_flags
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import InputError
 from cgforge.methods.ibi import IBIConfig
 

@@ -19,7 +19,7 @@ import pytest
 
 from cgforge.database.plan import order_parents, plan_stage_a, plan_stage_b, plan_stage_c
 from cgforge.database.store import Record, spec_key
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import InputError
 from cgforge.methods.ibi import MD_SETTINGS, IBIConfig
 from cgforge.presets import PRESETS

@@ -28,7 +28,7 @@ from cgforge.database.stages import (
     stage_settings,
 )
 from cgforge.database.store import Database, spec_key
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import SimulationError
 from cgforge.grids import resample_potential
 from cgforge.methods.ibi import IBIConfig

@@ -19,7 +19,8 @@ import openmm.app as app
 import pytest
 
 from _systems import lj_protocol, lj_runner
-from cgforge.engines.md import MDProtocol, MDRunner
+from cgforge.engines.openmm_md import MDRunner
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import InputError
 from cgforge.methods.friction import (
     FrictionConfig,

@@ -26,8 +26,8 @@ from cgforge.engines.gromacs import (
     rerun_energies,
     write_gromacs_topology,
 )
-from cgforge.engines.md import MDRunner
 from cgforge.engines.openmm_system import create_aa_system, group_energies, openmm_topology
+from cgforge.engines.protocol import STAGE_IDS, THERMO_COLUMNS
 from cgforge.errors import InputError
 from cgforge.molecules import load_molecule
 from cgforge.molecules.topology import (
@@ -357,7 +357,7 @@ def test_killed_gromacs_run_resumes(tmp_path):
     np.testing.assert_allclose(result.times_ps, np.arange(1, 51) * 0.2, atol=1e-9)
     prod = result.thermo["stage"] == 1
     np.testing.assert_allclose(result.thermo["t_ps"][prod], np.arange(1, 101) * 0.1, atol=1e-9)
-    assert tuple(result.thermo) == MDRunner.THERMO_COLUMNS
+    assert tuple(result.thermo) == THERMO_COLUMNS
     # production at the mean NPT volume of the second half of equilibration, constant volume
     eq = result.thermo["stage"] == 0
     volumes = result.thermo["volume_nm3"][eq]
@@ -419,7 +419,7 @@ def test_cli_gromacs_engine_writes_the_contract(tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert not (out / "system.xml").exists()
     lines = (out / "thermo.csv").read_text().splitlines()
-    assert lines[0].split(",") == list(MDRunner.THERMO_COLUMNS)
+    assert lines[0].split(",") == list(THERMO_COLUMNS)
     # NVE production conserves the total energy
     rows = [line.split(",") for line in lines[1:] if ",production," in line]
     total = np.array([float(r[4]) for r in rows])
@@ -517,7 +517,7 @@ def test_langevin_production_maps_to_gromacs_stochastic_dynamics():
     """GROMACS' sd friction is mass/tau-t: a Langevin γ of 4/ps must give tau-t = 0.25 ps, and
     the Nosé–Hoover keys must not leak into the stochastic production."""
     from cgforge.engines.gromacs import mdp_settings
-    from cgforge.engines.md import MDProtocol
+    from cgforge.engines.protocol import MDProtocol
 
     protocol = MDProtocol(
         production_ensemble="langevin", production_friction_per_ps=4.0, production_ps=1.0
@@ -567,7 +567,7 @@ def test_fixed_density_production_follows_a_discarded_relax_stage(tmp_path):
     assert "Restarting from checkpoint" in (work / "relax.log").read_text()
     th = result.thermo
     eq, prod, relax = (
-        th["stage"] == MDRunner.STAGE_IDS[s] for s in ("equilibration", "production", "relax")
+        th["stage"] == STAGE_IDS[s] for s in ("equilibration", "production", "relax")
     )
     # thermo rows: equilibration, then the relax stage (one run, no duplicates), then production
     np.testing.assert_allclose(th["t_ps"][relax], np.arange(1, 41) * 0.1, atol=1e-9)

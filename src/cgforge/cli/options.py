@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import CGForgeError
 from cgforge.units import parse_time_ps
 
@@ -117,7 +117,7 @@ CG_THREADS_HELP = (
 
 def cg_threads_option(flag: str = "--threads") -> Any:
     """The ``--threads`` option (``flag``) of a command that runs CG MD: the protocol's
-    :attr:`~cgforge.engines.md.MDProtocol.cg_threads`."""
+    :attr:`~cgforge.engines.protocol.MDProtocol.cg_threads`."""
     return typer.Option(1, flag, help=CG_THREADS_HELP)
 
 

@@ -4,13 +4,13 @@ A :class:`CGSystem` is a one-bead-per-molecule liquid: a tabulated pair potentia
 torch energy model (:func:`cgforge.potentials.neural.base.load_model`), the number of beads, an
 orthorhombic box, the bead mass and optionally a start configuration (default: the
 jittered lattice of :func:`~cgforge.engines.cg_system.lattice_positions` from the protocol's
-seed). An engine runs it under an :class:`~cgforge.engines.md.MDProtocol` (minimisation, NPT
+seed). An engine runs it under an :class:`~cgforge.engines.protocol.MDProtocol` (minimisation, NPT
 equilibration, production at the NPT mean volume under ``nvt``, ``nve`` or ``langevin``, or
 from that volume under the equilibration's barostat, ``npt``: LAMMPS and OpenMM) in a
-work directory that makes it resumable, and returns an :class:`~cgforge.engines.md.MDResult`:
+work directory that makes it resumable, and returns an :class:`~cgforge.engines.protocol.MDResult`:
 unwrapped bead positions, sample times, the production box (for ``npt`` also every
 sample's box, ``frame_box_nm``, and ``box_nm`` their mean), and one thermo table whose columns
-are :data:`THERMO_COLUMNS` for every engine (``t_ps``, ``stage`` (0 equilibration,
+are :data:`~cgforge.engines.protocol.THERMO_COLUMNS` for every engine (``t_ps``, ``stage`` (0 equilibration,
 1 production), ``potential_kJ_mol``, ``kinetic_kJ_mol``, ``total_kJ_mol``, ``temperature_K``,
 ``volume_nm3``, ``density_g_cm3``, ``pressure_bar``).
 
@@ -26,7 +26,7 @@ Engines, by name (:func:`resolve_cg_engine`):
     a few thousand beads: ~2× with 2 threads at 8,000 beads, none at 1,000).
 ``openmm``
     :class:`OpenMMEngine`: :func:`~cgforge.engines.cg_system.create_cg_system` run by
-    :class:`~cgforge.engines.md.MDRunner` on the protocol's platform (CPU or CUDA); on the CPU
+    :class:`~cgforge.engines.openmm_md.MDRunner` on the protocol's platform (CPU or CUDA); on the CPU
     platform ``cg_threads`` > 1 sets its ``Threads`` property (1 leaves its default).
 ``torch``
     :class:`~cgforge.engines.torch_cg.TorchEngine`: :class:`~cgforge.engines.torch_md.TorchMD`
@@ -52,17 +52,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cgforge.engines.cg_system import box_edges, check_cutoff, lattice_positions
-from cgforge.engines.md import CG_ENGINES, MDProtocol, MDResult, MDRunner, ProgressCallback
+from cgforge.engines.openmm_md import MDRunner
+from cgforge.engines.protocol import CG_ENGINES, MDProtocol, MDResult, ProgressCallback
 from cgforge.errors import InputError, SimulationError
 from cgforge.potentials.table import TabulatedPotential
 
 if TYPE_CHECKING:
     from cgforge.potentials.neural.base import EnergyModel
-
-#: Thermo columns of every CG engine's :attr:`MDResult.thermo`, units in the names.
-THERMO_COLUMNS = MDRunner.THERMO_COLUMNS
-#: Stage codes of the ``stage`` thermo column.
-STAGE_IDS = MDRunner.STAGE_IDS
 
 
 def is_neural_model(potential: Any) -> bool:

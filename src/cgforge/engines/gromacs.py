@@ -1,9 +1,9 @@
 """GROMACS as an all-atom MD engine beside OpenMM, with the same protocol and the same result.
 
-:class:`GromacsRunner` runs an :class:`~cgforge.engines.md.MDProtocol` with ``gmx grompp`` and
-``gmx mdrun`` and returns the :class:`~cgforge.engines.md.MDResult` the OpenMM runner returns:
-unwrapped bead centres, mapped forces if asked, and the thermo columns of
-:attr:`MDRunner.THERMO_COLUMNS <cgforge.engines.md.MDRunner.THERMO_COLUMNS>`.
+:class:`GromacsRunner` runs an :class:`~cgforge.engines.protocol.MDProtocol` with ``gmx grompp``
+and ``gmx mdrun`` and returns the :class:`~cgforge.engines.protocol.MDResult` the OpenMM runner
+returns: unwrapped bead centres, mapped forces if asked, and the thermo columns of
+:data:`~cgforge.engines.protocol.THERMO_COLUMNS`.
 The stages mirror the OpenMM runner:
 
 1. steepest-descent minimisation (``integrator = steep``, at most 2000 steps),
@@ -57,7 +57,13 @@ import numpy as np
 import openmm.app as app
 
 from cgforge import mapping
-from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback
+from cgforge.engines.protocol import (
+    STAGE_IDS,
+    THERMO_COLUMNS,
+    MDProtocol,
+    MDResult,
+    ProgressCallback,
+)
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import read_state, write_json, write_npz, write_text
 from cgforge.molecules.library import residue_name
@@ -718,18 +724,15 @@ class GromacsSystem:
 
 
 class GromacsRunner:
-    """Runs :class:`~cgforge.engines.md.MDProtocol` on GROMACS in a work directory with resume.
+    """Runs :class:`~cgforge.engines.protocol.MDProtocol` on GROMACS in a work directory with resume.
 
-    The interface of :class:`~cgforge.engines.md.MDRunner`: ``groups`` maps each atom to its
-    bead (molecule), :meth:`run` returns an :class:`~cgforge.engines.md.MDResult`. ``threads``
+    The interface of :class:`~cgforge.engines.openmm_md.MDRunner`: ``groups`` maps each atom to its
+    bead (molecule), :meth:`run` returns an :class:`~cgforge.engines.protocol.MDResult`. ``threads``
     OpenMP threads run one ``mdrun`` rank (default :func:`default_threads`). GROMACS checkpoints
     by wall time, every ``checkpoint_minutes`` and when stopped, so ``protocol``'s
     ``checkpoint_interval_ps`` is not used; neither are the OpenMM-only ``platform`` and
     ``barostat_interval``. ``cutoff_nm`` is the real-space cutoff of PME and LJ.
     """
-
-    THERMO_COLUMNS = MDRunner.THERMO_COLUMNS
-    STAGE_IDS = MDRunner.STAGE_IDS
 
     def __init__(
         self,
@@ -1078,7 +1081,7 @@ class GromacsRunner:
         total_mass = float(self.masses.sum())
         return {
             "t_ps": t[keep],
-            "stage": np.full(int(keep.sum()), float(self.STAGE_IDS[stage])),
+            "stage": np.full(int(keep.sum()), float(STAGE_IDS[stage])),
             "potential_kJ_mol": data["Potential"][keep],
             "kinetic_kJ_mol": data["Kinetic En."][keep],
             "total_kJ_mol": data["Total Energy"][keep],
@@ -1113,7 +1116,7 @@ class GromacsRunner:
         prod = self._thermo("production")
         self._check_thermo(prod, "production")
         parts.append(prod)
-        thermo = {c: np.concatenate([part[c] for part in parts]) for c in self.THERMO_COLUMNS}
+        thermo = {c: np.concatenate([part[c] for part in parts]) for c in THERMO_COLUMNS}
         box_prod = np.array(state["box_nm"], dtype=float)
         times, positions, forces, steps = [], [], [], []
         chunks: list[Path] = []

@@ -1,6 +1,6 @@
 """The LAMMPS CG engine: a tabulated one-bead liquid run in-process through the ``lammps`` module.
 
-The protocol is that of :class:`~cgforge.engines.md.MDRunner`, in LAMMPS ``units real``
+The protocol is that of :class:`~cgforge.engines.openmm_md.MDRunner`, in LAMMPS ``units real``
 (Å, fs, kcal/mol, atm) at the boundary only; everything returned is in cgforge units:
 
 1. **Pair table.** The :class:`~cgforge.potentials.TabulatedPotential` is written by
@@ -70,9 +70,11 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem, require_table
+from cgforge.engines.cg_engine import CGSystem, require_table
 from cgforge.engines.lammps_lib import Lammps
-from cgforge.engines.md import (
+from cgforge.engines.protocol import (
+    STAGE_IDS,
+    THERMO_COLUMNS,
     MDProtocol,
     MDResult,
     ProgressCallback,

@@ -4,7 +4,7 @@ The system's potential is either a table, which becomes a
 :class:`~cgforge.potentials.neural.pair.TabulatedPairModel` in float64, or a trained torch energy
 model (:func:`~cgforge.engines.cg_engine.is_neural_model`), run as it is (its dtype, moved to
 the device). :class:`TorchMD` has no barostat and no minimiser, so under an
-:class:`~cgforge.engines.md.MDProtocol` this engine
+:class:`~cgforge.engines.protocol.MDProtocol` this engine
 
 * starts from the system's configuration with Maxwell–Boltzmann velocities (zero net momentum)
   and does not minimise (``minimize`` is ignored);
@@ -15,8 +15,8 @@ the device). :class:`TorchMD` has no barostat and no minimiser, so under an
 
 Thermo and positions are sampled every ``thermo_interval_ps`` (positions kept every
 ``sample_interval_ps``); the result has the columns of every CG engine
-(:data:`~cgforge.engines.cg_engine.THERMO_COLUMNS`), and
-:attr:`~cgforge.engines.md.MDResult.conserved_kJ_mol` holds TorchMD's conserved energy (total
+(:data:`~cgforge.engines.protocol.THERMO_COLUMNS`), and
+:attr:`~cgforge.engines.protocol.MDResult.conserved_kJ_mol` holds TorchMD's conserved energy (total
 minus the energy the Bussi thermostat put in) at every thermo row. The protocol's ``platform``
 ``cuda`` (or ``cuda:N``) picks the device; ``auto`` and ``cpu`` leave it to the engine's
 ``device``, except that ``cpu`` forces the CPU. Checkpoints of both stages live in the work
@@ -34,8 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.cg_engine import STAGE_IDS, THERMO_COLUMNS, CGSystem, is_neural_model
-from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback
+from cgforge.engines.cg_engine import CGSystem, is_neural_model
+from cgforge.engines.protocol import (
+    STAGE_IDS,
+    THERMO_COLUMNS,
+    MDProtocol,
+    MDResult,
+    ProgressCallback,
+)
 from cgforge.errors import InputError
 
 

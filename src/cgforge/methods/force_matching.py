@@ -55,7 +55,7 @@ import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 from scipy.interpolate import BSpline
 
-from cgforge.engines.md import ProgressCallback
+from cgforge.engines.protocol import ProgressCallback
 from cgforge.errors import InputError, SimulationError
 from cgforge.geometry import minimum_image_pairs
 from cgforge.methods.force_data import (

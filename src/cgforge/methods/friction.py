@@ -45,7 +45,7 @@ This module is the search (:func:`search_friction`): it takes the evaluation of 
 callable, ``evaluate(name, protocol) → run summary``, and runs no simulation itself.
 :func:`cgforge.workflows.friction.fit_friction` is the fit with CG runs: every evaluation is a
 CG run of :func:`cgforge.workflows.cg.run_cg` (NPT equilibration, then production at the NPT
-mean volume with the langevin production ensemble of :class:`~cgforge.engines.md.MDProtocol`),
+mean volume with the langevin production ensemble of :class:`~cgforge.engines.protocol.MDProtocol`),
 each in its own run directory, all with the same seed (common random numbers make the
 differences between evaluations less noisy than the values). Work directory (resumable: finished evaluations are read back, the sequence of γ is
 deterministic, an unfinished evaluation resumes from its checkpoints)::
@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from cgforge.engines.cg_engine import resolved_protocol
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import InputError
 from cgforge.fileio import write_text
 from cgforge.units import NM2_PS_TO_M2_S, kT

@@ -105,7 +105,7 @@ from cgforge.engines.cg_system import (
     lattice_positions,
     timestep_limit_fs,
 )
-from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, check_cg_threads
+from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback, check_cg_threads
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_text
 from cgforge.methods.measure import measure_production
@@ -131,7 +131,7 @@ DEFAULT_PRESSURE_MAX_KT = 0.2
 TEMPERATURE_TOLERANCE = 0.01
 #: :class:`IBIConfig` fields that every MD run of a configuration (its iterations,
 #: :meth:`IBIConfig.protocol`, and the CG production after it) takes over unchanged as the
-#: :class:`~cgforge.engines.md.MDProtocol` fields of the same names
+#: :class:`~cgforge.engines.protocol.MDProtocol` fields of the same names
 #: (:meth:`IBIConfig.md_settings`).
 MD_SETTINGS = ("timestep_fs", "platform", "seed", "engine", "cg_threads")
 #: Columns of ``history.csv``.
@@ -172,7 +172,7 @@ class IBIConfig:
     run), ``production_ps`` (sampled), ``sample_interval_ps`` (frames for RDF and MSD),
     ``thermo_interval_ps`` (pressure samples), ``checkpoint_interval_ps``, ``platform``,
     ``engine`` (CG engine: auto, lammps, openmm, torch; :func:`run_ibi` resolves auto),
-    ``cg_threads`` (CPU threads of the engine: :attr:`~cgforge.engines.md.MDProtocol.cg_threads`),
+    ``cg_threads`` (CPU threads of the engine: :attr:`~cgforge.engines.protocol.MDProtocol.cg_threads`),
     ``seed`` (iteration i uses seed + i), ``keep_md`` (keep each iteration's MD directory),
     ``patience`` (stop after this many iterations without a lower RDF deviation and keep the
     best one). Of these, :data:`MD_SETTINGS` (time step, platform, seed, engine, threads) pass

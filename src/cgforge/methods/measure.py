@@ -3,14 +3,14 @@
 One measurement for every method that judges a potential by its CG MD: IBI's iterations
 (:mod:`cgforge.methods.ibi`) and the trade-off search's evaluations
 (:mod:`cgforge.workflows.tradeoff`) both call :func:`measure_production` on the
-:class:`~cgforge.engines.md.MDResult` of one run.
+:class:`~cgforge.engines.protocol.MDResult` of one run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cgforge.engines.md import MDResult
+from cgforge.engines.protocol import MDResult
 from cgforge.errors import InputError, SimulationError
 from cgforge.observables import MSD, RDF, fit_diffusion, mean_with_error
 from cgforge.observables.rdf import RDFResult

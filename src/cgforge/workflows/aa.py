@@ -11,7 +11,7 @@ production; the summary's density is then the production density, ``density_sour
 where it came from, and ``density_npt_g_cm3``/``density_scale`` record the NPT mean density and
 the ratio to it.
 
-The MD engine is OpenMM (:class:`~cgforge.engines.md.MDRunner`) or GROMACS
+The MD engine is OpenMM (:class:`~cgforge.engines.openmm_md.MDRunner`) or GROMACS
 (:class:`~cgforge.engines.gromacs.GromacsRunner`), with the same protocol, the same Hamiltonian
 and the same output files; ``engine="auto"`` picks OpenMM on a CUDA GPU, else GROMACS where
 ``gmx`` is installed (several times faster on CPUs), else OpenMM on the CPU.
@@ -30,7 +30,8 @@ import openmm
 import openmm.app as app
 
 from cgforge.builder import MAX_PACKING_DENSITY_G_CM3, pack_liquid
-from cgforge.engines.md import MDProtocol, MDResult, MDRunner, ProgressCallback, write_thermo_csv
+from cgforge.engines.openmm_md import MDRunner
+from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_text
 from cgforge.observables.thermo import mean_with_error

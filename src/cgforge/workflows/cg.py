@@ -5,7 +5,7 @@
     :mod:`cgforge.potentials.io`) → N beads of one mass on a jittered lattice → CG MD on the
     engine ``protocol.engine`` names (:mod:`cgforge.engines.cg_engine`: LAMMPS, OpenMM or
     torch; ``auto`` = LAMMPS on CPUs, OpenMM on CUDA) (minimise, NPT equilibration, production
-    at the NPT mean volume: the protocol of :class:`~cgforge.engines.md.MDRunner`) → RDF,
+    at the NPT mean volume: the protocol of :class:`~cgforge.engines.openmm_md.MDRunner`) → RDF,
     MSD/D, density, pressure, compared with an all-atom reference directory when one is given.
 
 ``run_ibi_from_reference``
@@ -54,7 +54,7 @@ from cgforge.engines.cg_engine import (
 )
 from cgforge.engines.cg_start import read_start_configuration
 from cgforge.engines.cg_system import beads_for_cutoff, box_edges, timestep_limit_fs
-from cgforge.engines.md import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
+from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, require_positive
 from cgforge.fileio import sha256_file
 from cgforge.methods.ibi import (
@@ -423,7 +423,7 @@ def run_cg(
     density. ``start_file`` (GRO, PDB, LAMMPS data: one bead per particle, with its box) gives
     the start configuration instead of a jittered lattice, and with it the number of beads and
     the start box. ``protocol`` runs on the CG engine it names (``auto`` resolved here and
-    recorded in the run's configuration) as in :class:`~cgforge.engines.md.MDRunner` (NPT
+    recorded in the run's configuration) as in :class:`~cgforge.engines.openmm_md.MDRunner` (NPT
     equilibration at ``protocol.pressure_bar``, production at the NPT mean volume).
     Rerunning into the same ``out`` resumes; a finished run returns its summary.
     """

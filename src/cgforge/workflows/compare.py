@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.md import MDProtocol, ProgressCallback, check_cg_threads
+from cgforge.engines.protocol import MDProtocol, ProgressCallback, check_cg_threads
 from cgforge.errors import CGForgeError, InputError
 from cgforge.fileio import atomic_path, check_creatable_dir, write_json, write_text
 from cgforge.methods.friction import FrictionConfig

@@ -78,7 +78,7 @@ from cgforge.database.stages import (
     stage_settings,
 )
 from cgforge.database.store import Record
-from cgforge.engines.md import MDProtocol
+from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import CGForgeError, InputError, SimulationError
 from cgforge.grids import LearningGrids, resample_potential, resample_rdf
 from cgforge.methods.ibi import IBIConfig
@@ -341,10 +341,10 @@ def resumed_cg_threads(run_dir: str | Path, threads: int) -> int:
     it out), else ``threads``.
 
     A run directory's configuration includes ``cg_threads`` other than 1
-    (:meth:`~cgforge.engines.md.MDProtocol.to_dict`), so a record interrupted and resumed with
+    (:meth:`~cgforge.engines.protocol.MDProtocol.to_dict`), so a record interrupted and resumed with
     another ``--threads`` would otherwise be refused as another run's
     (:class:`~cgforge.rundir.RunDirectory`)."""
-    from cgforge.engines.md import check_cg_threads
+    from cgforge.engines.protocol import check_cg_threads
     from cgforge.rundir import WORK
 
     marker = Path(run_dir) / WORK / "config.json"

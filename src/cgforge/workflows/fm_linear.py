@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.md import ProgressCallback
+from cgforge.engines.protocol import ProgressCallback
 from cgforge.errors import InputError, require_positive
 from cgforge.fileio import atomic_path, sha256_file, write_columns_csv, write_json
 from cgforge.geometry import nearest_distances

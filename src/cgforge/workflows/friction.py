@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cgforge.engines.md import MDProtocol, ProgressCallback
+from cgforge.engines.protocol import MDProtocol, ProgressCallback
 from cgforge.errors import InputError
 from cgforge.fileio import sha256_file
 from cgforge.methods.friction import (

@@ -3,7 +3,7 @@
 ``simulate_model``
     A model file (:func:`cgforge.potentials.neural.base.save_model`) → a
     :class:`~cgforge.engines.cg_engine.CGSystem` (N beads on a jittered lattice in a cubic box
-    at a given density) and an :class:`~cgforge.engines.md.MDProtocol` run by
+    at a given density) and an :class:`~cgforge.engines.protocol.MDProtocol` run by
     :func:`~cgforge.engines.cg_engine.run_cg_md` on the torch engine
     (:class:`~cgforge.engines.torch_cg.TorchEngine`, :class:`~cgforge.engines.torch_md.TorchMD`
     underneath): NVT equilibration at the box's fixed volume and an NVT (Bussi, a global
@@ -13,7 +13,7 @@
     directory, the same comparison as ``cgforge cg`` (``rdf_deviation``, ``rdf_r2``,
     ``acceleration_factor`` = D_CG / D_AA, ``density_error``) plus the pressure difference.
     Files: ``rdf.csv``, ``msd.csv``, ``thermo.csv`` (both stages, the columns of every CG
-    engine: :data:`~cgforge.engines.cg_engine.THERMO_COLUMNS`), ``cg_trajectory.npz``,
+    engine: :data:`~cgforge.engines.protocol.THERMO_COLUMNS`), ``cg_trajectory.npz``,
     ``observables.png`` and ``summary.json`` (written last, with provenance). The output is a
     :class:`~cgforge.rundir.RunDirectory`: a killed run resumes from the engine's last
     checkpoint; a finished one returns its summary.
@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
-from cgforge.engines.md import MDProtocol, ProgressCallback, write_thermo_csv
+from cgforge.engines.protocol import MDProtocol, ProgressCallback, write_thermo_csv
 from cgforge.engines.torch_cg import TorchEngine
 from cgforge.engines.torch_md import DEFAULT_TAU_PS, select_device
 from cgforge.errors import InputError, SimulationError, require_positive

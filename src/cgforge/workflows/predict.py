@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.engines.md import ProgressCallback, check_cg_threads
+from cgforge.engines.protocol import ProgressCallback, check_cg_threads
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, check_creatable_dir, write_json
 from cgforge.methods.mobility.mobility import MobilityModel

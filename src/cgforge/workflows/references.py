@@ -178,7 +178,7 @@ def measure_viscosity(
     """
     from cgforge.engines.gromacs import default_threads, read_energy_file, run_gmx, write_mdp
     from cgforge.engines.gromacs import mdp_settings as gromacs_mdp
-    from cgforge.engines.md import MDProtocol
+    from cgforge.engines.protocol import MDProtocol
     from cgforge.observables.msd import yeh_hummer_correction
     from cgforge.observables.viscosity import green_kubo_viscosity
 

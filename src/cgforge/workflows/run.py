@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from cgforge.engines.md import ProgressCallback
+from cgforge.engines.protocol import ProgressCallback
 from cgforge.errors import InputError
 from cgforge.fileio import check_creatable_dir, write_json
 from cgforge.presets import Preset, get_preset
@@ -40,7 +40,7 @@ def run_pipeline(
     """Run the three stages into ``out`` and write ``report.html`` and ``summary.json``.
 
     ``cg_engine`` runs IBI and the CG production (auto, lammps, openmm, torch) on
-    ``cg_threads`` CPU threads (:attr:`~cgforge.engines.md.MDProtocol.cg_threads`)."""
+    ``cg_threads`` CPU threads (:attr:`~cgforge.engines.protocol.MDProtocol.cg_threads`)."""
     settings = get_preset(preset) if isinstance(preset, str) else preset
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -31,7 +31,7 @@ import numpy as np
 
 from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
 from cgforge.engines.cg_system import timestep_limit_fs
-from cgforge.engines.md import MDProtocol, ProgressCallback
+from cgforge.engines.protocol import MDProtocol, ProgressCallback
 from cgforge.errors import InputError
 from cgforge.fileio import write_json, write_text
 from cgforge.methods.measure import Measurement, measure_production
