@@ -29,7 +29,6 @@ import openmm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
-from cgforge.builder import pack_liquid
 from cgforge.engines.gromacs import (
     GromacsSystem,
     default_threads,
@@ -45,6 +44,7 @@ from cgforge.engines.openmm_system import create_aa_system
 from cgforge.engines.protocol import MDProtocol
 from cgforge.errors import SimulationError
 from cgforge.molecules import load_molecule
+from cgforge.packing import pack_liquid
 
 RESULTS = Path(__file__).parent / "results" / "aa_md.json"
 MOLECULE = "3-methylpentane"

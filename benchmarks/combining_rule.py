@@ -28,9 +28,9 @@ from openmm import unit
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe_machine
-from cgforge.builder import pack_liquid
 from cgforge.engines.openmm_system import COMBINING_MODES, create_aa_system
 from cgforge.molecules import get_builtin, load_molecule
+from cgforge.packing import pack_liquid
 
 RESULTS = Path(__file__).resolve().parent / "results" / "combining_rule.json"
 TIMESTEP_PS = 0.002

@@ -15,7 +15,6 @@ import openmm
 import pytest
 
 from cgforge import mapping
-from cgforge.builder import pack_liquid
 from cgforge.cli.main import main
 from cgforge.engines.gromacs import (
     GMX_MISSING,
@@ -36,6 +35,7 @@ from cgforge.molecules.topology import (
     BondParameter,
     FourierParameter,
 )
+from cgforge.packing import pack_liquid
 from cgforge.workflows.aa import AAConfig, default_protocol, resolve_engine
 
 needs_gmx = pytest.mark.gromacs  # skips without gmx, fails in CI (tests/conftest.py)

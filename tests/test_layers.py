@@ -4,7 +4,7 @@ Layers, lowest first (a module may import from its own layer or lower ones, at m
 under ``TYPE_CHECKING`` and inside functions alike):
 
 0. core data: units, trajectory, geometry, fileio, errors, mapping, provenance, rundir,
-   runsummary, builder, grids, potentials (with potentials.neural), molecules
+   runsummary, packing, grids, potentials (with potentials.neural), molecules
 1. engines
 2. observables (with ``cgforge.reference``, the one-bead analysis built from them)
 3. methods (with ``cgforge.presets``, the run presets built on IBIConfig)
@@ -40,7 +40,7 @@ LAYERS: dict[str, int] = {
             "provenance",
             "rundir",
             "runsummary",
-            "builder",
+            "packing",
             "grids",
             "potentials",
             "molecules",

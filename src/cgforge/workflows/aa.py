@@ -29,12 +29,12 @@ import numpy as np
 import openmm
 import openmm.app as app
 
-from cgforge.builder import MAX_PACKING_DENSITY_G_CM3, pack_liquid
 from cgforge.engines.openmm_md import MDRunner
 from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_text
 from cgforge.observables.thermo import mean_with_error
+from cgforge.packing import MAX_PACKING_DENSITY_G_CM3, pack_liquid
 from cgforge.provenance import collect
 from cgforge.reference import analyze, write_results
 from cgforge.rundir import RunDirectory

@@ -1,4 +1,4 @@
-"""Liquid builder: N copies of a molecule packed without overlaps into a periodic cubic box.
+"""Liquid packing: N copies of a molecule packed without overlaps into a periodic cubic box.
 
 Packing is done by Packmol (installed from PyPI with cgforge) with periodic boundary conditions,
 seeded so that the same inputs always give the same box. The packed configuration is checked

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from cgforge.builder import box_edge_nm, min_intermolecular_distance, pack_liquid
 from cgforge.errors import InputError
 from cgforge.molecules import load_molecule
+from cgforge.packing import box_edge_nm, min_intermolecular_distance, pack_liquid
 from cgforge.units import AMU_NM3_TO_G_CM3
 
 
