@@ -41,8 +41,8 @@ from cgforge.database.learning import load_mobility_data
 from cgforge.database.synthetic import build_synthetic_database
 from cgforge.fileio import write_json
 from cgforge.methods.mobility.dataset import mobility_feature_floor
-from cgforge.methods.mobility.mobility import MobilityModel
 from cgforge.methods.mobility.network import Standardizer, TrainConfig, _train_member
+from cgforge.methods.mobility.potential_from_mobility import MobilityModel
 from cgforge.workflows.predict import predict_potential
 from cgforge.workflows.train import train_mobility
 

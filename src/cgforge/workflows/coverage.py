@@ -149,8 +149,8 @@ def _cloud_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- the liquids
 def _load_model(model: Any) -> Any:
-    from cgforge.methods.mobility.mobility import MobilityModel
     from cgforge.methods.mobility.model_io import resolve_model_dir
+    from cgforge.methods.mobility.potential_from_mobility import MobilityModel
     from cgforge.workflows.predict import load_mobility_model
 
     if isinstance(model, MobilityModel):

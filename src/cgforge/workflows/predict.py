@@ -38,8 +38,8 @@ import numpy as np
 from cgforge.engines.protocol import ProgressCallback, check_cg_threads
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, check_creatable_dir, write_json
-from cgforge.methods.mobility.mobility import MobilityModel
 from cgforge.methods.mobility.model_io import MANIFEST
+from cgforge.methods.mobility.potential_from_mobility import MobilityModel
 from cgforge.methods.mobility.prediction import Prediction
 from cgforge.observables.rdf import RDFResult
 from cgforge.provenance import collect

@@ -18,10 +18,10 @@ from cgforge.methods.mobility.acceleration import (
     DEFAULT_TREES,
     fit_acceleration,
 )
-from cgforge.methods.mobility.mobility import fit_mobility
 from cgforge.methods.mobility.model_io import check_output_dir
 from cgforge.methods.mobility.network import TrainConfig, TrainProgress
 from cgforge.methods.mobility.params import DEFAULT_PAIR_TOLERANCE, fit_params_to_potential
+from cgforge.methods.mobility.potential_from_mobility import fit_mobility
 
 __all__ = ["train_acceleration", "train_mobility", "train_params_to_potential"]
 
@@ -36,7 +36,7 @@ def train_mobility(
 ) -> dict[str, Any]:
     """Train the mobility network on the stage-A, -B and -C records of ``database`` (stage C
     with its own perturbed potentials) and write the model directory ``out``; returns the
-    manifest (:func:`~cgforge.methods.mobility.mobility.fit_mobility`)."""
+    manifest (:func:`~cgforge.methods.mobility.potential_from_mobility.fit_mobility`)."""
     check_output_dir(out, overwrite=overwrite)
     records = read_records(database, ("A", "B", "C"))
     return fit_mobility(records, out, config, overwrite=overwrite, progress=progress)

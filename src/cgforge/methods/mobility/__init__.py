@@ -1,6 +1,6 @@
 """Learned CG models from the synthetic force-field database.
 
-* :mod:`.mobility` — the mobility network (bead mass, D, g(r)) → U(r);
+* :mod:`.potential_from_mobility` — the mobility network (bead mass, D, g(r)) → U(r);
 * :mod:`.params` — all-atom bonded parameters → the IBI potential (structure-preserving) or the
   potential of a record whose CG dynamics match (the "pairs" model, dynamics-preserving);
 * :mod:`.acceleration` — (parameters, D_AA) → the IBI acceleration factor (random forest and
@@ -27,10 +27,10 @@ from cgforge.methods.mobility.dataset import (
     mobility_data,
     parameter_data,
 )
-from cgforge.methods.mobility.mobility import MobilityModel, fit_mobility
 from cgforge.methods.mobility.model_io import FORMAT_NAME, FORMAT_VERSION, read_manifest
 from cgforge.methods.mobility.network import TrainConfig
 from cgforge.methods.mobility.params import ParamsModel, fit_params_to_potential
+from cgforge.methods.mobility.potential_from_mobility import MobilityModel, fit_mobility
 from cgforge.methods.mobility.prediction import Prediction, simulation_table
 
 __all__ = [

@@ -44,12 +44,6 @@ from cgforge.methods.mobility.dataset import (
     minimum_records,
     parameter_data,
 )
-from cgforge.methods.mobility.mobility import (
-    RANGE_MARGIN,
-    fit_potential_ensemble,
-    model_cutoff_nm,
-    potential_metrics,
-)
 from cgforge.methods.mobility.model_io import (
     LoadedModel,
     check_output_dir,
@@ -59,6 +53,12 @@ from cgforge.methods.mobility.model_io import (
     write_training_record,
 )
 from cgforge.methods.mobility.network import Ensemble, InputDomain, TrainConfig, TrainProgress
+from cgforge.methods.mobility.potential_from_mobility import (
+    RANGE_MARGIN,
+    fit_potential_ensemble,
+    model_cutoff_nm,
+    potential_metrics,
+)
 from cgforge.methods.mobility.prediction import Prediction, simulation_table
 from cgforge.provenance import collect
 
