@@ -459,8 +459,8 @@ def test_cli_fm_linear(lj_data, tmp_path):
 # ---------------------------------------------------------------------- CG validation (slow)
 def write_reference_dir(path: Path, data: dict) -> Path:
     """A run directory that also satisfies the reference contract (rdf.csv, msd.csv, D, P)."""
+    from cgforge.liquid_analysis import analyze, write_results
     from cgforge.methods.force_matching import minimum_image_pairs
-    from cgforge.reference import analyze, write_results
     from cgforge.units import KJ_MOL_NM3_TO_BAR, kT
 
     write_run_dir(path, data)

@@ -6,7 +6,7 @@ under ``TYPE_CHECKING`` and inside functions alike):
 0. core data: units, trajectory, geometry, fileio, errors, mapping, provenance, rundir,
    runsummary, packing, grids, potentials (with potentials.neural), molecules
 1. engines
-2. observables (with ``cgforge.reference``, the one-bead analysis built from them)
+2. observables (with ``cgforge.liquid_analysis``, the one-bead analysis built from them)
 3. methods (with ``cgforge.presets``, the run presets built on IBIConfig)
 4. store: database
 5. workflows, report, api
@@ -51,7 +51,7 @@ LAYERS: dict[str, int] = {
     "observables": 2,
     # The one-bead analysis (RDF, MSD, D, density of a CG trajectory) composes observables and
     # is used by workflows only: it belongs to the observables layer.
-    "reference": 2,
+    "liquid_analysis": 2,
     "methods": 3,
     # The run presets compose method settings (IBIConfig); the store builds its stage settings
     # from them and the workflows run them.

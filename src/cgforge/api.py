@@ -21,6 +21,7 @@ from pathlib import Path
 from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
 from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback
 from cgforge.errors import InputError
+from cgforge.liquid_analysis import ReferenceAnalysis
 from cgforge.methods.ibi import (
     DEFAULT_CUTOFF_NM,
     IBIConfig,
@@ -32,7 +33,6 @@ from cgforge.methods.ibi import (
 from cgforge.observables import mean_with_error
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.table import TabulatedPotential
-from cgforge.reference import ReferenceAnalysis
 from cgforge.trajectory import CGTrajectory
 from cgforge.workflows.cg import (
     AAReference,

@@ -2,7 +2,8 @@
 
 molecule (built-in name, SMILES, or the user's GROMACS .top + .gro) → OPLS-AA system → packed
 liquid → MD (minimise, NPT, production at the NPT mean volume) → centre-of-mass beads →
-RDF, MSD/D, density, pressure → files of the output contract (see :mod:`cgforge.reference`).
+RDF, MSD/D, density, pressure → files of the output contract (see
+:mod:`cgforge.liquid_analysis`).
 
 A fixed production density (the protocol's ``production_density_scale`` × the NPT mean density,
 or ``production_density_g_cm3``; a force-matching state point) rescales the last NPT frame to
@@ -33,10 +34,10 @@ from cgforge.engines.openmm_md import MDRunner
 from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, SimulationError
 from cgforge.fileio import atomic_path, write_json, write_text
+from cgforge.liquid_analysis import analyze, write_results
 from cgforge.observables.thermo import mean_with_error
 from cgforge.packing import MAX_PACKING_DENSITY_G_CM3, pack_liquid
 from cgforge.provenance import collect
-from cgforge.reference import analyze, write_results
 from cgforge.rundir import RunDirectory
 from cgforge.trajectory import CGTrajectory
 from cgforge.units import density_g_cm3

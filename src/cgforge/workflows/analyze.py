@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from cgforge.errors import InputError
+from cgforge.liquid_analysis import RDF_BIN_NM, analyze, write_results
 from cgforge.provenance import collect
-from cgforge.reference import RDF_BIN_NM, analyze, write_results
 from cgforge.rundir import RunDirectory
 from cgforge.trajectory import read_trajectory
 

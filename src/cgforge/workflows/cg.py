@@ -13,8 +13,8 @@
     :func:`~cgforge.methods.ibi.run_ibi` at the reference's temperature, number density and
     pressure (work directory ``OUT/ibi``) → the same CG production and comparison as ``run_cg``.
 
-Summary fields beyond the one-bead analysis of :mod:`cgforge.reference` (which makes every CG
-run directory a valid reference directory itself):
+Summary fields beyond the one-bead analysis of :mod:`cgforge.liquid_analysis` (which makes every
+CG run directory a valid reference directory itself):
 
 * ``acceleration_factor`` = D_CG / D_AA and ``acceleration_factor_err`` (standard errors of both
   D propagated to first order);
@@ -57,6 +57,7 @@ from cgforge.engines.cg_system import beads_for_cutoff, box_edges, timestep_limi
 from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, require_positive
 from cgforge.fileio import sha256_file
+from cgforge.liquid_analysis import ReferenceAnalysis, analyze, write_results
 from cgforge.methods.ibi import (
     DEFAULT_CUTOFF_NM,
     IBIConfig,
@@ -70,7 +71,6 @@ from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.io import read_potential, write_csv
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.provenance import collect
-from cgforge.reference import ReferenceAnalysis, analyze, write_results
 from cgforge.rundir import RunDirectory
 from cgforge.runsummary import SUMMARY, ReferenceSummary
 from cgforge.trajectory import CGTrajectory

@@ -8,8 +8,8 @@
     (:class:`~cgforge.engines.torch_cg.TorchEngine`, :class:`~cgforge.engines.torch_md.TorchMD`
     underneath): NVT equilibration at the box's fixed volume and an NVT (Bussi, a global
     thermostat) or NVE production → the same observables as every other CG run of cgforge
-    (:func:`cgforge.reference.analyze`: RDF, MSD, D, density; pressure and temperature mean ±
-    error; the drift of the torch engine's conserved energy) and, with an all-atom reference
+    (:func:`cgforge.liquid_analysis.analyze`: RDF, MSD, D, density; pressure and temperature
+    mean ± error; the drift of the torch engine's conserved energy) and, with an all-atom reference
     directory, the same comparison as ``cgforge cg`` (``rdf_deviation``, ``rdf_r2``,
     ``acceleration_factor`` = D_CG / D_AA, ``density_error``) plus the pressure difference.
     Files: ``rdf.csv``, ``msd.csv``, ``thermo.csv`` (both stages, the columns of every CG
@@ -69,13 +69,13 @@ from cgforge.engines.torch_cg import TorchEngine
 from cgforge.engines.torch_md import DEFAULT_TAU_PS, select_device
 from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import sha256_file, write_text
+from cgforge.liquid_analysis import analyze, write_results
 from cgforge.observables import mean_with_error
 from cgforge.potentials.io import FORMATS as POTENTIAL_FORMATS
 from cgforge.potentials.io import guess_format, read_potential
 from cgforge.potentials.neural.base import load_model
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.provenance import collect
-from cgforge.reference import analyze, write_results
 from cgforge.rundir import RunDirectory
 from cgforge.trajectory import CGTrajectory
 from cgforge.workflows.cg import (

@@ -1,4 +1,4 @@
-"""The CG view of a liquid trajectory and the output contract of ``cgforge aa`` / ``cgforge analyze``.
+"""Analysis of a one-bead liquid trajectory: the output contract of ``cgforge aa`` / ``analyze``.
 
 Both commands end here: a :class:`~cgforge.trajectory.CGTrajectory` of bead (molecular centre of
 mass) positions goes through the same analysis, so that a trajectory simulated by cgforge and the
