@@ -4,15 +4,16 @@ A :class:`CGSystem` is a one-bead-per-molecule liquid: a tabulated pair potentia
 torch energy model (:func:`cgforge.potentials.neural.base.load_model`), the number of beads, an
 orthorhombic box, the bead mass and optionally a start configuration (default: the
 jittered lattice of :func:`~cgforge.engines.cg_system.lattice_positions` from the protocol's
-seed). An engine runs it under an :class:`~cgforge.engines.protocol.MDProtocol` (minimisation, NPT
-equilibration, production at the NPT mean volume under ``nvt``, ``nve`` or ``langevin``, or
-from that volume under the equilibration's barostat, ``npt``: LAMMPS and OpenMM) in a
-work directory that makes it resumable, and returns an :class:`~cgforge.engines.protocol.MDResult`:
-unwrapped bead positions, sample times, the production box (for ``npt`` also every
-sample's box, ``frame_box_nm``, and ``box_nm`` their mean), and one thermo table whose columns
-are :data:`~cgforge.engines.protocol.THERMO_COLUMNS` for every engine (``t_ps``, ``stage`` (0 equilibration,
-1 production), ``potential_kJ_mol``, ``kinetic_kJ_mol``, ``total_kJ_mol``, ``temperature_K``,
-``volume_nm3``, ``density_g_cm3``, ``pressure_bar``).
+seed). An engine runs it under an :class:`~cgforge.engines.protocol.MDProtocol`
+(minimisation, NPT equilibration, production at the NPT mean volume under ``nvt``, ``nve`` or
+``langevin``, or from that volume under the equilibration's barostat, ``npt``: LAMMPS and
+OpenMM) in a work directory that makes it resumable, and returns an
+:class:`~cgforge.engines.protocol.MDResult`: unwrapped bead positions, sample times, the
+production box (for ``npt`` also every sample's box, ``frame_box_nm``, and ``box_nm`` their
+mean), and one thermo table whose columns are :data:`~cgforge.engines.protocol.THERMO_COLUMNS`
+for every engine (``t_ps``, ``stage`` (0 equilibration, 1 production), ``potential_kJ_mol``,
+``kinetic_kJ_mol``, ``total_kJ_mol``, ``temperature_K``, ``volume_nm3``, ``density_g_cm3``,
+``pressure_bar``).
 
 Tables run on every engine; a neural model (:func:`is_neural_model`) on the torch engine only,
 the others refuse it with an :class:`~cgforge.errors.InputError`.
@@ -26,8 +27,8 @@ Engines, by name (:func:`resolve_cg_engine`):
     a few thousand beads: ~2× with 2 threads at 8,000 beads, none at 1,000).
 ``openmm``
     :class:`OpenMMEngine`: :func:`~cgforge.engines.cg_system.create_cg_system` run by
-    :class:`~cgforge.engines.openmm_md.MDRunner` on the protocol's platform (CPU or CUDA); on the CPU
-    platform ``cg_threads`` > 1 sets its ``Threads`` property (1 leaves its default).
+    :class:`~cgforge.engines.openmm_md.MDRunner` on the protocol's platform (CPU or CUDA); on
+    the CPU platform ``cg_threads`` > 1 sets its ``Threads`` property (1 leaves its default).
 ``torch``
     :class:`~cgforge.engines.torch_cg.TorchEngine`: :class:`~cgforge.engines.torch_md.TorchMD`
     with the table as a torch pair model, or a neural model as it is; constant volume. On the

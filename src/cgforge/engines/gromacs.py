@@ -724,12 +724,13 @@ class GromacsSystem:
 
 
 class GromacsRunner:
-    """Runs :class:`~cgforge.engines.protocol.MDProtocol` on GROMACS in a work directory with resume.
+    """Runs :class:`~cgforge.engines.protocol.MDProtocol` on GROMACS in a work directory with
+    resume.
 
-    The interface of :class:`~cgforge.engines.openmm_md.MDRunner`: ``groups`` maps each atom to its
-    bead (molecule), :meth:`run` returns an :class:`~cgforge.engines.protocol.MDResult`. ``threads``
-    OpenMP threads run one ``mdrun`` rank (default :func:`default_threads`). GROMACS checkpoints
-    by wall time, every ``checkpoint_minutes`` and when stopped, so ``protocol``'s
+    The interface of :class:`~cgforge.engines.openmm_md.MDRunner`: ``groups`` maps each atom to
+    its bead (molecule), :meth:`run` returns an :class:`~cgforge.engines.protocol.MDResult`.
+    ``threads`` OpenMP threads run one ``mdrun`` rank (default :func:`default_threads`). GROMACS
+    checkpoints by wall time, every ``checkpoint_minutes`` and when stopped, so ``protocol``'s
     ``checkpoint_interval_ps`` is not used; neither are the OpenMM-only ``platform`` and
     ``barostat_interval``. ``cutoff_nm`` is the real-space cutoff of PME and LJ.
     """

@@ -22,14 +22,14 @@ protocol is
    diffusion); the volume then fluctuates and every sample records its box
    (:attr:`~cgforge.engines.protocol.MDResult.frame_box_nm`).
 
-A fixed production density
-(:attr:`~cgforge.engines.protocol.MDProtocol.production_density_scale` × the NPT mean density,
-or an absolute :attr:`~cgforge.engines.protocol.MDProtocol.production_density_g_cm3`; force
-matching at a compressed or expanded state point) replaces step 3's volume by the one of that density, bead centres scaled
-the same way, and inserts a discarded ``relax`` stage before production: ``density_relax_ps`` of
-Langevin dynamics (the equilibration's integrator and friction) at the new, fixed volume, so that
-production starts from a configuration relaxed at its density. Its thermo rows carry the stage
-``relax`` and it holds no samples.
+A fixed production density (:attr:`~cgforge.engines.protocol.MDProtocol.production_density_scale` ×
+the NPT mean density, or an absolute
+:attr:`~cgforge.engines.protocol.MDProtocol.production_density_g_cm3`; force matching at a
+compressed or expanded state point) replaces step 3's volume by the one of that density, bead
+centres scaled the same way, and inserts a discarded ``relax`` stage before production:
+``density_relax_ps`` of Langevin dynamics (the equilibration's integrator and friction) at the new,
+fixed volume, so that production starts from a configuration relaxed at its density. Its thermo rows
+carry the stage ``relax`` and it holds no samples.
 
 Bead positions (mass-weighted centres, unwrapped), mapped forces (sum over each bead's particles),
 and thermodynamics (energies, temperature, volume, density, instantaneous molecular pressure) are

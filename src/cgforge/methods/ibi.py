@@ -168,16 +168,16 @@ class IBIConfig:
     replaces ``smoothing_window`` by the largest odd number of bins spanning at most that length
     (off below 3), so that the smoothing keeps its length whatever the bins.
 
-    MD of each iteration: ``timestep_fs``, ``equilibration_ps`` (discarded start of the NVT
-    run), ``production_ps`` (sampled), ``sample_interval_ps`` (frames for RDF and MSD),
-    ``thermo_interval_ps`` (pressure samples), ``checkpoint_interval_ps``, ``platform``,
-    ``engine`` (CG engine: auto, lammps, openmm, torch; :func:`run_ibi` resolves auto),
-    ``cg_threads`` (CPU threads of the engine: :attr:`~cgforge.engines.protocol.MDProtocol.cg_threads`),
-    ``seed`` (iteration i uses seed + i), ``keep_md`` (keep each iteration's MD directory),
-    ``patience`` (stop after this many iterations without a lower RDF deviation and keep the
-    best one). Of these, :data:`MD_SETTINGS` (time step, platform, seed, engine, threads) pass
-    unchanged to every MD run of the configuration: :meth:`md_settings`, :meth:`md_protocol`;
-    :meth:`protocol` adds the iteration's lengths, intervals and seed.
+    MD of each iteration: ``timestep_fs``, ``equilibration_ps`` (discarded start of the NVT run),
+    ``production_ps`` (sampled), ``sample_interval_ps`` (frames for RDF and MSD),
+    ``thermo_interval_ps`` (pressure samples), ``checkpoint_interval_ps``, ``platform``, ``engine``
+    (CG engine: auto, lammps, openmm, torch; :func:`run_ibi` resolves auto), ``cg_threads`` (CPU
+    threads of the engine: :attr:`~cgforge.engines.protocol.MDProtocol.cg_threads`), ``seed``
+    (iteration i uses seed + i), ``keep_md`` (keep each iteration's MD directory), ``patience``
+    (stop after this many iterations without a lower RDF deviation and keep the best one). Of these,
+    :data:`MD_SETTINGS` (time step, platform, seed, engine, threads) pass unchanged to every MD run
+    of the configuration: :meth:`md_settings`, :meth:`md_protocol`; :meth:`protocol` adds the
+    iteration's lengths, intervals and seed.
     """
 
     max_iterations: int = 30
