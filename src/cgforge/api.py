@@ -21,7 +21,7 @@ from pathlib import Path
 from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
 from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback
 from cgforge.errors import InputError
-from cgforge.liquid_analysis import ReferenceAnalysis
+from cgforge.liquid_analysis import LiquidAnalysis
 from cgforge.methods.ibi import (
     DEFAULT_CUTOFF_NM,
     IBIConfig,
@@ -89,7 +89,7 @@ class CGRun:
 
     result: MDResult
     trajectory: CGTrajectory
-    analysis: ReferenceAnalysis
+    analysis: LiquidAnalysis
     pressure_bar: float
     pressure_err_bar: float
     temperature_K: float

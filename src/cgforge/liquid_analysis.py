@@ -33,7 +33,7 @@ RDF_BIN_NM = 0.002
 
 
 @dataclass(frozen=True)
-class ReferenceAnalysis:
+class LiquidAnalysis:
     """Structure and mobility of a one-bead liquid."""
 
     rdf: RDFResult
@@ -79,7 +79,7 @@ def analyze(
     rdf_bin_nm: float = RDF_BIN_NM,
     rdf_r_max_nm: float | None = None,
     fit_window_ps: tuple[float | None, float | None] = (None, None),
-) -> ReferenceAnalysis:
+) -> LiquidAnalysis:
     """RDF, MSD, D and density of a one-bead trajectory.
 
     ``density_series_g_cm3`` overrides the density taken from the trajectory's boxes (a
@@ -105,7 +105,7 @@ def analyze(
         traj.density_g_cm3 if density_series_g_cm3 is None else np.asarray(density_series_g_cm3)
     )
     density, density_err = mean_with_error(series)
-    return ReferenceAnalysis(
+    return LiquidAnalysis(
         rdf=rdf,
         msd=msd,
         diffusion=diffusion,
@@ -117,7 +117,7 @@ def analyze(
     )
 
 
-def write_results(out: Path, analysis: ReferenceAnalysis, traj: CGTrajectory, title: str) -> None:
+def write_results(out: Path, analysis: LiquidAnalysis, traj: CGTrajectory, title: str) -> None:
     """Write rdf.csv, msd.csv, cg_trajectory.npz and observables.png (not the summary)."""
     analysis.rdf.to_csv(out / "rdf.csv")
     analysis.msd.to_csv(out / "msd.csv")
@@ -125,7 +125,7 @@ def write_results(out: Path, analysis: ReferenceAnalysis, traj: CGTrajectory, ti
     plot_observables(out / "observables.png", analysis, title)
 
 
-def plot_observables(path: Path, analysis: ReferenceAnalysis, title: str) -> None:
+def plot_observables(path: Path, analysis: LiquidAnalysis, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

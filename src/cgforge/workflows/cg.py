@@ -57,7 +57,7 @@ from cgforge.engines.cg_system import beads_for_cutoff, box_edges, timestep_limi
 from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback, write_thermo_csv
 from cgforge.errors import InputError, require_positive
 from cgforge.fileio import sha256_file
-from cgforge.liquid_analysis import ReferenceAnalysis, analyze, write_results
+from cgforge.liquid_analysis import LiquidAnalysis, analyze, write_results
 from cgforge.methods.ibi import (
     DEFAULT_CUTOFF_NM,
     IBIConfig,
@@ -218,7 +218,7 @@ def temperature_note(
 
 def analyse_cg_result(
     result: MDResult, reference: AAReference | None
-) -> tuple[CGTrajectory, ReferenceAnalysis, np.ndarray | None]:
+) -> tuple[CGTrajectory, LiquidAnalysis, np.ndarray | None]:
     """The production trajectory of a CG run, its analysis (RDF on ``reference``'s bins where
     given, MSD, D, density) and the density series behind that density: the production's
     (every thermo row's box) for an ``npt`` production, whose volume varies, else the second
@@ -263,7 +263,7 @@ def analyse_cg_result(
 
 
 def _comparison(
-    analysis: ReferenceAnalysis, reference: AAReference | None, cutoff_nm: float
+    analysis: LiquidAnalysis, reference: AAReference | None, cutoff_nm: float
 ) -> dict[str, Any]:
     """The reference fields of the summary (None without a reference)."""
     fields: dict[str, Any] = {
