@@ -18,9 +18,9 @@ Thermo and positions are sampled every ``thermo_interval_ps`` (positions kept ev
 (:data:`~cgforge.engines.protocol.THERMO_COLUMNS`), and
 :attr:`~cgforge.engines.protocol.MDResult.conserved_kJ_mol` holds TorchMD's conserved energy (total
 minus the energy the Bussi thermostat put in) at every thermo row. The protocol's ``platform``
-``cuda`` (or ``cuda:N``) picks the device; ``auto`` and ``cpu`` leave it to the engine's
-``device``, except that ``cpu`` forces the CPU. Checkpoints of both stages live in the work
-directory (``equilibration/``, ``production/``), and a killed run resumes.
+``cuda`` (or ``cuda:N``) picks the device; ``auto`` and ``cpu`` leave it to the engine's ``device``,
+except that ``cpu`` forces the CPU. Checkpoints of both stages live in the work directory
+(``equilibration/``, ``production/``), and a killed run resumes.
 """
 
 from __future__ import annotations
