@@ -78,6 +78,7 @@ from cgforge.engines.protocol import (
     MDProtocol,
     MDResult,
     ProgressCallback,
+    chunk_thermo,
     production_boxes,
     production_samples,
 )
@@ -399,7 +400,7 @@ class LammpsRunner:
             if not loaded:
                 self._restore(state["restart"])
             state = self._run_stage("equilibration", p.steps(p.equilibration_ps), state)
-            volumes = self._stage_thermo(state, "equilibration")["volume_nm3"]
+            volumes = chunk_thermo(self.workdir, state["chunks"], "equilibration")["volume_nm3"]
             box_now = self._box_nm()
             for fix in self._fixes:
                 self.lmp.command(f"unfix {fix}")
@@ -498,15 +499,6 @@ class LammpsRunner:
         return state
 
     # ------------------------------------------------------------------ results
-    def _stage_thermo(self, state: dict[str, Any], stage: str | None) -> dict[str, np.ndarray]:
-        rows = []
-        for name in state["chunks"]:
-            with np.load(self.workdir / name) as data:
-                if stage is None or str(data["stage"]) == stage:
-                    rows.append(data["thermo"])
-        table = np.concatenate(rows) if rows else np.empty((0, len(THERMO_COLUMNS)))
-        return {col: table[:, i] for i, col in enumerate(THERMO_COLUMNS)}
-
     def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
         times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
         frame_box = production_boxes(self.workdir, state["chunks"])
@@ -516,7 +508,7 @@ class LammpsRunner:
             bead_forces_kj_mol_nm=forces,
             box_nm=np.array(state["box_nm"]) if frame_box is None else frame_box.mean(axis=0),
             bead_masses_amu=np.full(self.n, self.system.mass_amu),
-            thermo=self._stage_thermo(state, None),
+            thermo=chunk_thermo(self.workdir, state["chunks"]),
             platform=f"LAMMPS (CPU, {self.threads} thread{'s' if self.threads > 1 else ''})",
             ns_per_day=self._segment_speed,
             wall_s=wall_s,

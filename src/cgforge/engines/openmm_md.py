@@ -55,6 +55,7 @@ from cgforge.engines.protocol import (
     MDProtocol,
     MDResult,
     ProgressCallback,
+    chunk_thermo,
     production_boxes,
     production_samples,
 )
@@ -291,7 +292,7 @@ class MDRunner:
                 "equilibration", p.steps(p.equilibration_ps), self.box_nm, state
             )
             # Production volume: the mean NPT volume over the second half of equilibration.
-            eq = self._load_thermo(state, stage="equilibration")
+            eq = chunk_thermo(self.workdir, state["chunks"], "equilibration")
             volumes = eq["volume_nm3"]
             simulation = self._make_simulation("equilibration", self.box_nm)
             self._load_checkpoint(simulation, state["checkpoint"])
@@ -439,17 +440,6 @@ class MDRunner:
             step = end
         return state
 
-    def _load_thermo(
-        self, state: dict[str, Any], *, stage: str | None = None
-    ) -> dict[str, np.ndarray]:
-        rows = []
-        for name in state["chunks"]:
-            with np.load(self.workdir / name) as data:
-                if stage is None or str(data["stage"]) == stage:
-                    rows.append(data["thermo"])
-        table = np.concatenate(rows) if rows else np.empty((0, len(THERMO_COLUMNS)))
-        return {col: table[:, i] for i, col in enumerate(THERMO_COLUMNS)}
-
     def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
         times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
         frame_box = production_boxes(self.workdir, state["chunks"])
@@ -459,7 +449,7 @@ class MDRunner:
             bead_forces_kj_mol_nm=forces,
             box_nm=np.array(state["box_nm"]) if frame_box is None else frame_box.mean(axis=0),
             bead_masses_amu=self.bead_masses,
-            thermo=self._load_thermo(state),
+            thermo=chunk_thermo(self.workdir, state["chunks"]),
             platform=self.platform.getName(),
             ns_per_day=self._segment_speed,
             wall_s=wall_s,

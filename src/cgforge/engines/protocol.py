@@ -340,6 +340,20 @@ def write_thermo_csv(path: str | Path, thermo: dict[str, np.ndarray]) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
+def chunk_thermo(
+    workdir: Path, chunk_names: list[str], stage: str | None = None
+) -> dict[str, np.ndarray]:
+    """The thermo rows of a run's chunks (their ``thermo`` arrays), of one ``stage`` or all, as
+    columns of :data:`THERMO_COLUMNS`."""
+    rows = []
+    for name in chunk_names:
+        with np.load(workdir / name) as data:
+            if stage is None or str(data["stage"]) == stage:
+                rows.append(data["thermo"])
+    table = np.concatenate(rows) if rows else np.empty((0, len(THERMO_COLUMNS)))
+    return {col: table[:, i] for i, col in enumerate(THERMO_COLUMNS)}
+
+
 def production_boxes(workdir: Path, chunk_names: list[str]) -> np.ndarray | None:
     """(F, 3) per-sample boxes (nm) of a run's production chunks (their ``box_nm`` arrays), or
     None where a production chunk with samples has none (a constant-volume production)."""
