@@ -41,7 +41,7 @@ from cgforge.database.learning import load_mobility_data
 from cgforge.database.synthetic import build_synthetic_database
 from cgforge.fileio import write_json
 from cgforge.methods.mobility.dataset import mobility_feature_floor
-from cgforge.methods.mobility.network import Standardizer, TrainConfig, _train_member
+from cgforge.methods.mobility.network import EnsembleTrainConfig, Standardizer, _train_member
 from cgforge.methods.mobility.potential_from_mobility import MobilityModel
 from cgforge.workflows.predict import predict_potential
 from cgforge.workflows.train import train_mobility
@@ -49,13 +49,15 @@ from cgforge.workflows.train import train_mobility
 RESULTS = Path(__file__).parent / "results" / "mobility_train.json"
 
 
-def time_epochs(data, config: TrainConfig, epochs: int) -> float:
+def time_epochs(data, config: EnsembleTrainConfig, epochs: int) -> float:
     """Milliseconds per epoch of one member on 4/5 of the records (early stopping off)."""
     x, y = data.x, data.targets.u_kj_mol
     zx = Standardizer.fit(x, mobility_feature_floor(data.records.grids.n_rdf)).forward(x)
     zy = Standardizer.fit(y, 1e-3 * float(np.max(np.std(y, axis=0)))).forward(y)
     n_val = max(1, len(x) // 5)
-    fixed = TrainConfig(**{**config.to_dict(), "max_epochs": epochs, "patience": epochs + 1})
+    fixed = EnsembleTrainConfig(
+        **{**config.to_dict(), "max_epochs": epochs, "patience": epochs + 1}
+    )
     _train_member(zx[n_val:], zy[n_val:], zx[:n_val], zy[:n_val], fixed, 0, "warm-up", None)
     start = time.perf_counter()
     _train_member(zx[n_val:], zy[n_val:], zx[:n_val], zy[:n_val], fixed, 0, "timed", None)
@@ -79,10 +81,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    config = TrainConfig(
+    config = EnsembleTrainConfig(
         folds=args.folds,
         batch_size=args.batch,
-        learning_curve=() if args.no_learning_curve else TrainConfig().learning_curve,
+        learning_curve=() if args.no_learning_curve else EnsembleTrainConfig().learning_curve,
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

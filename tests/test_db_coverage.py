@@ -18,13 +18,13 @@ import pytest
 from cgforge.cli.main import main
 from cgforge.database.learning import read_records
 from cgforge.database.synthetic import build_synthetic_database
-from cgforge.methods.mobility import TrainConfig
+from cgforge.methods.mobility import EnsembleTrainConfig
 from cgforge.workflows.coverage import coverage, first_peak, input_cloud, sampling_advice
 from cgforge.workflows.train import train_mobility
 
 torch = pytest.importorskip("torch")
 
-CONFIG = TrainConfig(
+CONFIG = EnsembleTrainConfig(
     folds=2,
     hidden=(32,),
     learning_rate=3e-3,

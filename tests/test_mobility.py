@@ -37,9 +37,9 @@ from cgforge.errors import InputError, SimulationError
 from cgforge.grids import LearningGrids
 from cgforge.methods.mobility import (
     AccelerationModel,
+    EnsembleTrainConfig,
     MobilityModel,
     ParamsModel,
-    TrainConfig,
     find_pairs,
 )
 from cgforge.potentials.io import read_potential, write_csv
@@ -59,7 +59,7 @@ torch = pytest.importorskip("torch")
 T = 300.0
 GRIDS = LearningGrids()
 #: Small, fast ensembles: 3 members, full-batch Adam.
-CONFIG = TrainConfig(
+CONFIG = EnsembleTrainConfig(
     folds=3,
     hidden=(48, 48),
     learning_rate=3e-3,
@@ -194,14 +194,16 @@ def test_out_of_distribution_inputs_are_flagged(mobility_model):
 
 
 def test_fixed_seed_gives_identical_predictions(synthetic_db, root):
-    config = TrainConfig(
+    config = EnsembleTrainConfig(
         folds=2, hidden=(16,), max_epochs=25, patience=25, batch_size=16, learning_curve=()
     )
     g, _, d = middle_record()
     predictions = []
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         train_mobility(
-            synthetic_db, root / f"seeded_{name}", TrainConfig(**{**config.to_dict(), "seed": seed})
+            synthetic_db,
+            root / f"seeded_{name}",
+            EnsembleTrainConfig(**{**config.to_dict(), "seed": seed}),
         )
         p = predict_potential(
             root / f"seeded_{name}", mass_amu=90.0, diffusion_m2_s=d, rdf=(GRIDS.rdf_r_nm, g)
@@ -487,7 +489,7 @@ def test_parameters_to_potential_networks(synthetic_db, root):
     """ibi: the synthetic parameters fix σ, ε and n, so held-out potentials are predicted well
     (measured out-of-fold R² 0.95, RMSE 0.90 kJ/mol; 0.58 kJ/mol for the mid-range liquid);
     pairs: trained on exactly the pairs find_pairs gives."""
-    config = TrainConfig(**{**CONFIG.to_dict(), "learning_curve": ()})
+    config = EnsembleTrainConfig(**{**CONFIG.to_dict(), "learning_curve": ()})
     manifest = train_params_to_potential(synthetic_db, root / "ibi_model", config)
     metrics = manifest["metrics"]
     assert metrics["val_loss"] < metrics["baseline_val_loss"] / 2.0 and metrics["r2"] > 0.7
@@ -512,7 +514,7 @@ def test_parameters_to_potential_networks(synthetic_db, root):
         molecules=records.molecules,
         temperature_K=records.temperature_K,
     )
-    quick = TrainConfig(**{**config.to_dict(), "max_epochs": 100})
+    quick = EnsembleTrainConfig(**{**config.to_dict(), "max_epochs": 100})
     pairs = train_params_to_potential(
         synthetic_db, root / "pairs_model", quick, target="pairs", tolerance=0.2
     )
@@ -530,7 +532,7 @@ def test_acceleration_predictors_beat_the_mean(root):
     info = build_synthetic_database(
         root / "acceleration.db", n_a=60, n_b_per_a=0, seed=11, rdf_model="dilute"
     )
-    config = TrainConfig(
+    config = EnsembleTrainConfig(
         folds=3,
         hidden=(32, 32),
         learning_rate=3e-3,

@@ -77,10 +77,10 @@ def _hidden(text: str) -> tuple[int, ...]:
 def _config(
     folds: int, epochs: int, patience: int, seed: int, hidden: str, learning_curve: bool
 ) -> Any:
-    from cgforge.methods.mobility.network import TrainConfig
+    from cgforge.methods.mobility.network import EnsembleTrainConfig
 
-    defaults = TrainConfig()
-    return TrainConfig(
+    defaults = EnsembleTrainConfig()
+    return EnsembleTrainConfig(
         folds=folds,
         max_epochs=epochs,
         patience=patience,

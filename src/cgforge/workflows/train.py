@@ -19,7 +19,7 @@ from cgforge.methods.mobility.acceleration import (
     fit_acceleration,
 )
 from cgforge.methods.mobility.model_io import check_output_dir
-from cgforge.methods.mobility.network import TrainConfig, TrainProgress
+from cgforge.methods.mobility.network import EnsembleTrainConfig, TrainProgress
 from cgforge.methods.mobility.params import DEFAULT_PAIR_TOLERANCE, fit_params_to_potential
 from cgforge.methods.mobility.potential_from_mobility import fit_mobility
 
@@ -29,7 +29,7 @@ __all__ = ["train_acceleration", "train_mobility", "train_params_to_potential"]
 def train_mobility(
     database: str | Path | Database,
     out: str | Path,
-    config: TrainConfig | None = None,
+    config: EnsembleTrainConfig | None = None,
     *,
     overwrite: bool = False,
     progress: TrainProgress | None = None,
@@ -45,7 +45,7 @@ def train_mobility(
 def train_params_to_potential(
     database: str | Path | Database,
     out: str | Path,
-    config: TrainConfig | None = None,
+    config: EnsembleTrainConfig | None = None,
     *,
     molecule: str | None = None,
     target: str = "ibi",
@@ -73,7 +73,7 @@ def train_params_to_potential(
 def train_acceleration(
     database: str | Path | Database,
     out: str | Path,
-    config: TrainConfig | None = None,
+    config: EnsembleTrainConfig | None = None,
     *,
     molecule: str | None = None,
     test_fraction: float = DEFAULT_TEST_FRACTION,

@@ -28,7 +28,7 @@ from cgforge.methods.mobility.dataset import (
     parameter_data,
 )
 from cgforge.methods.mobility.model_io import FORMAT_NAME, FORMAT_VERSION, read_manifest
-from cgforge.methods.mobility.network import TrainConfig
+from cgforge.methods.mobility.network import EnsembleTrainConfig
 from cgforge.methods.mobility.params import ParamsModel, fit_params_to_potential
 from cgforge.methods.mobility.potential_from_mobility import MobilityModel, fit_mobility
 from cgforge.methods.mobility.prediction import Prediction, simulation_table
@@ -39,11 +39,11 @@ __all__ = [
     "G_STRUCTURAL",
     "MIN_RECORDS",
     "AccelerationModel",
+    "EnsembleTrainConfig",
     "MobilityModel",
     "ParamsModel",
     "Prediction",
     "RecordSet",
-    "TrainConfig",
     "find_pairs",
     "fit_acceleration",
     "fit_mobility",

@@ -50,8 +50,8 @@ from cgforge.methods.mobility.model_io import (
 )
 from cgforge.methods.mobility.network import (
     Ensemble,
+    EnsembleTrainConfig,
     InputDomain,
-    TrainConfig,
     TrainProgress,
     group_folds,
 )
@@ -109,7 +109,7 @@ def regression_metrics(true: NDArray[np.float64], predicted: NDArray[np.float64]
 def fit_acceleration(
     records: RecordSet,
     out: str | Path,
-    config: TrainConfig | None = None,
+    config: EnsembleTrainConfig | None = None,
     *,
     molecule: str | None = None,
     test_fraction: float = DEFAULT_TEST_FRACTION,
@@ -120,7 +120,7 @@ def fit_acceleration(
     """Train the random forest and the network on the stage-A records of ``molecule`` among
     ``records`` (read with :func:`cgforge.database.learning.read_records`) and write the model
     directory ``out``; returns the manifest with the test-set metrics."""
-    config = TrainConfig(learning_curve=()) if config is None else config
+    config = EnsembleTrainConfig(learning_curve=()) if config is None else config
     check_output_dir(out, overwrite=overwrite)
     if not 0.0 < test_fraction < 0.5:
         raise InputError(f"test fraction must lie in (0, 0.5), got {test_fraction!r}")
@@ -245,7 +245,7 @@ class AccelerationModel:
             raise InputError(f"model {loaded.path} lacks {path.name}; retrain it")
         with open(path, "rb") as handle:
             forest = pickle.load(handle)  # trusted model directories only (module docstring)
-        config = TrainConfig.from_dict(manifest["hyperparameters"])
+        config = EnsembleTrainConfig.from_dict(manifest["hyperparameters"])
         ensemble = Ensemble.from_state(loaded.arrays, loaded.members, manifest["network"], config)
         names = tuple(manifest["features"]["parameter_names"])
         if ensemble.x_std.mean.size != len(names) + 1:

@@ -35,10 +35,10 @@ from cgforge.errors import InputError
 
 __all__ = [
     "Ensemble",
+    "EnsembleTrainConfig",
     "FitReport",
     "InputDomain",
     "Standardizer",
-    "TrainConfig",
     "group_folds",
 ]
 
@@ -49,7 +49,7 @@ MIN_OUTPUTS_FOR_BASIS = 8
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class EnsembleTrainConfig:
     """Hyperparameters of an ensemble (see the module docstring).
 
     ``hidden``: widths of the hidden layers; ``learning_rate`` of Adam; ``weight_decay`` (L2);
@@ -95,7 +95,7 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> EnsembleTrainConfig:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -218,7 +218,7 @@ def _train_member(
     y_tr: NDArray[np.float64],
     x_va: NDArray[np.float64],
     y_va: NDArray[np.float64],
-    config: TrainConfig,
+    config: EnsembleTrainConfig,
     seed: int,
     label: str,
     progress: TrainProgress | None,
@@ -338,7 +338,7 @@ class Ensemble:
         members: list[Any],
         x_std: Standardizer,
         y_std: Standardizer,
-        config: TrainConfig,
+        config: EnsembleTrainConfig,
     ) -> None:
         self.members = members
         self.x_std = x_std
@@ -352,7 +352,7 @@ class Ensemble:
         x: NDArray[np.float64],
         y: NDArray[np.float64],
         groups: Sequence[str],
-        config: TrainConfig,
+        config: EnsembleTrainConfig,
         *,
         x_floor: float | NDArray[np.float64],
         y_floor: float | NDArray[np.float64],
@@ -467,7 +467,7 @@ class Ensemble:
         arrays: dict[str, NDArray[np.float64]],
         states: list[dict[str, Any]],
         meta: dict[str, Any],
-        config: TrainConfig,
+        config: EnsembleTrainConfig,
     ) -> Ensemble:
         """Rebuild an ensemble from :meth:`state` (raises InputError on a mismatch)."""
         try:

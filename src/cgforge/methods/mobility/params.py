@@ -52,7 +52,12 @@ from cgforge.methods.mobility.model_io import (
     write_model_files,
     write_training_record,
 )
-from cgforge.methods.mobility.network import Ensemble, InputDomain, TrainConfig, TrainProgress
+from cgforge.methods.mobility.network import (
+    Ensemble,
+    EnsembleTrainConfig,
+    InputDomain,
+    TrainProgress,
+)
 from cgforge.methods.mobility.potential_from_mobility import (
     RANGE_MARGIN,
     fit_potential_ensemble,
@@ -115,7 +120,7 @@ def parameter_vector_from(
 def fit_params_to_potential(
     records: RecordSet,
     out: str | Path,
-    config: TrainConfig | None = None,
+    config: EnsembleTrainConfig | None = None,
     *,
     molecule: str | None = None,
     target: str = "ibi",
@@ -132,7 +137,7 @@ def fit_params_to_potential(
     """
     if target not in TARGETS:
         raise InputError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
-    config = TrainConfig() if config is None else config
+    config = EnsembleTrainConfig() if config is None else config
     check_output_dir(out, overwrite=overwrite)
     needed = minimum_records(config.folds)
     data = parameter_data(records, molecule, needed=needed)
@@ -243,7 +248,7 @@ class ParamsModel:
     def load(cls, model_dir: str | Path, grids: LearningGrids | None = None) -> ParamsModel:
         loaded = load_model_files(model_dir, kind=tuple(TARGETS.values()), grids=grids)
         manifest = loaded.manifest
-        config = TrainConfig.from_dict(manifest["hyperparameters"])
+        config = EnsembleTrainConfig.from_dict(manifest["hyperparameters"])
         ensemble = Ensemble.from_state(loaded.arrays, loaded.members, manifest["network"], config)
         names = tuple(manifest["features"]["parameter_names"])
         r_out = np.asarray(loaded.arrays["output_r_nm"], dtype=np.float64)

@@ -54,9 +54,9 @@ from cgforge.methods.mobility.model_io import (
 )
 from cgforge.methods.mobility.network import (
     Ensemble,
+    EnsembleTrainConfig,
     FitReport,
     InputDomain,
-    TrainConfig,
     TrainProgress,
     group_folds,
 )
@@ -118,7 +118,7 @@ def fit_potential_ensemble(
     x: NDArray[np.float64],
     y: NDArray[np.float64],
     groups: list[str],
-    config: TrainConfig,
+    config: EnsembleTrainConfig,
     *,
     x_floor: float | NDArray[np.float64],
     progress: TrainProgress | None,
@@ -137,7 +137,7 @@ def fit_potential_ensemble(
 def fit_mobility(
     records: RecordSet,
     out: str | Path,
-    config: TrainConfig | None = None,
+    config: EnsembleTrainConfig | None = None,
     *,
     overwrite: bool = False,
     progress: TrainProgress | None = None,
@@ -150,7 +150,7 @@ def fit_mobility(
     training summary: validation losses (standardised MSE) of every member, the loss of
     predicting the mean, the learning curve and out-of-fold potential errors in kJ/mol.
     """
-    config = TrainConfig() if config is None else config
+    config = EnsembleTrainConfig() if config is None else config
     check_output_dir(out, overwrite=overwrite)
     data = mobility_data(records, config.folds)
     records, targets = data.records, data.targets  # the usable ones
@@ -244,7 +244,7 @@ class MobilityModel:
         """Read a mobility model directory (checks format, version, kind and, if given, grids)."""
         loaded = load_model_files(model_dir, kind=KIND, grids=grids)
         manifest = loaded.manifest
-        config = TrainConfig.from_dict(manifest["hyperparameters"])
+        config = EnsembleTrainConfig.from_dict(manifest["hyperparameters"])
         ensemble = Ensemble.from_state(loaded.arrays, loaded.members, manifest["network"], config)
         grids_model = loaded.grids
         r_out = np.asarray(loaded.arrays.get("output_r_nm", []), dtype=np.float64)
