@@ -74,16 +74,16 @@ from cgforge.engines.cg_engine import CGSystem, require_table
 from cgforge.engines.lammps_lib import Lammps
 from cgforge.engines.protocol import (
     STAGE_IDS,
-    THERMO_COLUMNS,
     MDProtocol,
     MDResult,
     ProgressCallback,
     chunk_thermo,
     production_boxes,
     production_samples,
+    write_chunk,
 )
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import read_state, write_json, write_npz
+from cgforge.fileio import read_state, write_json
 from cgforge.potentials.io import write_lammps
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import ANGSTROM_TO_NM, KCAL_TO_KJ, density_g_cm3
@@ -481,14 +481,9 @@ class LammpsRunner:
             elapsed = time.perf_counter() - tic
             if elapsed > 0:
                 self._segment_speed = (end - step) * dt * 1e-3 / elapsed * 86400.0
-            chunk_name = f"{stage}-{len(state['chunks']):05d}.npz"
-            arrays: dict[str, Any] = {
-                "stage": np.array(stage),
-                "thermo": np.array(thermo_rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)),
-                "times_ps": np.array(sample_times, dtype=float),
-            }
-            arrays.update({k: np.array(v) for k, v in samples.items()})
-            write_npz(self.workdir / chunk_name, **arrays)
+            chunk_name = write_chunk(
+                self.workdir, stage, len(state["chunks"]), thermo_rows, sample_times, samples
+            )
             restart = self._write_restart(f"{stage}-{end}.restart")
             previous = state.get("restart")
             state = dict(state, step=end, restart=restart, chunks=[*state["chunks"], chunk_name])

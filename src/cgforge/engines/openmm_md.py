@@ -51,16 +51,16 @@ import openmm.app as app
 
 from cgforge.engines.protocol import (
     STAGE_IDS,
-    THERMO_COLUMNS,
     MDProtocol,
     MDResult,
     ProgressCallback,
     chunk_thermo,
     production_boxes,
     production_samples,
+    write_chunk,
 )
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import atomic_path, read_state, write_json, write_npz
+from cgforge.fileio import atomic_path, read_state, write_json
 from cgforge.mapping import center_of_mass, map_forces
 from cgforge.units import KB_KJ_MOL_K, density_g_cm3
 
@@ -421,14 +421,9 @@ class MDRunner:
             elapsed = time.perf_counter() - tic
             if elapsed > 0:
                 self._segment_speed = (end - step) * dt * 1e-3 / elapsed * 86400.0
-            chunk_name = f"{stage}-{len(state['chunks']):05d}.npz"
-            arrays: dict[str, Any] = {
-                "stage": np.array(stage),
-                "thermo": np.array(thermo_rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)),
-                "times_ps": np.array(sample_times, dtype=float),
-            }
-            arrays.update({k: np.array(v) for k, v in samples.items()})
-            write_npz(self.workdir / chunk_name, **arrays)
+            chunk_name = write_chunk(
+                self.workdir, stage, len(state["chunks"]), thermo_rows, sample_times, samples
+            )
             checkpoint = self._save_checkpoint(simulation, f"{stage}-{end}.chk")
             previous = state.get("checkpoint")
             state = dict(

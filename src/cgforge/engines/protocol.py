@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import write_text
+from cgforge.fileio import write_npz, write_text
 from cgforge.units import density_g_cm3
 
 #: Production ensembles of :class:`MDProtocol`.
@@ -338,6 +338,27 @@ def write_thermo_csv(path: str | Path, thermo: dict[str, np.ndarray]) -> None:
         )
         lines.append(",".join(cells))
     write_text(path, "\n".join(lines) + "\n")
+
+
+def write_chunk(
+    workdir: Path,
+    stage: str,
+    index: int,
+    thermo_rows: list[Any],
+    sample_times: list[float],
+    samples: dict[str, list[Any]],
+) -> str:
+    """Write a run's chunk ``index`` of ``stage`` (its thermo rows, sample times in ps and the
+    sampled arrays) as ``<stage>-<index>.npz`` in ``workdir``; returns its name."""
+    name = f"{stage}-{index:05d}.npz"
+    arrays: dict[str, Any] = {
+        "stage": np.array(stage),
+        "thermo": np.array(thermo_rows, dtype=float).reshape(-1, len(THERMO_COLUMNS)),
+        "times_ps": np.array(sample_times, dtype=float),
+    }
+    arrays.update({k: np.array(v) for k, v in samples.items()})
+    write_npz(workdir / name, **arrays)
+    return name
 
 
 def chunk_thermo(
