@@ -74,16 +74,14 @@ from cgforge.engines.cg_engine import CGSystem, require_table
 from cgforge.engines.lammps_lib import Lammps
 from cgforge.engines.protocol import (
     STAGE_IDS,
+    ChunkedRunner,
     MDProtocol,
     MDResult,
     ProgressCallback,
+    Segment,
     chunk_thermo,
-    production_boxes,
-    production_samples,
-    write_chunk,
 )
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import read_state, write_json
 from cgforge.potentials.io import write_lammps
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.units import ANGSTROM_TO_NM, KCAL_TO_KJ, density_g_cm3
@@ -95,7 +93,6 @@ TABLE_POINTS = 10_000
 TABLE_INNER_NM = 0.02
 TABLE_KEYWORD = "CG"
 TABLE_FILE = "pair.table"
-STATE_FILE = "state.json"
 #: Share of the equilibration run at constant volume with a Langevin thermostat.
 MELT_FRACTION = 0.2
 #: Langevin damping time of that start, ps.
@@ -134,8 +131,11 @@ def _lammps_seed(seed: int, stream: int) -> int:
     return (int(seed) * 7919 + stream * 104_729) % 900_000_000 + 1
 
 
-class LammpsRunner:
+class LammpsRunner(ChunkedRunner):
     """Runs an :class:`MDProtocol` on a :class:`CGSystem` with LAMMPS in a work directory."""
+
+    restart_key = "restart"
+    restart_suffix = ".restart"
 
     def __init__(
         self,
@@ -162,13 +162,6 @@ class LammpsRunner:
         self._thermo_vars = False
 
     # ------------------------------------------------------------------ state on disk
-    def _load_state(self) -> dict[str, Any]:
-        fresh = {"stage": "minimize", "step": 0, "chunks": [], "restart": None}
-        return read_state(self.workdir / STATE_FILE, fresh)
-
-    def _commit(self, state: dict[str, Any]) -> None:
-        write_json(self.workdir / STATE_FILE, state)
-
     def _write_restart(self, name: str) -> str:
         tmp = self.workdir / f".{name}.tmp"
         self.lmp.command(f"write_restart {tmp}")
@@ -444,12 +437,7 @@ class LammpsRunner:
 
     def _run_stage(self, stage: str, n_steps: int, state: dict[str, Any]) -> dict[str, Any]:
         p = self.protocol
-        thermo_stride = p.stride(p.thermo_interval_ps)
-        sample_stride = p.stride(p.sample_interval_ps) if stage == "production" else 0
-        strides = [thermo_stride] + ([sample_stride] if sample_stride else [])
-        lcm = math.lcm(*strides)
-        segment = max(p.stride(p.checkpoint_interval_ps), max(strides))
-        segment = math.ceil(segment / lcm) * lcm
+        thermo_stride, sample_stride, _, segment = self._strides(stage)
         stage_id = STAGE_IDS[stage]
         step = int(state["step"])
         dt = p.dt_ps
@@ -458,10 +446,7 @@ class LammpsRunner:
         chunk = sample_stride or 10 * thermo_stride
         while step < n_steps:
             end = min(n_steps, step + segment)
-            thermo_rows: list[list[float]] = []
-            samples: dict[str, list[np.ndarray]] = {}
-            sample_times: list[float] = []
-            tic = time.perf_counter()
+            seg = Segment()
             done = step
             while done < end:
                 phase, phase_end = self._phase_of(stage, done, n_steps)
@@ -471,49 +456,23 @@ class LammpsRunner:
                 next_stop = min(end, phase_end, (done // chunk + 1) * chunk)
                 self._define_thermo_fix(thermo_stride)
                 self._run(next_stop - done, stage, done)
-                thermo_rows += self._thermo_rows(done, thermo_stride, stage_id)
+                seg.thermo_rows += self._thermo_rows(done, thermo_stride, stage_id)
                 done = next_stop
                 if sample_stride and done % sample_stride == 0:
-                    for key, value in self._sample().items():
-                        samples.setdefault(key, []).append(value)
-                    sample_times.append(done * dt)
+                    seg.add_sample(done * dt, self._sample())
                 self._report(stage, done, n_steps)
-            elapsed = time.perf_counter() - tic
-            if elapsed > 0:
-                self._segment_speed = (end - step) * dt * 1e-3 / elapsed * 86400.0
-            chunk_name = write_chunk(
-                self.workdir, stage, len(state["chunks"]), thermo_rows, sample_times, samples
-            )
-            restart = self._write_restart(f"{stage}-{end}.restart")
-            previous = state.get("restart")
-            state = dict(state, step=end, restart=restart, chunks=[*state["chunks"], chunk_name])
-            self._commit(state)
-            if previous and previous != restart:
-                (self.workdir / previous).unlink(missing_ok=True)
+            state = self._end_segment(state, stage, step, end, seg, self._write_restart)
             step = end
         return state
 
     # ------------------------------------------------------------------ results
     def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
-        times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
-        frame_box = production_boxes(self.workdir, state["chunks"])
-        return MDResult(
-            times_ps=times,
-            bead_positions_nm=positions,
-            bead_forces_kj_mol_nm=forces,
-            box_nm=np.array(state["box_nm"]) if frame_box is None else frame_box.mean(axis=0),
-            bead_masses_amu=np.full(self.n, self.system.mass_amu),
-            thermo=chunk_thermo(self.workdir, state["chunks"]),
+        return self._chunk_result(
+            state,
+            wall_s,
+            bead_masses=np.full(self.n, self.system.mass_amu),
             platform=f"LAMMPS (CPU, {self.threads} thread{'s' if self.threads > 1 else ''})",
-            ns_per_day=self._segment_speed,
-            wall_s=wall_s,
-            particle_chunks=chunks,
-            frame_box_nm=frame_box,
         )
-
-    def _report(self, stage: str, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress(stage, done, total, self._segment_speed)
 
 
 class LammpsEngine:

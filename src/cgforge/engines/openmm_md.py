@@ -51,20 +51,17 @@ import openmm.app as app
 
 from cgforge.engines.protocol import (
     STAGE_IDS,
+    ChunkedRunner,
     MDProtocol,
     MDResult,
     ProgressCallback,
+    Segment,
     chunk_thermo,
-    production_boxes,
-    production_samples,
-    write_chunk,
 )
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import atomic_path, read_state, write_json
+from cgforge.fileio import atomic_path
 from cgforge.mapping import center_of_mass, map_forces
 from cgforge.units import KB_KJ_MOL_K, density_g_cm3
-
-STATE_FILE = "state.json"
 
 
 def select_platform(name: str) -> tuple[openmm.Platform, dict[str, str]]:
@@ -89,7 +86,7 @@ def select_platform(name: str) -> tuple[openmm.Platform, dict[str, str]]:
     return available[wanted], properties
 
 
-class MDRunner:
+class MDRunner(ChunkedRunner):
     """Runs :class:`MDProtocol` on an OpenMM system in a work directory with resume."""
 
     def __init__(
@@ -133,17 +130,6 @@ class MDRunner:
         self.dof = 3 * n - self.n_constraints - 3
         self.platform, self.platform_properties = select_platform(protocol.platform)
         self._segment_speed = 0.0
-
-    # ------------------------------------------------------------------ state on disk
-    def _state_path(self) -> Path:
-        return self.workdir / STATE_FILE
-
-    def _load_state(self) -> dict[str, Any]:
-        fresh = {"stage": "minimize", "step": 0, "chunks": [], "checkpoint": None}
-        return read_state(self._state_path(), fresh)
-
-    def _commit(self, state: dict[str, Any]) -> None:
-        write_json(self._state_path(), state)
 
     # ------------------------------------------------------------------ contexts
     def _make_simulation(self, stage: str, box_nm: np.ndarray) -> app.Simulation:
@@ -387,20 +373,13 @@ class MDRunner:
         p = self.protocol
         simulation = self._make_simulation(stage, box_nm)
         self._load_checkpoint(simulation, state["checkpoint"])
-        thermo_stride = p.stride(p.thermo_interval_ps)
-        sample_stride = p.stride(p.sample_interval_ps) if stage == "production" else 0
-        strides = [thermo_stride] + ([sample_stride] if sample_stride else [])
-        segment = max(p.stride(p.checkpoint_interval_ps), max(strides))
-        segment = math.ceil(segment / math.lcm(*strides)) * math.lcm(*strides)
+        thermo_stride, sample_stride, strides, segment = self._strides(stage)
         stage_id = STAGE_IDS[stage]
         step = int(state["step"])
         dt = p.dt_ps
         while step < n_steps:
             end = min(n_steps, step + segment)
-            thermo_rows: list[list[float]] = []
-            samples: dict[str, list[np.ndarray]] = {}
-            sample_times: list[float] = []
-            tic = time.perf_counter()
+            seg = Segment()
             done = step
             while done < end:
                 next_stop = end
@@ -412,47 +391,17 @@ class MDRunner:
                 if done % thermo_stride == 0:
                     row = self._thermo_row(simulation, t_ps, stage_id)
                     self._check_energy(row[2], stage, done)
-                    thermo_rows.append(row)
+                    seg.thermo_rows.append(row)
                 if sample_stride and done % sample_stride == 0:
-                    for key, value in self._sample(simulation).items():
-                        samples.setdefault(key, []).append(value)
-                    sample_times.append(t_ps)
+                    seg.add_sample(t_ps, self._sample(simulation))
                 self._report(stage, done, n_steps)
-            elapsed = time.perf_counter() - tic
-            if elapsed > 0:
-                self._segment_speed = (end - step) * dt * 1e-3 / elapsed * 86400.0
-            chunk_name = write_chunk(
-                self.workdir, stage, len(state["chunks"]), thermo_rows, sample_times, samples
+            state = self._end_segment(
+                state, stage, step, end, seg, lambda name: self._save_checkpoint(simulation, name)
             )
-            checkpoint = self._save_checkpoint(simulation, f"{stage}-{end}.chk")
-            previous = state.get("checkpoint")
-            state = dict(
-                state, step=end, checkpoint=checkpoint, chunks=[*state["chunks"], chunk_name]
-            )
-            self._commit(state)
-            if previous and previous != checkpoint and (self.workdir / previous).exists():
-                (self.workdir / previous).unlink()
             step = end
         return state
 
     def _result(self, state: dict[str, Any], wall_s: float) -> MDResult:
-        times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
-        frame_box = production_boxes(self.workdir, state["chunks"])
-        return MDResult(
-            times_ps=times,
-            bead_positions_nm=positions,
-            bead_forces_kj_mol_nm=forces,
-            box_nm=np.array(state["box_nm"]) if frame_box is None else frame_box.mean(axis=0),
-            bead_masses_amu=self.bead_masses,
-            thermo=chunk_thermo(self.workdir, state["chunks"]),
-            platform=self.platform.getName(),
-            ns_per_day=self._segment_speed,
-            wall_s=wall_s,
-            particle_chunks=chunks,
-            frame_box_nm=frame_box,
-            npt_volume_nm3=state.get("npt_volume_nm3"),
+        return self._chunk_result(
+            state, wall_s, bead_masses=self.bead_masses, platform=self.platform.getName()
         )
-
-    def _report(self, stage: str, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress(stage, done, total, self._segment_speed)

@@ -33,6 +33,7 @@ production back with :func:`production_samples` and :func:`production_boxes`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from cgforge.errors import InputError, SimulationError
-from cgforge.fileio import write_npz, write_text
+from cgforge.fileio import read_state, write_json, write_npz, write_text
 from cgforge.units import density_g_cm3
 
 #: Production ensembles of :class:`MDProtocol`.
@@ -72,6 +73,8 @@ STAGE_IDS: dict[str, int] = {"equilibration": 0, "production": 1, "relax": 2}
 
 #: (stage name, steps done in stage, steps in stage, ns/day of the last segment)
 ProgressCallback = Callable[[str, int, int, float], None]
+#: The committed state of a chunked run (:class:`ChunkedRunner`) in its work directory.
+STATE_FILE = "state.json"
 
 
 def check_cg_threads(threads: Any) -> int:
@@ -418,3 +421,116 @@ def production_samples(
         np.concatenate(forces) if forces else None,
         chunks,
     )
+
+
+@dataclass
+class Segment:
+    """What one checkpointed segment of a stage gathers before it goes to a chunk file: thermo
+    rows, sample times (ps) and the sampled arrays by name; ``started`` is its wall clock."""
+
+    thermo_rows: list[Any] = field(default_factory=list)
+    sample_times: list[float] = field(default_factory=list)
+    samples: dict[str, list[Any]] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def add_sample(self, t_ps: float, sample: dict[str, Any]) -> None:
+        """Keep the arrays of one sample at ``t_ps``."""
+        for key, value in sample.items():
+            self.samples.setdefault(key, []).append(value)
+        self.sample_times.append(t_ps)
+
+
+class ChunkedRunner:
+    """The bookkeeping of the runners that run an :class:`MDProtocol` in segments and keep
+    each segment in a chunk file (the OpenMM :class:`~cgforge.engines.openmm_md.MDRunner` and
+    the LAMMPS :class:`~cgforge.engines.lammps_md.LammpsRunner`): the state committed to
+    :data:`STATE_FILE` (stage, step within it, chunk names, and the engine's restart file under
+    :attr:`restart_key`), the segment length, the end of a segment, progress reports and the
+    result read back from the chunks. A subclass sets ``protocol``, ``workdir``, ``progress``
+    and ``_segment_speed`` (ns/day of the last segment)."""
+
+    #: The state's key of the file a run resumes from, and that file's ending.
+    restart_key = "checkpoint"
+    restart_suffix = ".chk"
+
+    protocol: MDProtocol
+    workdir: Path
+    progress: ProgressCallback | None
+    _segment_speed: float
+
+    def _load_state(self) -> dict[str, Any]:
+        fresh = {"stage": "minimize", "step": 0, "chunks": [], self.restart_key: None}
+        return read_state(self.workdir / STATE_FILE, fresh)
+
+    def _commit(self, state: dict[str, Any]) -> None:
+        write_json(self.workdir / STATE_FILE, state)
+
+    def _strides(self, stage: str) -> tuple[int, int, list[int], int]:
+        """Thermo stride, sample stride (0 outside production), the strides in use, and the
+        steps of a segment: the checkpoint interval (at least the longest stride) rounded up to
+        a multiple of every stride."""
+        p = self.protocol
+        thermo_stride = p.stride(p.thermo_interval_ps)
+        sample_stride = p.stride(p.sample_interval_ps) if stage == "production" else 0
+        strides = [thermo_stride] + ([sample_stride] if sample_stride else [])
+        lcm = math.lcm(*strides)
+        segment = max(p.stride(p.checkpoint_interval_ps), max(strides))
+        return thermo_stride, sample_stride, strides, math.ceil(segment / lcm) * lcm
+
+    def _end_segment(
+        self,
+        state: dict[str, Any],
+        stage: str,
+        step: int,
+        end: int,
+        segment: Segment,
+        save: Callable[[str], str],
+    ) -> dict[str, Any]:
+        """Close the segment of ``stage`` from ``step`` to ``end``: its speed, its chunk file,
+        the engine's restart file (``save(name)`` writes it, returns its name), then the
+        committed state that holds both; the previous restart file is removed. Returns the
+        new state."""
+        elapsed = time.perf_counter() - segment.started
+        if elapsed > 0:
+            self._segment_speed = (end - step) * self.protocol.dt_ps * 1e-3 / elapsed * 86400.0
+        chunk_name = write_chunk(
+            self.workdir,
+            stage,
+            len(state["chunks"]),
+            segment.thermo_rows,
+            segment.sample_times,
+            segment.samples,
+        )
+        restart = save(f"{stage}-{end}{self.restart_suffix}")
+        previous = state.get(self.restart_key)
+        state = dict(state, step=end, chunks=[*state["chunks"], chunk_name])
+        state[self.restart_key] = restart
+        self._commit(state)
+        if previous and previous != restart:
+            (self.workdir / previous).unlink(missing_ok=True)
+        return state
+
+    def _chunk_result(
+        self, state: dict[str, Any], wall_s: float, *, bead_masses: np.ndarray, platform: str
+    ) -> MDResult:
+        """The :class:`MDResult` of a finished run, read back from its chunks."""
+        times, positions, forces, chunks = production_samples(self.workdir, state["chunks"])
+        frame_box = production_boxes(self.workdir, state["chunks"])
+        return MDResult(
+            times_ps=times,
+            bead_positions_nm=positions,
+            bead_forces_kj_mol_nm=forces,
+            box_nm=np.array(state["box_nm"]) if frame_box is None else frame_box.mean(axis=0),
+            bead_masses_amu=bead_masses,
+            thermo=chunk_thermo(self.workdir, state["chunks"]),
+            platform=platform,
+            ns_per_day=self._segment_speed,
+            wall_s=wall_s,
+            particle_chunks=chunks,
+            frame_box_nm=frame_box,
+            npt_volume_nm3=state.get("npt_volume_nm3"),
+        )
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total, self._segment_speed)
