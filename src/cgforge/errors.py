@@ -3,7 +3,8 @@
 Every problem a user can cause (bad input, missing files, impossible requests) raises
 :class:`CGForgeError` with a message that names the problem and, where possible, the fix.
 The command line prints such errors as one line and exits non-zero; anything else is a bug.
-:func:`require_positive` is the one check of a positive number.
+:func:`require_positive` is the one check of a positive number, :func:`check_settings` the one
+check of a settings dataclass's fields.
 
 A message names what to change in Python terms: the parameter (``"lengthen production_ps"``,
 ``"pass overwrite=True"``), and the error lists the parameters it names in ``parameters``. The
@@ -59,3 +60,17 @@ def require_positive(value: Any, what: str, *, parameter: str | None = None) -> 
     if not (math.isfinite(number) and number > 0.0):
         raise InputError(f"{what} must be positive, got {value!r}", parameters=names)
     return number
+
+
+def check_settings(
+    settings: object, checks: dict[str, bool], kind: str, *, finite: bool = False
+) -> None:
+    """An :class:`InputError` ``invalid <kind> setting <name>=<value>`` for the first field of
+    ``settings`` whose entry in ``checks`` (field name: whether its value is valid) is False;
+    with ``finite``, also for a field holding a non-finite number (numbers other than ints)."""
+    for name, ok in checks.items():
+        value = getattr(settings, name)
+        if ok and finite:
+            ok = isinstance(value, bool | int | str) or value is None or math.isfinite(value)
+        if not ok:
+            raise InputError(f"invalid {kind} setting {name}={value!r}")

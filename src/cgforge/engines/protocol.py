@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from cgforge.errors import InputError, SimulationError
+from cgforge.errors import InputError, SimulationError, check_settings
 from cgforge.fileio import read_state, write_json, write_npz, write_text
 from cgforge.units import density_g_cm3
 
@@ -141,9 +141,7 @@ class MDProtocol:
             "checkpoint_interval_ps": self.checkpoint_interval_ps > 0,
             "barostat_interval": self.barostat_interval > 0,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise InputError(f"invalid MD setting {name}={getattr(self, name)!r}")
+        check_settings(self, checks, "MD")
         if self.production_ensemble not in PRODUCTION_ENSEMBLES:
             raise InputError(
                 f"production ensemble '{self.production_ensemble}' is not supported; use "

@@ -70,7 +70,7 @@ from typing import Any
 
 from cgforge.engines.cg_engine import resolved_protocol
 from cgforge.engines.protocol import MDProtocol
-from cgforge.errors import InputError
+from cgforge.errors import InputError, check_settings
 from cgforge.fileio import write_text
 from cgforge.units import NM2_PS_TO_M2_S, kT
 
@@ -121,10 +121,7 @@ class FrictionConfig:
             "gamma_max_per_ps": self.gamma_max_per_ps > self.gamma_min_per_ps,
             "max_step_factor": self.max_step_factor > 1,
         }
-        for name, ok in checks.items():
-            value = getattr(self, name)
-            if not ok or not math.isfinite(float(value)):
-                raise InputError(f"invalid friction-fit setting {name}={value!r}")
+        check_settings(self, checks, "friction-fit", finite=True)
         if self.tolerance == 0 and self.sigmas == 0:
             raise InputError("give the friction fit a tolerance > 0 or sigmas > 0")
 

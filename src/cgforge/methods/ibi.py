@@ -106,7 +106,7 @@ from cgforge.engines.cg_system import (
     timestep_limit_fs,
 )
 from cgforge.engines.protocol import MDProtocol, MDResult, ProgressCallback, check_cg_threads
-from cgforge.errors import InputError, SimulationError
+from cgforge.errors import InputError, SimulationError, check_settings
 from cgforge.fileio import atomic_path, write_json, write_text
 from cgforge.methods.measure import measure_production
 from cgforge.observables import RDF
@@ -233,11 +233,7 @@ class IBIConfig:
             "bin_noise_fraction": self.bin_noise_fraction is None or self.bin_noise_fraction > 0,
             "smoothing_nm": self.smoothing_nm is None or self.smoothing_nm >= 0,
         }
-        for name, ok in checks.items():
-            value = getattr(self, name)
-            finite = isinstance(value, bool | int | str) or value is None or math.isfinite(value)
-            if not (ok and finite):
-                raise InputError(f"invalid IBI setting {name}={value!r}")
+        check_settings(self, checks, "IBI", finite=True)
         check_cg_threads(self.cg_threads)
         if self.production_ps < 3 * self.sample_interval_ps:
             raise InputError(

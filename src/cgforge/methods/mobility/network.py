@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from cgforge.errors import InputError
+from cgforge.errors import InputError, check_settings
 
 __all__ = [
     "Ensemble",
@@ -84,9 +84,7 @@ class EnsembleTrainConfig:
             "output_variance": 0.0 < self.output_variance <= 1.0,
             "learning_curve": all(0.0 < f <= 1.0 for f in self.learning_curve),
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise InputError(f"invalid training setting {name}={getattr(self, name)!r}")
+        check_settings(self, checks, "training")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
