@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from cgforge.cli import options
 from cgforge.cli.options import protocol_from_options
 from cgforge.cli.progress import console, stage_progress
 from cgforge.units import parse_time_ps
@@ -21,21 +22,19 @@ def register(app: typer.Typer) -> None:
 
 def aa(
     molecule: str = typer.Argument(None, help="Built-in name (see 'cgforge molecules') or SMILES."),
-    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
+    out: options.RunOut = ...,
     molecules_: int = typer.Option(500, "--molecules", help="Number of molecules."),
     equilibrate: str = typer.Option(
         "100ps", "--equilibrate", help="NPT equilibration time, e.g. 200ps."
     ),
-    production: str = typer.Option("1ns", "--production", help="Production time, e.g. 2ns."),
-    temperature: float = typer.Option(298.15, "--temperature", help="Temperature, K."),
-    pressure: float = typer.Option(1.0, "--pressure", help="Pressure, bar."),
+    production: options.Production = "1ns",
+    temperature: options.Temperature = 298.15,
+    pressure: options.Pressure = 1.0,
     timestep: str = typer.Option("2fs", "--timestep", help="Time step (HBond constraints)."),
     ensemble: str = typer.Option(
         "nvt", "--ensemble", help="Production ensemble: nvt (Nosé-Hoover) or nve."
     ),
-    sample_every: str = typer.Option(
-        None, "--sample-every", help="Bead sampling interval (default: run/100, at most 1ps)."
-    ),
+    sample_every: options.BeadSampleEvery = None,
     forces: bool = typer.Option(False, "--forces", help="Also save mapped (per-molecule) forces."),
     density_scale: float = typer.Option(
         None,
@@ -79,8 +78,8 @@ def aa(
     include_dir: Path = typer.Option(
         None, "--include-dir", help="GROMACS force-field directory for --topology."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    overwrite: options.OverwriteRun = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """All-atom reference liquid: OPLS-AA → MD (OpenMM or GROMACS) → one bead per molecule →
     RDF, D, density."""
@@ -131,7 +130,7 @@ def analyze(
     trajectory: list[Path] = typer.Option(
         None, "--trajectory", help="Trajectory file(s): .xtc/.trr/.dcd/LAMMPS dump."
     ),
-    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
+    out: options.RunOut = ...,
     temperature: float = typer.Option(
         None, "--temperature", help="Temperature of the run, K (recorded)."
     ),
@@ -142,7 +141,7 @@ def analyze(
         None, "--fit-start", help="Start of the MSD fit window, e.g. 10ps."
     ),
     fit_end: str = typer.Option(None, "--fit-end", help="End of the MSD fit window."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
+    overwrite: options.OverwriteRun = False,
 ) -> None:
     """One-bead reference (RDF, MSD, D, density) of your own trajectory, read with MDAnalysis."""
     from cgforge.workflows.analyze import AnalyzeConfig, run_analyze

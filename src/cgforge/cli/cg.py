@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option, cg_threads_option, protocol_from_options
+from cgforge.cli import options
+from cgforge.cli.options import protocol_from_options
 from cgforge.cli.progress import console, stage_progress
 from cgforge.units import parse_time_ps
 
@@ -18,8 +19,8 @@ def register(app: typer.Typer) -> None:
 
 
 def ibi(
-    reference: Path = typer.Argument(..., help="All-atom reference directory (cgforge aa --out)."),
-    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
+    reference: options.ReferenceArgument,
+    out: options.RunOut = ...,
     iterations: int = typer.Option(30, "--iterations", help="Maximum number of IBI iterations."),
     run: str = typer.Option("100ps", "--run", help="Sampled NVT run per iteration, e.g. 200ps."),
     settle: str = typer.Option("10ps", "--settle", help="Discarded start of each iteration's run."),
@@ -27,9 +28,7 @@ def ibi(
         "50ps", "--equilibrate", help="NPT equilibration of the final CG run."
     ),
     production: str = typer.Option("500ps", "--production", help="Final CG production, e.g. 1ns."),
-    beads: int = typer.Option(
-        None, "--beads", help="Number of beads (default: the reference's molecules)."
-    ),
+    beads: options.Beads = None,
     cutoff: float = typer.Option(
         None, "--cutoff", help="Potential cutoff, nm (default: min(1.4, half box))."
     ),
@@ -45,15 +44,13 @@ def ibi(
         "--pressure-correction/--no-pressure-correction",
         help="Linear pressure-correction ramp.",
     ),
-    timestep: str = typer.Option("5fs", "--timestep", help="CG time step."),
-    platform: str = typer.Option(
-        "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
-    ),
-    engine: str = cg_engine_option(),
-    threads: int = cg_threads_option(),
-    seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    timestep: options.CGTimestep = "5fs",
+    platform: options.Platform = "auto",
+    engine: options.CGEngine = "auto",
+    threads: options.CGThreads = 1,
+    seed: options.MDSeed = 0,
+    overwrite: options.OverwriteRun = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Iterative Boltzmann inversion against an all-atom reference, then a CG production run."""
     from cgforge.methods.ibi import IBIConfig
@@ -94,7 +91,7 @@ def cg(
     potential: Path = typer.Argument(
         ..., help="Tabulated potential, r_nm,U_kJ_mol,F_kJ_mol_nm CSV."
     ),
-    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
+    out: options.RunOut = ...,
     mass: float = typer.Option(None, "--mass", help="Bead mass, amu (default: the reference's)."),
     beads: int = typer.Option(None, "--beads", help="Number of beads (default: the reference's)."),
     density: float = typer.Option(None, "--density", help="Start density, g/cm3."),
@@ -105,37 +102,31 @@ def cg(
         help="Start configuration (GRO, PDB, LAMMPS data; one bead per particle): sets the "
         "beads and the start box.",
     ),
-    reference: Path = typer.Option(
-        None, "--reference", help="All-atom reference directory to compare with."
-    ),
+    reference: options.Reference = None,
     equilibrate: str = typer.Option(
         "50ps", "--equilibrate", help="NPT equilibration time (0ps: NVT at the start density)."
     ),
-    production: str = typer.Option("1ns", "--production", help="Production time, e.g. 2ns."),
+    production: options.Production = "1ns",
     temperature: float = typer.Option(
         None, "--temperature", help="Temperature, K (default: the reference's, else 298.15)."
     ),
     pressure: float = typer.Option(
         None, "--pressure", help="NPT pressure, bar (default: the reference's, else 1)."
     ),
-    timestep: str = typer.Option("5fs", "--timestep", help="Time step."),
+    timestep: options.Timestep = "5fs",
     ensemble: str = typer.Option(
         "nvt",
         "--ensemble",
         help="Production ensemble: nvt (Nosé-Hoover), nve, or npt (Nosé-Hoover + the NPT "
         "barostat; density from the production; lammps and openmm engines).",
     ),
-    sample_every: str = typer.Option(
-        None, "--sample-every", help="Bead sampling interval (default: run/100, at most 1ps)."
-    ),
-    platform: str = typer.Option(
-        "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
-    ),
-    engine: str = cg_engine_option(),
-    threads: int = cg_threads_option(),
-    seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    sample_every: options.BeadSampleEvery = None,
+    platform: options.Platform = "auto",
+    engine: options.CGEngine = "auto",
+    threads: options.CGThreads = 1,
+    seed: options.MDSeed = 0,
+    overwrite: options.OverwriteRun = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """One-bead CG liquid with a tabulated pair potential: CG MD → RDF, D, density."""
     from cgforge.workflows.cg import load_reference, run_cg

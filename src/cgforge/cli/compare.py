@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option, cg_threads_option
+from cgforge.cli import options
 from cgforge.cli.progress import console, stage_progress
 
 
@@ -20,28 +20,24 @@ def _cell(value: object, fmt: str) -> str:
 
 
 def compare(
-    reference: Path = typer.Argument(..., help="All-atom reference directory (cgforge aa --out)."),
+    reference: options.ReferenceArgument,
     out: Path = typer.Option(..., "--out", help="Directory for the methods and the comparison."),
     methods: str = typer.Option(
         "ibi,ml,friction,rescale", "--methods", help="Comma-separated: ibi, ml, friction, rescale."
     ),
     model: Path = typer.Option(None, "--model", help="Trained mobility model directory (ml)."),
-    preset: str = typer.Option(
-        "quick", "--preset", help="tiny (check), quick (desktop CPU) or standard (GPU/cluster)."
-    ),
+    preset: options.Preset = "quick",
     alpha: float = typer.Option(
         None,
         "--alpha",
         help="Predicted acceleration factor for rescale (default: measured on the IBI run).",
     ),
     alpha_err: float = typer.Option(0.0, "--alpha-err", help="Standard error of --alpha."),
-    platform: str = typer.Option(
-        "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
-    ),
-    engine: str = cg_engine_option(),
-    threads: int = cg_threads_option(),
+    platform: options.Platform = "auto",
+    engine: options.CGEngine = "auto",
+    threads: options.CGThreads = 1,
     seed: int = typer.Option(0, "--seed", help="Seed of every CG run."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    quiet: options.Quiet = False,
 ) -> None:
     """Run the CG methods on one all-atom reference; write comparison.csv and comparison.png."""
     from cgforge.workflows.compare import run_compare

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option
+from cgforge.cli import options
 from cgforge.cli.progress import console
 
 db_app = typer.Typer(
@@ -234,8 +234,8 @@ def generate(
         "--ranges",
         help="YAML file of bonded-parameter ranges (e.g. 'angle_theta0_deg: [100, 120]').",
     ),
-    temperature: float = typer.Option(298.15, "--temperature", help="Temperature, K."),
-    pressure: float = typer.Option(1.0, "--pressure", help="Pressure, bar."),
+    temperature: options.Temperature = 298.15,
+    pressure: options.Pressure = 1.0,
     scheduler: str = typer.Option(
         "local",
         "--scheduler",
@@ -265,7 +265,7 @@ def generate(
     engine: str = typer.Option(
         "auto", "--engine", help="All-atom engine of stage A: auto, openmm, gromacs."
     ),
-    cg_engine: str = cg_engine_option("--cg-engine"),
+    cg_engine: options.DBCGEngine = "auto",
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed records again."),
     stop_after_failures: int = typer.Option(
         5,

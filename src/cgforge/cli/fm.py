@@ -13,8 +13,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from cgforge.cli import options
 from cgforge.cli.fm_linear import register as register_linear
-from cgforge.cli.options import cg_engine_option
 from cgforge.cli.progress import console, stage_progress
 from cgforge.errors import InputError
 from cgforge.units import parse_time_ps
@@ -50,9 +50,7 @@ def model_file(path: Path) -> Path:
 
 
 def train(
-    run_dirs: list[Path] = typer.Argument(
-        ..., help="All-atom run directories with mapped forces (cgforge aa ... --forces)."
-    ),
+    run_dirs: options.ForceRunsArgument,
     out: Path = typer.Option(..., "--out", help="Run directory for the trained model."),
     model: str = typer.Option("schnet", "--model", help="Network: schnet or hipnn."),
     epochs: int = typer.Option(100, "--epochs", help="Most training epochs."),
@@ -77,13 +75,13 @@ def train(
         0.2, "--validation-fraction", help="Fraction of time blocks held out for validation."
     ),
     blocks: int = typer.Option(10, "--blocks", help="Time blocks per run for the split."),
-    start: int = typer.Option(0, "--start", help="Frames to skip at the start of each run."),
-    stride: int = typer.Option(1, "--stride", help="Use every n-th frame."),
+    start: options.StartFrames = 0,
+    stride: options.Stride = 1,
     dtype: str = typer.Option("float32", "--dtype", help="float32 or float64."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, frame order and split."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    device: options.Device = "auto",
+    overwrite: options.OverwriteRun = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Train a GNN force field (SchNet or HIP-NN-TS) on mapped all-atom forces."""
     from cgforge.methods.force_data import load_force_data
@@ -155,28 +153,24 @@ def _print_training(summary: dict[str, Any], out: Path) -> None:
 
 def simulate(
     model: Path = typer.Argument(..., help="Model file or `cgforge fm train` directory."),
-    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
-    beads: int = typer.Option(
-        None, "--beads", help="Number of beads (default: the reference's molecules)."
-    ),
+    out: options.RunOut = ...,
+    beads: options.Beads = None,
     temperature: float = typer.Option(
         None, "--temperature", help="Temperature, K (default: reference or training state)."
     ),
     density: float = typer.Option(
         None, "--density", help="Density, g/cm3 (default: reference or training state)."
     ),
-    reference: Path = typer.Option(
-        None, "--reference", help="All-atom reference directory to compare with."
-    ),
+    reference: options.Reference = None,
     equilibrate: str = typer.Option("20ps", "--equilibrate", help="NVT equilibration time."),
     production: str = typer.Option("200ps", "--production", help="Production time, e.g. 1ns."),
-    timestep: str = typer.Option("5fs", "--timestep", help="Time step."),
-    sample_every: str = typer.Option("0.5ps", "--sample-every", help="Sampling interval."),
+    timestep: options.Timestep = "5fs",
+    sample_every: options.SampleEvery = "0.5ps",
     ensemble: str = typer.Option("nvt", "--ensemble", help="Production: nvt (Bussi) or nve."),
-    seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    seed: options.MDSeed = 0,
+    device: options.Device = "auto",
+    overwrite: options.OverwriteRun = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """CG molecular dynamics with a trained model: RDF, MSD, D, pressure (vs a reference)."""
     from cgforge.workflows.gnn_md import simulate_model
@@ -234,8 +228,8 @@ def transfer(
     out: Path = typer.Option(..., "--out", help="Directory for the runs and the table."),
     equilibrate: str = typer.Option("20ps", "--equilibrate", help="Equilibration time."),
     production: str = typer.Option("200ps", "--production", help="Production time per state."),
-    timestep: str = typer.Option("5fs", "--timestep", help="Time step."),
-    sample_every: str = typer.Option("0.5ps", "--sample-every", help="Sampling interval."),
+    timestep: options.Timestep = "5fs",
+    sample_every: options.SampleEvery = "0.5ps",
     beads: int = typer.Option(
         None, "--beads", help="Number of beads (default: each reference's molecules)."
     ),
@@ -246,18 +240,18 @@ def transfer(
         "run directory does not record them.",
     ),
     name: str = typer.Option(None, "--name", help="The model's name in the table."),
-    engine: str = cg_engine_option(),
+    engine: options.CGEngine = "auto",
     npt: bool = typer.Option(
         True, "--npt/--no-npt", help="Also an NPT row at each reference's pressure (tables)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
+    seed: options.MDSeed = 0,
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (neural models)."),
     allow_other_molecules: bool = typer.Option(
         False,
         "--allow-other-molecules",
         help="Also run references of another molecule than the model was trained on.",
     ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    quiet: options.Quiet = False,
 ) -> None:
     """Run a model at the state point of every reference: transferability.csv.
 
@@ -320,14 +314,12 @@ def _fmt(value: Any, fmt: str) -> str:
 
 
 def study(
-    run_dirs: list[Path] = typer.Argument(
-        ..., help="All-atom run directories with mapped forces (cgforge aa ... --forces)."
-    ),
+    run_dirs: options.ForceRunsArgument,
     grid: Path = typer.Option(..., "--grid", help="YAML grid: name: \\[values] (see docs)."),
     out: Path = typer.Option(..., "--out", help="Study directory."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    device: options.Device = "auto",
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing study."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    quiet: options.Quiet = False,
 ) -> None:
     """One GNN training per combination of a hyperparameter grid: study.csv and study.png."""
     from cgforge.workflows.gnn_study import load_grid, run_study

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cgforge.cli import options
 from cgforge.cli.progress import console, stage_progress
 from cgforge.units import parse_time_ps
 
@@ -17,10 +18,8 @@ def register(fm_app: typer.Typer) -> None:
 
 
 def linear(
-    run_dirs: list[Path] = typer.Argument(
-        ..., help="All-atom run directories with mapped forces (cgforge aa ... --forces)."
-    ),
-    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
+    run_dirs: options.ForceRunsArgument,
+    out: options.RunOut = ...,
     cutoff: float = typer.Option(
         None, "--cutoff", help="Cutoff of the pair force, nm (default: min(1.4, half box))."
     ),
@@ -36,8 +35,8 @@ def linear(
     penalty: str = typer.Option(
         "smoothness", "--penalty", help="Regulariser: smoothness or tikhonov."
     ),
-    start: int = typer.Option(0, "--start", help="Frames to skip at the start of each run."),
-    stride: int = typer.Option(1, "--stride", help="Use every n-th frame."),
+    start: options.StartFrames = 0,
+    stride: options.Stride = 1,
     validation_fraction: float | None = typer.Option(
         None,
         "--validation-fraction",
@@ -63,8 +62,8 @@ def linear(
         "auto", "--platform", help="OpenMM platform of the validation runs: auto, cuda, cpu."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the time-block split and the MD."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    overwrite: options.OverwriteRun = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Fit a pair force to mapped all-atom forces (MS-CG), integrate it to a potential table."""
     from cgforge.workflows.fm_linear import run_linear_fm

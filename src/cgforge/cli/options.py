@@ -1,9 +1,14 @@
-"""Option handling shared by the simulation commands."""
+"""Option handling shared by the simulation commands.
+
+Options and arguments that several commands declare alike are declared once here as
+``Annotated`` aliases (``quiet: options.Quiet = False``; the default stays with the command).
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -102,9 +107,10 @@ CG_ENGINE_HELP = (
 )
 
 
-def cg_engine_option(flag: str = "--engine") -> Any:
-    """The ``--engine`` option (``flag``) of a command that runs CG MD."""
-    return typer.Option("auto", flag, help=CG_ENGINE_HELP)
+#: ``--engine`` of a command that runs CG MD (default ``"auto"``); ``cgforge db generate`` has
+#: it as ``--cg-engine`` (:data:`DBCGEngine`).
+CGEngine = Annotated[str, typer.Option("--engine", help=CG_ENGINE_HELP)]
+DBCGEngine = Annotated[str, typer.Option("--cg-engine", help=CG_ENGINE_HELP)]
 
 
 #: Help of every command's CG-threads option.
@@ -115,10 +121,52 @@ CG_THREADS_HELP = (
 )
 
 
-def cg_threads_option(flag: str = "--threads") -> Any:
-    """The ``--threads`` option (``flag``) of a command that runs CG MD: the protocol's
-    :attr:`~cgforge.engines.protocol.MDProtocol.cg_threads`."""
-    return typer.Option(1, flag, help=CG_THREADS_HELP)
+#: ``--threads`` of a command that runs CG MD (default 1): the protocol's
+#: :attr:`~cgforge.engines.protocol.MDProtocol.cg_threads`.
+CGThreads = Annotated[int, typer.Option("--threads", help=CG_THREADS_HELP)]
+
+#: Options and arguments several commands share.
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress display.")]
+RunOut = Annotated[Path, typer.Option("--out", help="Run directory for the results.")]
+OverwriteRun = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing run in --out.")
+]
+Platform = Annotated[
+    str, typer.Option("--platform", help="OpenMM platform: auto, cuda, cpu, reference.")
+]
+MDSeed = Annotated[int, typer.Option("--seed", help="Seed for start positions and velocities.")]
+Temperature = Annotated[float, typer.Option("--temperature", help="Temperature, K.")]
+Pressure = Annotated[float, typer.Option("--pressure", help="Pressure, bar.")]
+Timestep = Annotated[str, typer.Option("--timestep", help="Time step.")]
+CGTimestep = Annotated[str, typer.Option("--timestep", help="CG time step.")]
+SampleEvery = Annotated[str, typer.Option("--sample-every", help="Sampling interval.")]
+BeadSampleEvery = Annotated[
+    str,
+    typer.Option("--sample-every", help="Bead sampling interval (default: run/100, at most 1ps)."),
+]
+Production = Annotated[str, typer.Option("--production", help="Production time, e.g. 2ns.")]
+Beads = Annotated[
+    int, typer.Option("--beads", help="Number of beads (default: the reference's molecules).")
+]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
+Preset = Annotated[
+    str,
+    typer.Option("--preset", help="tiny (check), quick (desktop CPU) or standard (GPU/cluster)."),
+]
+Reference = Annotated[
+    Path, typer.Option("--reference", help="All-atom reference directory to compare with.")
+]
+ReferenceArgument = Annotated[
+    Path, typer.Argument(help="All-atom reference directory (cgforge aa --out).")
+]
+ForceRunsArgument = Annotated[
+    list[Path],
+    typer.Argument(help="All-atom run directories with mapped forces (cgforge aa ... --forces)."),
+]
+StartFrames = Annotated[
+    int, typer.Option("--start", help="Frames to skip at the start of each run.")
+]
+Stride = Annotated[int, typer.Option("--stride", help="Use every n-th frame.")]
 
 
 def protocol_from_options(

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option, cg_threads_option
+from cgforge.cli import options
 from cgforge.cli.progress import console, stage_progress
 
 
@@ -18,21 +18,17 @@ def register(app: typer.Typer) -> None:
 def run(
     molecule: str = typer.Argument(..., help="Built-in name (see 'cgforge molecules') or SMILES."),
     out: Path = typer.Option(..., "--out", help="Run directory (stages in aa/ and cg/)."),
-    preset: str = typer.Option(
-        "quick", "--preset", help="tiny (check), quick (desktop CPU) or standard (GPU/cluster)."
-    ),
-    temperature: float = typer.Option(298.15, "--temperature", help="Temperature, K."),
-    pressure: float = typer.Option(1.0, "--pressure", help="Pressure, bar."),
-    platform: str = typer.Option(
-        "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
-    ),
-    engine: str = cg_engine_option(),
-    threads: int = cg_threads_option(),
+    preset: options.Preset = "quick",
+    temperature: options.Temperature = 298.15,
+    pressure: options.Pressure = 1.0,
+    platform: options.Platform = "auto",
+    engine: options.CGEngine = "auto",
+    threads: options.CGThreads = 1,
     seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo stages that already ran in --out."
     ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    quiet: options.Quiet = False,
 ) -> None:
     """Molecule → all-atom reference → IBI → CG MD → report.html and summary.json."""
     from cgforge.workflows.run import run_pipeline

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option
+from cgforge.cli import options
 from cgforge.cli.progress import console, stage_progress
 from cgforge.units import parse_time_ps
 
@@ -23,7 +23,7 @@ def tradeoff(
     potential: Path = typer.Option(
         ..., "--potential", help="Structure-preserving start potential (IBI's potential.csv)."
     ),
-    out: Path = typer.Option(..., "--out", help="Run directory for the results."),
+    out: options.RunOut = ...,
     points: int = typer.Option(5, "--points", help="Points on the curve, the start included."),
     target_ratio: float = typer.Option(
         1.0, "--target-ratio", help="Last D_CG/D_AA of the curve (1: mobility-exact)."
@@ -33,14 +33,12 @@ def tradeoff(
     settle: str = typer.Option("20ps", "--settle", help="Discarded start of each CG run."),
     run: str = typer.Option("100ps", "--run", help="Measured NVT run of each potential."),
     timestep: str = typer.Option("5fs", "--timestep", help="Time step (shortened if needed)."),
-    sample_every: str = typer.Option("0.5ps", "--sample-every", help="Sampling interval."),
-    beads: int = typer.Option(
-        None, "--beads", help="Number of beads (default: the reference's molecules)."
-    ),
-    engine: str = cg_engine_option(),
+    sample_every: options.SampleEvery = "0.5ps",
+    beads: options.Beads = None,
+    engine: options.CGEngine = "auto",
     seed: int = typer.Option(0, "--seed", help="Seed of every CG run's start and velocities."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    overwrite: options.OverwriteRun = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Trade structure for mobility: the least RDF deviation at each D_CG/D_AA down to 1."""
     from cgforge.methods.tradeoff import TradeoffConfig

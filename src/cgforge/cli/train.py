@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cgforge.cli.options import cg_engine_option, cg_threads_option
+from cgforge.cli import options
 from cgforge.cli.progress import console, line_progress, stage_progress
 from cgforge.errors import InputError
 from cgforge.units import parse_time_ps
@@ -104,7 +104,6 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing model i
 LEARNING_CURVE = typer.Option(
     True, "--learning-curve/--no-learning-curve", help="Also train on subsets for the curve."
 )
-QUIET = typer.Option(False, "--quiet", help="No progress display.")
 
 
 def _print_network_summary(manifest: dict[str, Any], out: Path) -> None:
@@ -138,7 +137,7 @@ def train_mobility_command(
     hidden: str = HIDDEN,
     learning_curve: bool = LEARNING_CURVE,
     overwrite: bool = OVERWRITE,
-    quiet: bool = QUIET,
+    quiet: options.Quiet = False,
 ) -> None:
     """Mobility network: (bead mass, D, g(r)) → U(r), from stage-A and stage-B records."""
     from cgforge.workflows.train import train_mobility
@@ -169,7 +168,7 @@ def train_params_command(
     hidden: str = HIDDEN,
     learning_curve: bool = LEARNING_CURVE,
     overwrite: bool = OVERWRITE,
-    quiet: bool = QUIET,
+    quiet: options.Quiet = False,
 ) -> None:
     """All-atom bonded parameters → CG potential (one molecule's stage-A records)."""
     from cgforge.workflows.train import train_params_to_potential
@@ -204,7 +203,7 @@ def train_acceleration_command(
     seed: int = SEED,
     hidden: str = typer.Option("64,64", "--hidden", help="Hidden layer widths, comma-separated."),
     overwrite: bool = OVERWRITE,
-    quiet: bool = QUIET,
+    quiet: options.Quiet = False,
 ) -> None:
     """(Bonded parameters, D_AA) → acceleration factor: random forest and network."""
     from cgforge.workflows.train import train_acceleration
@@ -232,7 +231,7 @@ def train_acceleration_command(
 
 
 def predict(
-    reference: Path = typer.Argument(..., help="All-atom reference directory (cgforge aa --out)."),
+    reference: options.ReferenceArgument,
     model: Path = typer.Option(
         None,
         "--model",
@@ -247,16 +246,14 @@ def predict(
     ),
     equilibrate: str = typer.Option("20ps", "--equilibrate", help="NPT equilibration of CG MD."),
     production: str = typer.Option("100ps", "--production", help="CG production, e.g. 500ps."),
-    timestep: str = typer.Option("5fs", "--timestep", help="CG time step."),
-    platform: str = typer.Option(
-        "auto", "--platform", help="OpenMM platform: auto, cuda, cpu, reference."
-    ),
-    engine: str = cg_engine_option(),
-    threads: int = cg_threads_option(),
-    seed: int = typer.Option(0, "--seed", help="Seed for start positions and velocities."),
+    timestep: options.CGTimestep = "5fs",
+    platform: options.Platform = "auto",
+    engine: options.CGEngine = "auto",
+    threads: options.CGThreads = 1,
+    seed: options.MDSeed = 0,
     md: bool = typer.Option(True, "--md/--no-md", help="Run CG MD with the prediction."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CG run."),
-    quiet: bool = QUIET,
+    quiet: options.Quiet = False,
 ) -> None:
     """Predict a mobility-preserving CG potential for an all-atom reference, then test it."""
     from cgforge.workflows.predict import run_predict
