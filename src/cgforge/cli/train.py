@@ -126,6 +126,24 @@ def _print_network_summary(manifest: dict[str, Any], out: Path) -> None:
     console.print(table)
 
 
+def _train_network(
+    train: Any,
+    database: Path,
+    out: Path,
+    config: Any,
+    *,
+    overwrite: bool,
+    quiet: bool,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Train a network model with ``train`` (a :mod:`cgforge.workflows.train` function), with
+    progress bars unless ``quiet``, and print its summary; returns its manifest."""
+    with _epoch_progress(not quiet) as progress:
+        manifest = train(database, out, config, **kwargs, overwrite=overwrite, progress=progress)
+    _print_network_summary(manifest, out)
+    return manifest
+
+
 @train_app.command("mobility")
 def train_mobility_command(
     database: Path = DATABASE,
@@ -143,9 +161,7 @@ def train_mobility_command(
     from cgforge.workflows.train import train_mobility
 
     config = _config(folds, epochs, patience, seed, hidden, learning_curve)
-    with _epoch_progress(not quiet) as progress:
-        manifest = train_mobility(database, out, config, overwrite=overwrite, progress=progress)
-    _print_network_summary(manifest, out)
+    _train_network(train_mobility, database, out, config, overwrite=overwrite, quiet=quiet)
 
 
 @train_app.command("params-to-potential")
@@ -174,18 +190,17 @@ def train_params_command(
     from cgforge.workflows.train import train_params_to_potential
 
     config = _config(folds, epochs, patience, seed, hidden, learning_curve)
-    with _epoch_progress(not quiet) as progress:
-        manifest = train_params_to_potential(
-            database,
-            out,
-            config,
-            molecule=molecule,
-            target=target,
-            tolerance=tolerance,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    _print_network_summary(manifest, out)
+    manifest = _train_network(
+        train_params_to_potential,
+        database,
+        out,
+        config,
+        overwrite=overwrite,
+        quiet=quiet,
+        molecule=molecule,
+        target=target,
+        tolerance=tolerance,
+    )
     if "pairs" in manifest:
         console.print(f"pairs used: {manifest['pairs']['n_pairs']}")
 
