@@ -520,6 +520,22 @@ def run_cg(
     )
 
 
+def reference_protocol(
+    reference: AAReference, equilibration_ps: float, production_ps: float, **settings: Any
+) -> MDProtocol:
+    """A CG protocol at the state point of ``reference`` (its temperature and barostat
+    pressure) that keeps no particle positions: :func:`~cgforge.workflows.aa.default_protocol`
+    with the times and ``settings``."""
+    return default_protocol(
+        equilibration_ps,
+        production_ps,
+        temperature_K=reference.temperature_K,
+        pressure_bar=reference.barostat_pressure_bar,
+        save_particles=False,
+        **settings,
+    )
+
+
 def ibi_production_protocol(
     reference: AAReference,
     config: IBIConfig,
@@ -530,14 +546,7 @@ def ibi_production_protocol(
     """CG production after IBI: the reference's temperature and barostat pressure, the IBI
     time step, platform, seed, engine and its threads (:meth:`IBIConfig.md_settings`), NPT
     equilibration then Nosé–Hoover production."""
-    return default_protocol(
-        equilibration_ps,
-        production_ps,
-        temperature_K=reference.temperature_K,
-        pressure_bar=reference.barostat_pressure_bar,
-        save_particles=False,
-        **config.md_settings(),
-    )
+    return reference_protocol(reference, equilibration_ps, production_ps, **config.md_settings())
 
 
 def run_ibi_from_reference(

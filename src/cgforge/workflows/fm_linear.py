@@ -50,8 +50,7 @@ from cgforge.potentials.io import write_csv as write_potential_csv
 from cgforge.potentials.table import TabulatedPotential
 from cgforge.provenance import collect
 from cgforge.rundir import RunDirectory
-from cgforge.workflows.aa import default_protocol
-from cgforge.workflows.cg import load_reference, run_cg
+from cgforge.workflows.cg import load_reference, reference_protocol, run_cg
 
 __all__ = [
     "DEFAULT_VALIDATION_EQUILIBRATION_PS",
@@ -126,15 +125,13 @@ def _validate(
     results = []
     for k, ds in enumerate(datasets):
         reference = load_reference(ds.state.source)
-        protocol = default_protocol(
+        protocol = reference_protocol(
+            reference,
             equilibration_ps,
             production_ps,
-            temperature_K=reference.temperature_K,
-            pressure_bar=reference.barostat_pressure_bar,
             timestep_fs=timestep_fs,
             platform=platform,
             seed=seed,
-            save_particles=False,
         )
         run_dir = out / "validation" / f"{k:02d}"
         summary = run_cg(

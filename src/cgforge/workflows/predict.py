@@ -49,6 +49,7 @@ from cgforge.workflows.cg import (
     beads_for_reference,
     box_from_density,
     load_reference,
+    reference_protocol,
     run_cg,
 )
 
@@ -207,7 +208,6 @@ def run_predict(
     Nosé–Hoover NVT at its temperature, on the CG engine ``engine`` (auto, lammps, openmm,
     torch) with ``cg_threads`` CPU threads. ``model_dir`` None takes the model shipped with cgforge. Returns the summary (also ``OUT/summary.json``)."""
     from cgforge.methods.mobility.model_io import resolve_model_dir
-    from cgforge.workflows.aa import default_protocol
 
     check_cg_threads(cg_threads)  # before any work
     model_dir = resolve_model_dir(model_dir)  # None: the model shipped with cgforge
@@ -223,15 +223,13 @@ def run_predict(
         raise InputError(f"n_beads must be an integer >= 2, got {n_beads!r}", parameters="n_beads")
     check_creatable_dir(folder)
     protocol = (
-        default_protocol(
+        reference_protocol(
+            reference,
             equilibration_ps,
             production_ps,
-            temperature_K=reference.temperature_K,
-            pressure_bar=reference.barostat_pressure_bar,
             timestep_fs=timestep_fs,
             platform=platform,
             seed=seed,
-            save_particles=False,
             engine=engine,
             cg_threads=cg_threads,
         )
