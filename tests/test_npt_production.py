@@ -70,9 +70,14 @@ def _check_npt_production(result, p: MDProtocol) -> None:
         rho_eq,
         rho_prod,
     )
-    # and holds the target pressure on average
-    pressure, pressure_err = mean_with_error(th["pressure_bar"][prod])
-    assert abs(pressure - p.pressure_bar) < 4.0 * pressure_err + 5.0, (pressure, pressure_err)
+    # and holds the target pressure on average. A few blocks of a 20 ps run underestimate the
+    # error of a mean whose volume wanders slowly, so a tenth of the instantaneous pressure's
+    # spread (tens of bar for ~100 beads) is added: a barostat aiming at the wrong pressure by
+    # hundreds of bar still fails
+    samples = th["pressure_bar"][prod]
+    pressure, pressure_err = mean_with_error(samples)
+    slack = 5.0 * pressure_err + 0.1 * float(np.std(samples)) + 5.0
+    assert abs(pressure - p.pressure_bar) < slack, (pressure, pressure_err, float(np.std(samples)))
     # the analysis uses the production's own boxes for the density
     traj, analysis, series = analyse_cg_result(result, None)
     assert np.array_equal(traj.box_nm, boxes)
