@@ -97,12 +97,61 @@ def test_openmm_npt_production_samples_the_npt_ensemble(tmp_path):
     _check_npt_production(run_cg_md(liquid(100), p, tmp_path), p)
 
 
-def test_torch_refuses_npt_production(tmp_path):
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is fastest, also on a machine shared with other jobs."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_torch_npt_production_samples_the_npt_ensemble(tmp_path, one_torch_thread):
+    """TorchMD's Monte Carlo barostat in both stages; production from the mean NPT volume."""
     from cgforge.engines.torch_cg import TorchEngine
 
-    with pytest.raises(InputError, match=r"lammps.*openmm.*npt") as info:
-        TorchEngine().run(liquid(100), protocol("torch"), tmp_path)
-    assert "\n" not in str(info.value)
+    p = protocol("torch")
+    result = run_cg_md(liquid(100), p, tmp_path, engine=TorchEngine(device="cpu"))
+    _check_npt_production(result, p)
+    eq = result.thermo["stage"] == 0
+    volumes = result.thermo["volume_nm3"][eq]
+    assert result.npt_volume_nm3 == pytest.approx(volumes[len(volumes) // 2 :].mean(), rel=1e-12)
+    assert result.platform == "torch (cpu)"
+
+
+def test_killed_torch_npt_production_resumes_bitwise(tmp_path, one_torch_thread):
+    """A torch run killed in an NPT production resumes from its checkpoints (CPU, float64): the
+    same boxes and positions as an uninterrupted run, the production started at the same mean
+    equilibration volume."""
+    from cgforge.engines.torch_cg import TorchEngine
+
+    p = protocol(
+        "torch",
+        equilibration_ps=1.0,
+        production_ps=2.0,
+        checkpoint_interval_ps=0.5,
+        barostat_interval=5,
+    )
+    engine = TorchEngine(device="cpu")
+    whole = run_cg_md(liquid(100), p, tmp_path / "whole", engine=engine)
+    assert np.ptp(whole.frame_box_nm[:, 0]) > 0
+
+    class Killed(Exception):
+        pass
+
+    def kill(stage: str, done: int, total: int, speed: float) -> None:
+        if stage == "production" and done >= 300:  # 1.5 ps into production
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_cg_md(liquid(100), p, tmp_path / "killed", progress=kill, engine=engine)
+    resumed = run_cg_md(liquid(100), p, tmp_path / "killed", engine=engine)
+    assert np.array_equal(resumed.frame_box_nm, whole.frame_box_nm)
+    assert np.array_equal(resumed.bead_positions_nm, whole.bead_positions_nm)
+    assert resumed.npt_volume_nm3 == whole.npt_volume_nm3
+    for column, values in whole.thermo.items():
+        assert np.array_equal(resumed.thermo[column], values), column
 
 
 def test_all_atom_runs_refuse_npt_production():

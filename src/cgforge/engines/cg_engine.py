@@ -31,8 +31,9 @@ Engines, by name (:func:`resolve_cg_engine`):
     the CPU platform ``cg_threads`` > 1 sets its ``Threads`` property (1 leaves its default).
 ``torch``
     :class:`~cgforge.engines.torch_cg.TorchEngine`: :class:`~cgforge.engines.torch_md.TorchMD`
-    with the table as a torch pair model, or a neural model as it is; constant volume. On the
-    CPU ``cg_threads`` > 1 sets torch's intra-op threads for the run (1 leaves its default).
+    with the table as a torch pair model, or a neural model as it is; constant volume, except
+    for an ``npt`` production (TorchMD's Monte Carlo barostat). On the CPU ``cg_threads`` > 1
+    sets torch's intra-op threads for the run (1 leaves its default).
 
 Every engine records its threads in :attr:`MDResult.platform` (e.g. ``LAMMPS (CPU, 2
 threads)``); on a GPU ``cg_threads`` has no effect.

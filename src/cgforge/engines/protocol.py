@@ -21,8 +21,8 @@ or an absolute :attr:`MDProtocol.production_density_g_cm3`) replaces step 3's vo
 of that density and inserts a discarded ``relax`` stage of ``density_relax_ps`` at the new,
 fixed volume before production. Each runner's module says how it realises the stages
 (integrators, barostats) and which production ensembles it supports; the torch engine
-(:mod:`cgforge.engines.torch_cg`) has no barostat and no minimiser and runs both stages at the
-start volume.
+(:mod:`cgforge.engines.torch_cg`) has no minimiser, runs both stages at the start volume for an
+``nvt`` or ``nve`` production and both under its Monte Carlo barostat for ``npt``.
 
 :class:`MDResult` is what a production run produced, in cgforge units. Its thermo table has the
 columns :data:`THERMO_COLUMNS` for every engine, stages coded by :data:`STAGE_IDS`

@@ -3,15 +3,22 @@
 The system's potential is either a table, which becomes a
 :class:`~cgforge.potentials.neural.pair.TabulatedPairModel` in float64, or a trained torch energy
 model (:func:`~cgforge.engines.cg_engine.is_neural_model`), run as it is (its dtype, moved to
-the device). :class:`TorchMD` has no barostat and no minimiser, so under an
+the device). :class:`TorchMD` has no minimiser and no Langevin integrator, so under an
 :class:`~cgforge.engines.protocol.MDProtocol` this engine
 
 * starts from the system's configuration with Maxwell–Boltzmann velocities (zero net momentum)
   and does not minimise (``minimize`` is ignored);
-* equilibrates for ``equilibration_ps`` at the **start volume** (Bussi thermostat, coupling
-  time ``1/thermostat_collision_per_ps``): the box, and so the density, is the system's;
-* runs production under ``nvt`` (Bussi, a global thermostat) or ``nve``; ``langevin`` and
-  ``npt`` are refused (TorchMD has no Langevin integrator and no barostat).
+* for an ``nvt`` or ``nve`` production, equilibrates for ``equilibration_ps`` at the **start
+  volume** (Bussi thermostat, coupling time ``1/thermostat_collision_per_ps``): the box, and so
+  the density, is the system's; then runs production under ``nvt`` (Bussi, a global
+  thermostat) or ``nve``;
+* for an ``npt`` production, equilibrates under the Bussi thermostat and TorchMD's Monte Carlo
+  barostat (the protocol's ``pressure_bar``, a volume move every ``barostat_interval`` steps),
+  sets the box to the mean volume of the second half of that stage (bead centres scaled, as
+  the other engines do), and produces from there with the same thermostat and barostat; every
+  sample records its box (:attr:`~cgforge.engines.protocol.MDResult.frame_box_nm`) and
+  :attr:`~cgforge.engines.protocol.MDResult.npt_volume_nm3` holds that mean volume;
+* refuses ``langevin`` productions (TorchMD has no Langevin integrator).
 
 Thermo and positions are sampled every ``thermo_interval_ps`` (positions kept every
 ``sample_interval_ps``); the result has the columns of every CG engine
@@ -74,7 +81,8 @@ def _load_torch() -> tuple[Any, Any]:
 
 
 class TorchEngine:
-    """Runs a :class:`CGSystem` with :class:`~cgforge.engines.torch_md.TorchMD` (constant volume)."""
+    """Runs a :class:`CGSystem` with :class:`~cgforge.engines.torch_md.TorchMD` (constant
+    volume, or NPT under its Monte Carlo barostat for an ``npt`` production)."""
 
     name = "torch"
 
@@ -96,12 +104,7 @@ class TorchEngine:
                 "a langevin production",
                 parameters="engine",
             )
-        if p.production_ensemble == "npt":
-            raise InputError(
-                "the torch engine runs at constant volume (TorchMD has no barostat); use "
-                "engine='lammps' or engine='openmm' for an npt production",
-                parameters="engine",
-            )
+        npt = p.production_ensemble == "npt"
         torch_md, pair_model = _load_torch()
         device = self.device if p.platform in ("auto", "cpu") else p.platform
         if p.platform == "cpu":
@@ -121,6 +124,8 @@ class TorchEngine:
             tau_ps=1.0 / p.thermostat_collision_per_ps,
             seed=p.seed,
             device=device,
+            pressure_bar=p.pressure_bar if npt else None,
+            barostat_frequency=p.barostat_interval,
         )
         threads = p.cg_threads if str(engine.device).startswith("cpu") else 1
         with _torch_threads(threads):
@@ -140,12 +145,20 @@ class TorchEngine:
         started = time.perf_counter()
         stages: dict[str, Any] = {}
         speed = 0.0
+        npt_volume: float | None = None
         for stage, t_ps in (("equilibration", p.equilibration_ps), ("production", p.production_ps)):
             n_steps = math.ceil(p.steps(t_ps) / interval) * interval
             if n_steps == 0:
                 continue
             if stage == "production" and p.production_ensemble == "nve":
                 engine.thermostat = "none"
+            if stage == "production" and "equilibration" in stages and engine.barostat_stats():
+                # the mean NPT volume of the second half of equilibration (its thermo rows, the
+                # start sample left out), as the other engines start an npt production
+                volumes = np.asarray(stages["equilibration"].thermo["volume_nm3"])[1:]
+                if len(volumes) >= 2:
+                    npt_volume = float(np.mean(volumes[len(volumes) // 2 :]))
+                    engine.set_volume(npt_volume)
             first = engine.step
             clock = {"t": time.perf_counter(), "step": first}
 
@@ -183,6 +196,7 @@ class TorchEngine:
                 "production_ps gives no production steps; lengthen it", parameters="production_ps"
             )
         result = self._result(system, stages, sample_every, speed, time.perf_counter() - started)
+        result.npt_volume_nm3 = npt_volume
         if threads > 1:
             result.platform = f"torch (cpu, {threads} threads)"
         return result
@@ -197,7 +211,6 @@ class TorchEngine:
     ) -> MDResult:
         columns: dict[str, list[np.ndarray]] = {c: [] for c in THERMO_COLUMNS}
         conserved: list[np.ndarray] = []
-        volume = float(np.prod(system.box_nm))
         for stage, result in stages.items():
             th = {k: np.asarray(v)[1:] for k, v in result.thermo.items()}  # drop the start sample
             t0 = float(result.thermo["t_ps"][0])
@@ -209,7 +222,7 @@ class TorchEngine:
                 "kinetic_kJ_mol": th["kinetic_kJ_mol"],
                 "total_kJ_mol": th["total_kJ_mol"],
                 "temperature_K": th["temperature_K"],
-                "volume_nm3": np.full(n, volume),
+                "volume_nm3": th["volume_nm3"],
                 "density_g_cm3": th["density_g_cm3"],
                 "pressure_bar": th["pressure_bar"],
             }
@@ -222,15 +235,17 @@ class TorchEngine:
         t0 = float(traj.times_ps[0])
         keep = np.arange(sample_every, len(traj.times_ps), sample_every)
         forces = getattr(traj, "forces_kj_mol_nm", None)
+        frame_box = np.asarray(traj.box_nm)[keep] if prod.barostat is not None else None
         return MDResult(
             times_ps=np.asarray(traj.times_ps)[keep] - t0,
             bead_positions_nm=np.asarray(traj.positions_nm)[keep],
             bead_forces_kj_mol_nm=None if forces is None else np.asarray(forces)[keep],
-            box_nm=np.array(system.box_nm),
+            box_nm=np.array(system.box_nm) if frame_box is None else frame_box.mean(axis=0),
             bead_masses_amu=np.full(system.n_beads, system.mass_amu),
             thermo=thermo,
             platform=f"torch ({prod.device})",
             ns_per_day=ns_per_day,
             wall_s=wall_s,
             conserved_kJ_mol=np.concatenate(conserved),
+            frame_box_nm=frame_box,
         )

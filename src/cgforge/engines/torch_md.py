@@ -1,39 +1,65 @@
 """Coarse-grained molecular dynamics in PyTorch with any :class:`~cgforge.methods.gnn.EnergyModel`.
 
-:class:`TorchMD` integrates bead positions in a fixed orthorhombic periodic box (NVE or NVT at
-a given density; the box never changes) with forces from a torch energy model, on the CPU or a
-CUDA device:
+:class:`TorchMD` integrates bead positions in an orthorhombic periodic box (NVE or NVT at a
+given density, or NPT at a given pressure) with forces from a torch energy model, on the CPU or
+a CUDA device:
 
 * velocity Verlet; for NVT followed once per step by the stochastic velocity rescaling of
   Bussi, Donadio & Parrinello (J. Chem. Phys. 126, 014101, 2007), a *global* thermostat: it
   rescales all velocities by one factor, so it leaves the dynamics that set the diffusion
   coefficient essentially untouched (unlike Langevin friction, which cgforge never uses for a
   production that measures D);
+* with ``pressure_bar``, an isotropic Monte Carlo barostat as OpenMM's ``MonteCarloBarostat``
+  (Chow & Ferguson, Comput. Phys. Commun. 91, 283, 1995; Åqvist et al., Chem. Phys. Lett.
+  384, 288, 2004): every ``barostat_frequency`` steps it proposes ln V' = ln V + δ, δ uniform
+  in [−Δ, Δ], scales the box and every bead (one bead is one molecule's centre) by
+  (V'/V)^(1/3), evaluates the model at the trial state and accepts with the Metropolis
+  probability min(1, exp(−w/kT)),
+
+      w = U(V') − U(V) + P (V' − V) − (N + 1) kT ln(V'/V),
+
+  the isothermal–isobaric acceptance rule for moves uniform in ln V (Frenkel & Smit,
+  *Understanding Molecular Simulation*, 2nd ed., section 5.4.2: N from the scaled
+  coordinates, one more from the ln V measure; OpenMM's moves, uniform in V, carry N). It
+  samples the volume density ∝ V^N exp(−(U + PV)/kT), so that an ideal gas has
+  <V> = (N + 1) kT / P. Velocities are left as they are; the energy jump of an accepted move
+  is booked like the thermostat's work, so that the conserved energy follows the integration
+  error alone. Δ adapts as OpenMM's does: after at least 10 attempts it shrinks by 1.1 when
+  fewer than 25 % were accepted, grows by 1.1 (to at most :data:`BAROSTAT_MAX_STEP`) when
+  more than 75 % were, and the count restarts; the acceptance so settles between 25 and 75 %.
+  The random numbers come from the engine's generator. A trial box shorter than twice the
+  model's cutoff on any edge raises :class:`~cgforge.errors.SimulationError` (the system needs
+  more beads). Positions stay unwrapped: scaling an unwrapped position about the origin scales
+  its wrapped image and its periodic offset alike (image count × new edge), as LAMMPS's ``xu``
+  under ``fix npt`` and OpenMM's scaled molecule centres do; every sample records its box;
 * Maxwell–Boltzmann start velocities from a seed, with zero net momentum; the number of
   degrees of freedom is 3N − 3;
 * thermodynamics at every sample: kinetic, potential, total and conserved energy (total minus
-  the energy the thermostat put in), temperature, and the pressure from the virial,
+  the energy the thermostat and the barostat's moves put in), temperature, density, volume
+  and the pressure from the virial,
   P = (2K + W) / (3V) with W = Σ r_ij·f_ij obtained by autograd as −dE/dε under a uniform
   scaling of positions and box by (1 + ε) (exact for pair and many-body models alike);
-* unwrapped positions (and optionally forces) every sample, returned as a
+* unwrapped positions (and optionally forces) and the box every sample, returned as a
   :class:`~cgforge.trajectory.CGTrajectory`;
 * blow-up detection after every force evaluation: a non-finite energy or force, a force above
   ``max_force_kj_mol_nm``, or a bead moving more than ``max_step_nm`` in one step raises
   :class:`~cgforge.errors.SimulationError` naming the step and the fix;
 * checkpoints: with ``checkpoint_dir`` the samples are written in chunks and the full state
-  (positions, velocities, forces, thermostat energy and random-number state) atomically every
-  ``checkpoint_interval`` steps; calling :meth:`TorchMD.run` again with the same directory
-  (in a new process, on a new engine built with the same arguments) resumes where the last
-  checkpoint left off and, on the CPU in float64, gives bitwise the same trajectory as an
-  uninterrupted run.
+  (positions, velocities, forces, box, thermostat energy, barostat step size and counters,
+  random-number state) atomically every ``checkpoint_interval`` steps; calling
+  :meth:`TorchMD.run` again with the same directory (in a new process, on a new engine built
+  with the same arguments) resumes where the last checkpoint left off and, on the CPU in
+  float64, gives bitwise the same trajectory as an uninterrupted run. Checkpoints of the
+  format before the barostat (version 1, constant volume) are still read.
 
 The state (positions, velocities) is held in float64 whatever the model's dtype; forces are
 evaluated in the model's dtype and accumulated in float64. Neighbour searches are reused
 between steps through a Verlet list (:class:`~cgforge.potentials.neural.neighbors.NeighborCache`,
-rebuilt when a bead has moved more than half the skin) that does not change any result. A step
-reads numbers back from the device twice: the Verlet list's largest displacement and, in one
-transfer, the energy, virial, largest force, largest displacement and kinetic energy that the
-blow-up checks and the thermostat need.
+rebuilt when a bead has moved more than half the skin, and after every change of the box) that
+does not change any result. A step reads numbers back from the device twice: the Verlet list's
+largest displacement and, in one transfer, the energy, virial, largest force, largest
+displacement and kinetic energy that the blow-up checks and the thermostat need (a volume move
+adds one transfer).
 
 Memory on the CPU: a force evaluation allocates and frees tens of megabytes of autograd
 intermediates (about 10 MB for 216 SchNet beads, 45 MB for 1,000). With glibc's default
@@ -79,6 +105,17 @@ DEFAULT_MAX_FORCE_KJ_MOL_NM = 1.0e6
 DEFAULT_MAX_STEP_NM = 0.1
 #: Default Verlet-list skin, nm.
 DEFAULT_SKIN_NM = 0.1
+#: Default number of steps between Monte Carlo volume moves (OpenMM's default).
+DEFAULT_BAROSTAT_FREQUENCY = 25
+#: Start half-width Δ of the barostat's ln V moves (1 % of the volume, OpenMM's start).
+BAROSTAT_START_STEP = 0.01
+#: Largest Δ the adaptation reaches (volume changes up to ~30 %, OpenMM's bound).
+BAROSTAT_MAX_STEP = 0.3
+#: Attempts before the barostat's step size is adapted, the acceptance range it keeps and the
+#: factor of one adaptation (OpenMM's values).
+BAROSTAT_ADAPT_ATTEMPTS = 10
+BAROSTAT_ACCEPTANCE_RANGE = (0.25, 0.75)
+BAROSTAT_ADAPT_FACTOR = 1.1
 #: Columns of :attr:`TorchMDResult.thermo`, units in the names.
 THERMO_COLUMNS = (
     "step",
@@ -90,9 +127,13 @@ THERMO_COLUMNS = (
     "temperature_K",
     "pressure_bar",
     "density_g_cm3",
+    "volume_nm3",
 )
 _CHECKPOINT_FORMAT = "cgforge-torch-md-checkpoint"
-_CHECKPOINT_VERSION = 1
+#: Version 2 adds the box, the barostat state and per-sample boxes and volumes; version 1
+#: checkpoints (constant volume) are read as well.
+_CHECKPOINT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _STATE_FILE = "state.pt"
 
 #: Called after every sample as ``callback(engine, step)``; may raise to stop the run.
@@ -163,10 +204,11 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
 class TorchMDResult:
     """Samples of one :meth:`TorchMD.run`.
 
-    ``trajectory`` holds the unwrapped positions (and forces when recorded) of every sample,
-    the first at the run's start; ``thermo`` one array per :data:`THERMO_COLUMNS` entry.
-    ``wall_s`` and ``steps_per_s`` count only the steps integrated in this call (not those
-    recovered from a checkpoint).
+    ``trajectory`` holds the unwrapped positions (and forces when recorded) and the box of
+    every sample, the first at the run's start; ``thermo`` one array per
+    :data:`THERMO_COLUMNS` entry. ``wall_s`` and ``steps_per_s`` count only the steps
+    integrated in this call (not those recovered from a checkpoint). ``barostat`` (None
+    without one): :meth:`TorchMD.barostat_stats` at the end of the run.
     """
 
     trajectory: CGTrajectory
@@ -178,10 +220,12 @@ class TorchMDResult:
     device: str
     neighbor_builds: int
     resumed_from_step: int | None
+    barostat: dict[str, float] | None = None
 
 
 class TorchMD:
-    """Velocity-Verlet MD of beads with a torch energy model in a fixed periodic box.
+    """Velocity-Verlet MD of beads with a torch energy model in a periodic box (fixed, or
+    under a Monte Carlo barostat).
 
     Parameters
     ----------
@@ -216,6 +260,12 @@ class TorchMD:
         Blow-up thresholds (see the module docstring).
     retain_freed_memory:
         On the CPU, call :func:`retain_freed_memory` (process-wide; see the module docstring).
+    pressure_bar:
+        Barostat pressure, bar (>= 0): NPT with the Monte Carlo barostat of the module
+        docstring (needs the ``bussi`` thermostat and ``temperature_K``). None: the box is
+        fixed.
+    barostat_frequency:
+        Steps between Monte Carlo volume moves (>= 1).
     """
 
     def __init__(
@@ -236,6 +286,8 @@ class TorchMD:
         max_force_kj_mol_nm: float = DEFAULT_MAX_FORCE_KJ_MOL_NM,
         max_step_nm: float = DEFAULT_MAX_STEP_NM,
         retain_freed_memory: bool = True,
+        pressure_bar: float | None = None,
+        barostat_frequency: int = DEFAULT_BAROSTAT_FREQUENCY,
     ) -> None:
         if not isinstance(model, EnergyModel):
             raise InputError(f"TorchMD needs an EnergyModel, got {type(model).__name__}")
@@ -274,6 +326,27 @@ class TorchMD:
         self.temperature_K = (
             None if temperature_K is None else require_positive(temperature_K, "temperature (K)")
         )
+        self.target_pressure_bar: float | None = None
+        self.barostat_frequency = _count(
+            barostat_frequency, "barostat frequency (steps between volume moves)", minimum=1
+        )
+        if pressure_bar is not None:
+            target = float(pressure_bar)
+            if isinstance(pressure_bar, bool) or not (math.isfinite(target) and target >= 0.0):
+                raise InputError(
+                    f"barostat pressure must be a finite pressure >= 0 bar, got {pressure_bar!r}"
+                )
+            if thermostat != "bussi" or self.temperature_K is None:
+                raise InputError(
+                    "the Monte Carlo barostat needs a temperature: use thermostat='bussi' with "
+                    "temperature_K (NPT)"
+                )
+            self.target_pressure_bar = target
+        self.barostat_step = BAROSTAT_START_STEP
+        self.barostat_attempts = 0
+        self.barostat_accepted = 0
+        self._window_attempts = 0
+        self._window_accepted = 0
         self.seed = int(seed)
         self.max_force_kj_mol_nm = require_positive(max_force_kj_mol_nm, "max_force_kj_mol_nm")
         self.max_step_nm = require_positive(max_step_nm, "max_step_nm")
@@ -281,11 +354,12 @@ class TorchMD:
         self.n_dof = 3 * n - 3
         self._rng = np.random.default_rng(self.seed)
         f64 = {"dtype": torch.float64, "device": self.device}
-        self.box_nm = torch.tensor(box, **f64)
+        self._model_dtype = model.dtype
+        self._total_mass_amu = float(masses.sum())
+        self._set_box(box)
+        self._run_box = [float(v) for v in box]
         self.masses_amu = torch.tensor(masses, **f64)
         self._inv_mass = (1.0 / self.masses_amu)[:, None]
-        self.volume_nm3 = float(np.prod(box))
-        self.density_g_cm3 = density_g_cm3(float(masses.sum()), self.volume_nm3)
         self.positions_nm = torch.tensor(pos, **f64)
         if velocities_nm_ps is None:
             assert self.temperature_K is not None
@@ -298,12 +372,108 @@ class TorchMD:
         self.step = 0
         self.bath_energy_kj_mol = 0.0
         self.cache = NeighborCache(neighbor_skin_nm)
-        self._model_dtype = model.dtype
-        self._box_model = self.box_nm.to(self._model_dtype)
         self.potential_kj_mol = math.nan
         self.virial_kj_mol = math.nan
         self.forces_kj_mol_nm = torch.zeros_like(self.positions_nm)
         self._evaluate()
+
+    # ------------------------------------------------------------------ box
+    def _set_box(self, box: np.ndarray) -> None:
+        """Make ``box`` (3,) nm the box: the float64 and model-dtype tensors, volume, density."""
+        self._box_host = np.array(box, dtype=np.float64)
+        self.box_nm = torch.tensor(self._box_host, dtype=torch.float64, device=self.device)
+        self._box_model = self.box_nm.to(self._model_dtype)
+        self.volume_nm3 = float(np.prod(self._box_host))
+        self.density_g_cm3 = density_g_cm3(self._total_mass_amu, self.volume_nm3)
+
+    def _check_box(self, box: np.ndarray) -> None:
+        """Raise SimulationError where an edge of ``box`` is shorter than twice the cutoff."""
+        cutoff = float(self.model.cutoff_nm)
+        if float(box.min()) < 2.0 * cutoff * (1.0 - 1e-12):
+            raise SimulationError(
+                f"at step {self.step} the barostat shrank the box to {float(box.min()):.4g} nm, "
+                f"shorter than twice the model's cutoff ({2.0 * cutoff:.4g} nm): the liquid is "
+                "denser than the start box allows; simulate more beads (a larger box)"
+            )
+
+    def set_volume(self, volume_nm3: float) -> None:
+        """Scale the box and every bead position uniformly (about the origin) to the volume
+        ``volume_nm3`` (nm³) and evaluate the forces there (SimulationError on a blow-up or a
+        box shorter than twice the model's cutoff). Velocities are kept."""
+        volume = require_positive(volume_nm3, "volume (nm3)")
+        scale = (volume / self.volume_nm3) ** (1.0 / 3.0)
+        box = self._box_host * scale
+        self._check_box(box)
+        self.positions_nm = self.positions_nm * scale
+        self._set_box(box)
+        self.cache.clear()
+        self._evaluate()
+
+    def _barostat_move(self) -> bool:
+        """One Monte Carlo volume move (see the module docstring); return whether it was
+        accepted. Two random numbers per attempt from the engine's generator."""
+        assert self.temperature_K is not None and self.target_pressure_bar is not None
+        kt = KB_KJ_MOL_K * self.temperature_K
+        delta = self.barostat_step * (2.0 * float(self._rng.random()) - 1.0)
+        uniform = float(self._rng.random())
+        scale = math.exp(delta / 3.0)
+        box = self._box_host * scale
+        self._check_box(box)
+        old_box, old_volume = self._box_host, self.volume_nm3
+        old = (self.positions_nm, self.forces_kj_mol_nm, self.potential_kj_mol, self.virial_kj_mol)
+        self.positions_nm = old[0] * scale
+        self._set_box(box)
+        energy, virial = self._forces()
+        e_new, w_new, fmax = torch.stack(
+            [energy, virial, self.forces_kj_mol_nm.abs().max()]
+        ).tolist()
+        pressure = self.target_pressure_bar / KJ_MOL_NM3_TO_BAR  # kJ/mol/nm³
+        work = (
+            e_new
+            - old[2]
+            + pressure * (self.volume_nm3 - old_volume)
+            - (self.n_beads + 1) * kt * math.log(self.volume_nm3 / old_volume)
+        )
+        accepted = math.isfinite(work) and (work <= 0.0 or uniform < math.exp(-work / kt))
+        if accepted:
+            self._accept(e_new, w_new, fmax)
+            self.bath_energy_kj_mol -= e_new - old[2]
+        else:
+            self.positions_nm, self.forces_kj_mol_nm = old[0], old[1]
+            self.potential_kj_mol, self.virial_kj_mol = old[2], old[3]
+            self._set_box(old_box)
+        self.cache.retain_box(self._box_model)
+        self.barostat_attempts += 1
+        self.barostat_accepted += int(accepted)
+        self._window_attempts += 1
+        self._window_accepted += int(accepted)
+        if self._window_attempts >= BAROSTAT_ADAPT_ATTEMPTS:
+            low, high = BAROSTAT_ACCEPTANCE_RANGE
+            if self._window_accepted < low * self._window_attempts:
+                self.barostat_step /= BAROSTAT_ADAPT_FACTOR
+                self._window_attempts = self._window_accepted = 0
+            elif self._window_accepted > high * self._window_attempts:
+                self.barostat_step = min(
+                    self.barostat_step * BAROSTAT_ADAPT_FACTOR, BAROSTAT_MAX_STEP
+                )
+                self._window_attempts = self._window_accepted = 0
+        return accepted
+
+    def barostat_stats(self) -> dict[str, float] | None:
+        """The barostat's target pressure (bar), move frequency (steps), attempts and
+        acceptances so far, their ratio and the current step size Δ of ln V; None without a
+        barostat."""
+        if self.target_pressure_bar is None:
+            return None
+        attempts = self.barostat_attempts
+        return {
+            "pressure_bar": self.target_pressure_bar,
+            "frequency_steps": self.barostat_frequency,
+            "attempts": attempts,
+            "accepted": self.barostat_accepted,
+            "acceptance": self.barostat_accepted / attempts if attempts else math.nan,
+            "ln_volume_step": self.barostat_step,
+        }
 
     # ------------------------------------------------------------------ physics
     def _maxwell_boltzmann(self, temperature_K: float) -> torch.Tensor:
@@ -392,7 +562,8 @@ class TorchMD:
         return new
 
     def step_once(self) -> None:
-        """One velocity-Verlet step (plus the thermostat for NVT).
+        """One velocity-Verlet step (plus the thermostat for NVT, and every
+        ``barostat_frequency`` steps a Monte Carlo volume move for NPT).
 
         The blow-up checks and the thermostat's kinetic energy share one transfer of five
         numbers to the host per step (one device synchronisation on a GPU).
@@ -416,6 +587,8 @@ class TorchMD:
         self._accept(energy, virial, fmax, step_max)
         if self.thermostat == "bussi":
             self._bussi(kinetic)
+        if self.target_pressure_bar is not None and self.step % self.barostat_frequency == 0:
+            self._barostat_move()
 
     # ------------------------------------------------------------------ running
     def thermo_row(self) -> list[float]:
@@ -432,6 +605,7 @@ class TorchMD:
             self.temperature(k),
             self.pressure_bar(k),
             self.density_g_cm3,
+            self.volume_nm3,
         ]
 
     def run(
@@ -468,6 +642,7 @@ class TorchMD:
             )
         store = None if checkpoint_dir is None else _CheckpointStore(Path(checkpoint_dir))
         samples = _Samples(record_forces)
+        self._run_box = [float(v) for v in self._box_host]
         start = self.step
         resumed: int | None = None
         if store is not None and store.exists():
@@ -503,13 +678,15 @@ class TorchMD:
             device=str(self.device),
             neighbor_builds=self.cache.builds - builds_before,
             resumed_from_step=resumed,
+            barostat=self.barostat_stats(),
         )
 
     # ------------------------------------------------------------------ checkpoints
     def _signature(self, start: int, n_steps: int, interval: int, forces: bool) -> dict[str, Any]:
+        barostat = self.target_pressure_bar is not None
         return {
             "n_beads": self.n_beads,
-            "box_nm": [float(v) for v in self.box_nm.cpu()],
+            "box_nm": list(self._run_box),  # at the start of the run
             "timestep_fs": self.timestep_fs,
             "thermostat": self.thermostat,
             "temperature_K": self.temperature_K,
@@ -520,6 +697,9 @@ class TorchMD:
             "n_steps": n_steps,
             "sample_interval": interval,
             "record_forces": forces,
+            # absent from version-1 checkpoints: None there, as for a run without a barostat
+            "pressure_bar": self.target_pressure_bar,
+            "barostat_frequency": self.barostat_frequency if barostat else None,
         }
 
     def _commit(
@@ -542,6 +722,14 @@ class TorchMD:
                 "virial_kj_mol": self.virial_kj_mol,
                 "bath_energy_kj_mol": self.bath_energy_kj_mol,
                 "rng_state": _rng_state_to_plain(self._rng),
+                "box_nm": torch.tensor(self._box_host),
+                "barostat": {
+                    "step": self.barostat_step,
+                    "attempts": self.barostat_attempts,
+                    "accepted": self.barostat_accepted,
+                    "window_attempts": self._window_attempts,
+                    "window_accepted": self._window_accepted,
+                },
             }
         )
 
@@ -572,9 +760,17 @@ class TorchMD:
         self.virial_kj_mol = float(state["virial_kj_mol"])
         self.bath_energy_kj_mol = float(state["bath_energy_kj_mol"])
         self._rng.bit_generator.state = state["rng_state"]
+        if "box_nm" in state:  # version 2; a version-1 run kept its box (the signature's)
+            self._set_box(state["box_nm"].numpy())
+            baro = state["barostat"]
+            self.barostat_step = float(baro["step"])
+            self.barostat_attempts = int(baro["attempts"])
+            self.barostat_accepted = int(baro["accepted"])
+            self._window_attempts = int(baro["window_attempts"])
+            self._window_accepted = int(baro["window_accepted"])
         self.cache.clear()
         for k in range(int(state["n_chunks"])):
-            samples.load_chunk(store.read_chunk(k))
+            samples.load_chunk(store.read_chunk(k), np.array(self._run_box))
         return start
 
 
@@ -586,6 +782,7 @@ class _Samples:
         self.done: list[dict[str, np.ndarray]] = []
         self.pending_positions: list[np.ndarray] = []
         self.pending_forces: list[np.ndarray] = []
+        self.pending_boxes: list[np.ndarray] = []
         self.pending_thermo: list[list[float]] = []
         self.n_chunks = 0
 
@@ -597,36 +794,47 @@ class _Samples:
         self.pending_positions.append(engine.positions_nm.cpu().numpy().copy())
         if self.record_forces:
             self.pending_forces.append(engine.forces_kj_mol_nm.cpu().numpy().copy())
+        self.pending_boxes.append(engine._box_host.copy())
         self.pending_thermo.append(engine.thermo_row())
 
-    def flush(self) -> dict[str, np.ndarray] | None:
-        if not self.pending_positions:
-            return None
+    def _pending(self) -> dict[str, np.ndarray]:
         chunk = {
             "positions_nm": np.stack(self.pending_positions),
+            "box_nm": np.stack(self.pending_boxes),
             "thermo": np.array(self.pending_thermo, dtype=np.float64),
         }
         if self.record_forces:
             chunk["forces_kj_mol_nm"] = np.stack(self.pending_forces)
-        self.pending_positions, self.pending_forces, self.pending_thermo = [], [], []
+        return chunk
+
+    def flush(self) -> dict[str, np.ndarray] | None:
+        if not self.pending_positions:
+            return None
+        chunk = self._pending()
+        self.pending_positions, self.pending_forces = [], []
+        self.pending_boxes, self.pending_thermo = [], []
         self.done.append(chunk)
         self.n_chunks += 1
         return chunk
 
-    def load_chunk(self, chunk: dict[str, np.ndarray]) -> None:
+    def load_chunk(self, chunk: dict[str, np.ndarray], run_box_nm: np.ndarray) -> None:
+        """Add a chunk read from disk; one of a version-1 checkpoint (constant volume: no
+        boxes, no volume column) gets the run's box and its volume."""
+        chunk = dict(chunk)
+        n = len(chunk["positions_nm"])
+        if "box_nm" not in chunk:
+            chunk["box_nm"] = np.tile(run_box_nm, (n, 1))
+        thermo = chunk["thermo"]
+        if thermo.shape[1] == len(THERMO_COLUMNS) - 1:
+            volume = np.full((n, 1), float(np.prod(run_box_nm)))
+            chunk["thermo"] = np.concatenate([thermo, volume], axis=1)
         self.done.append(chunk)
         self.n_chunks += 1
 
     def result(self, engine: TorchMD) -> tuple[CGTrajectory, dict[str, np.ndarray]]:
         chunks = [*self.done]
         if self.pending_positions:
-            pending = {
-                "positions_nm": np.stack(self.pending_positions),
-                "thermo": np.array(self.pending_thermo, dtype=np.float64),
-            }
-            if self.record_forces:
-                pending["forces_kj_mol_nm"] = np.stack(self.pending_forces)
-            chunks.append(pending)
+            chunks.append(self._pending())
         positions = np.concatenate([c["positions_nm"] for c in chunks])
         table = np.concatenate([c["thermo"] for c in chunks])
         thermo = {name: table[:, i] for i, name in enumerate(THERMO_COLUMNS)}
@@ -635,7 +843,7 @@ class _Samples:
         )
         traj = CGTrajectory(
             positions_nm=positions,
-            box_nm=engine.box_nm.cpu().numpy(),
+            box_nm=np.concatenate([c["box_nm"] for c in chunks]),
             times_ps=thermo["t_ps"],
             masses_amu=engine.masses_amu.cpu().numpy(),
             forces_kj_mol_nm=forces,
@@ -691,10 +899,11 @@ class _CheckpointStore:
             ) from exc
         if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
             raise InputError(f"{self.state_path} is not a cgforge torch MD checkpoint")
-        if state.get("version") != _CHECKPOINT_VERSION:
+        if state.get("version") not in _READABLE_VERSIONS:
             raise InputError(
                 f"{self.state_path} has checkpoint version {state.get('version')}, this cgforge "
-                f"reads {_CHECKPOINT_VERSION}; delete {self.path} to restart the run"
+                f"reads {' and '.join(map(str, _READABLE_VERSIONS))}; delete {self.path} to "
+                "restart the run"
             )
         return state
 

@@ -216,7 +216,8 @@ class NeighborCache:
 
     One entry is kept per (cutoff, number of beads, box, dtype, device), so models that ask
     for several cutoffs each get their own list. A list is rebuilt when any bead has moved
-    more than half the skin since it was built (or the box changed). The skin is reduced
+    more than half the skin since it was built (or the box changed: a new box gets its own
+    list, :meth:`retain_box` drops those of other boxes). The skin is reduced
     where ``cutoff + skin`` would exceed half the shortest box edge. ``builds`` counts
     searches, ``calls`` requests.
     """
@@ -233,6 +234,16 @@ class NeighborCache:
     def clear(self) -> None:
         """Forget all lists (the next request searches again)."""
         self._entries.clear()
+
+    def retain_box(self, box_nm: Tensor) -> None:
+        """Forget the lists of every box but ``box_nm`` (as the model receives it: its dtype).
+
+        A barostat changes the box: a list built for an earlier box, or for a trial box that
+        was rejected, is never asked for again and would only hold memory.
+        """
+        keep = tuple(box_nm.detach().tolist())
+        for key in [k for k in self._entries if k[2] != keep]:
+            del self._entries[key]
 
     def pairs(
         self,
