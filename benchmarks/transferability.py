@@ -12,13 +12,15 @@ skipped with a printed note. The models (each trained resumably in ``WORKDIR/mod
 
 Each model then runs at each state point with
 :func:`cgforge.workflows.gnn_md.transferability_table` (``WORKDIR/transfer/<model>/<state>``,
-resumable): tables on the CG engine (LAMMPS by default), an NVT row at the AA density and an NPT
-row at the AA barostat pressure; GNNs on the torch engine, NVT only (their NPT row says
-``not run``: no barostat). Training frames: every ``--frame-stride``-th frame.
+resumable): an NVT row at the AA density and an NPT row at the AA barostat pressure, tables on
+the CG engine (LAMMPS by default), GNNs on the torch engine (its Monte Carlo barostat for the
+NPT row). Training frames: every ``--frame-stride``-th frame.
 
 Results: ``benchmarks/results/transferability.{json,csv,png}``. A rerun merges: rows already in
 the JSON are kept and only missing model × state pairs run (``--replace`` reruns the selected
-ones), so the study can be run in pieces::
+ones), so the study can be run in pieces. A row with status ``not run`` (the GNN NPT rows of
+results from before the torch engine had a barostat) counts as missing: a plain rerun runs it,
+and only it (a pair runs the ensembles it lacks)::
 
     python benchmarks/transferability.py --models ibi,linear            # the pair tables
     python benchmarks/transferability.py --models schnet-298K --epochs 100 --frame-stride 5
@@ -69,6 +71,10 @@ PAIR_METHODS = ("ibi", "linear")
 R2_CRITERION = 0.98
 #: Row key: one row per model, state point and ensemble.
 ROW_KEY = ("model", "state", "ensemble")
+#: ``status`` of a row that holds no result (GNN NPT rows before the torch engine's barostat).
+NOT_RUN = "not run"
+#: The ensembles of every model × state pair: NVT at the AA density, NPT at the AA pressure.
+ENSEMBLES = ("nvt", "npt")
 
 
 # ====================================================================== rows (pure)
@@ -76,17 +82,22 @@ def _key(row: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(row.get(k)) for k in ROW_KEY)
 
 
+def _not_run(row: dict[str, Any]) -> bool:
+    return str(row.get("status")) == NOT_RUN
+
+
 def merge_rows(
     existing: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]], *, replace: bool = False
 ) -> list[dict[str, Any]]:
     """``existing`` rows with ``new`` ones merged by (model, state, ensemble): an existing row
-    is kept (``replace``: the new one takes its place), a new key is appended; order kept."""
+    is kept unless its status is ``not run`` (``replace``: the new one always takes its place),
+    a new key is appended; order kept."""
     merged: dict[tuple[str, ...], dict[str, Any]] = {}
     for row in existing:
         merged[_key(row)] = row
     for row in new:
         key = _key(row)
-        if key not in merged or replace:
+        if key not in merged or replace or _not_run(merged[key]):
             merged[key] = row
     return list(merged.values())
 
@@ -98,10 +109,25 @@ def missing_pairs(
     *,
     replace: bool = False,
 ) -> list[tuple[str, str]]:
-    """The (model, state) pairs with no row yet (all of them with ``replace``); a failed row
-    counts as a result."""
+    """The (model, state) pairs with no row yet, or with a ``not run`` row (all of them with
+    ``replace``); a failed row counts as a result."""
+    rows = list(rows)
     done = {(str(r.get("model")), str(r.get("state"))) for r in rows}
+    done -= {(str(r.get("model")), str(r.get("state"))) for r in rows if _not_run(r)}
     return [(m, s) for m in models for s in states if replace or (m, s) not in done]
+
+
+def missing_ensembles(
+    model: str, state: str, rows: Iterable[dict[str, Any]], *, replace: bool = False
+) -> tuple[str, ...]:
+    """The ensembles of (model, state) to run: those without a row or with a ``not run`` row
+    (all with ``replace``)."""
+    have = {
+        str(r.get("ensemble"))
+        for r in rows
+        if str(r.get("model")) == model and str(r.get("state")) == state and not _not_run(r)
+    }
+    return tuple(e for e in ENSEMBLES if replace or e not in have)
 
 
 def select_models(spec: str | None) -> list[str]:
@@ -481,6 +507,7 @@ def main() -> int:
             }
             if spec["method"] not in PAIR_METHODS:
                 settings["device"] = args.device
+            ensembles = missing_ensembles(name, state, earlier, replace=args.replace)
             try:
                 result = transferability_table(
                     model_path,
@@ -489,7 +516,7 @@ def main() -> int:
                     trained_at=dirs,
                     model_name=name,
                     engine=args.engine,
-                    ensembles=("nvt", "npt"),
+                    ensembles=ensembles,
                     **settings,
                 )
             except CGForgeError as exc:
@@ -498,10 +525,11 @@ def main() -> int:
                     {
                         "model": name,
                         "state": state,
-                        "ensemble": "nvt",
+                        "ensemble": ensemble,
                         "status": "failed",
                         "notes": f"failed: {' '.join(str(exc).split())}",
                     }
+                    for ensemble in ensembles
                 ]
             for row in result:
                 row.update(

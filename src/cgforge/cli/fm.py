@@ -162,11 +162,20 @@ def simulate(
         None, "--density", help="Density, g/cm3 (default: reference or training state)."
     ),
     reference: options.Reference = None,
-    equilibrate: str = typer.Option("20ps", "--equilibrate", help="NVT equilibration time."),
+    equilibrate: str = typer.Option(
+        "20ps", "--equilibrate", help="Equilibration time (NVT; NPT for --ensemble npt)."
+    ),
     production: str = typer.Option("200ps", "--production", help="Production time, e.g. 1ns."),
     timestep: options.Timestep = "5fs",
     sample_every: options.SampleEvery = "0.5ps",
-    ensemble: str = typer.Option("nvt", "--ensemble", help="Production: nvt (Bussi) or nve."),
+    ensemble: str = typer.Option(
+        "nvt",
+        "--ensemble",
+        help="Production: nvt (Bussi), nve, or npt (Bussi + Monte Carlo barostat).",
+    ),
+    pressure: float = typer.Option(
+        None, "--pressure", help="NPT pressure, bar (default: the reference's, else 1)."
+    ),
     seed: options.MDSeed = 0,
     device: options.Device = "auto",
     overwrite: options.OverwriteRun = False,
@@ -188,6 +197,7 @@ def simulate(
             timestep_fs=parse_time_ps(timestep, what="--timestep", allow_zero=False) * 1e3,
             sample_interval_ps=parse_time_ps(sample_every, what="--sample-every", allow_zero=False),
             production_ensemble=ensemble,
+            pressure_bar=pressure,
             reference_dir=reference,
             seed=seed,
             device=device,
@@ -242,7 +252,7 @@ def transfer(
     name: str = typer.Option(None, "--name", help="The model's name in the table."),
     engine: options.CGEngine = "auto",
     npt: bool = typer.Option(
-        True, "--npt/--no-npt", help="Also an NPT row at each reference's pressure (tables)."
+        True, "--npt/--no-npt", help="Also an NPT row at each reference's pressure."
     ),
     seed: options.MDSeed = 0,
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (neural models)."),
@@ -255,9 +265,9 @@ def transfer(
 ) -> None:
     """Run a model at the state point of every reference: transferability.csv.
 
-    A neural model runs on the torch engine, NVT at the reference density (its NPT row is
-    marked not run: no barostat); a pair-potential table on the CG engine (--engine), NVT at
-    the reference density and NPT at the reference's pressure. State points outside the
+    A neural model runs on the torch engine, a pair-potential table on the CG engine
+    (--engine): NVT at the reference density and (--npt) NPT at the reference's pressure (the
+    torch engine's Monte Carlo barostat for a neural model). State points outside the
     trained temperature/density range are flagged (extrapolated); a state point whose run
     blows up is listed as failed with the reason.
     """

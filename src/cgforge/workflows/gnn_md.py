@@ -7,9 +7,12 @@
     :func:`~cgforge.engines.cg_engine.run_cg_md` on the torch engine
     (:class:`~cgforge.engines.torch_cg.TorchEngine`, :class:`~cgforge.engines.torch_md.TorchMD`
     underneath): NVT equilibration at the box's fixed volume and an NVT (Bussi, a global
-    thermostat) or NVE production → the same observables as every other CG run of cgforge
-    (:func:`cgforge.liquid_analysis.analyze`: RDF, MSD, D, density; pressure and temperature
-    mean ± error; the drift of the torch engine's conserved energy) and, with an all-atom reference
+    thermostat) or NVE production; or, for ``npt``, NPT equilibration (Bussi thermostat and the
+    engine's Monte Carlo barostat) at a pressure (default: the reference's barostat pressure)
+    and an NPT production from the mean volume of its second half → the same observables as
+    every other CG run of cgforge (:func:`cgforge.liquid_analysis.analyze`: RDF, MSD, D,
+    density; pressure and temperature mean ± error; the drift of the torch engine's conserved
+    energy) and, with an all-atom reference
     directory, the same comparison as ``cgforge cg`` (``rdf_deviation``, ``rdf_r2``,
     ``acceleration_factor`` = D_CG / D_AA, ``density_error``) plus the pressure difference.
     Files: ``rdf.csv``, ``msd.csv``, ``thermo.csv`` (both stages, the columns of every CG
@@ -26,23 +29,25 @@
     metadata, or those the caller gives) and flagging as ``extrapolated`` those whose
     temperature or density lies outside the trained range ([min, max] over the training state
     points). The model (:func:`load_transfer_model`) is either a neural model (a
-    ``cgforge fm train`` output; torch engine, NVT at the reference density; its NPT row is
-    ``not run``: the torch engine has no barostat) or a pair-potential table (``cgforge ibi``,
-    ``cgforge fm linear`` or any table file; :func:`simulate_table` on the CG engine, LAMMPS
-    by default: an NVT row at the reference density, whose pressure is the model's at the AA
-    density, and an NPT row at the reference's barostat pressure, whose ``density_error`` is
-    the model's; training state points from the table's run directory, :func:`table_metadata`).
+    ``cgforge fm train`` output; torch engine: an NVT row at the reference density and, on
+    request, an NPT row at the reference's barostat pressure under the engine's Monte Carlo
+    barostat) or a pair-potential table (``cgforge ibi``, ``cgforge fm linear`` or any table
+    file; :func:`simulate_table` on the CG engine, LAMMPS by default). For both kinds the NVT
+    row's pressure is the model's at the AA density and the NPT row's ``density_error`` is the
+    model's at the AA pressure (the mean density of the NPT production, as ``cgforge cg``
+    measures it); training state points of a table come from its run directory
+    (:func:`table_metadata`).
     References of another molecule than the model's (metadata ``molecule`` against the
     reference's ``molecule``) are refused before any MD unless ``allow_other_molecules``. A
     state point whose run blows up (:class:`~cgforge.errors.SimulationError`, non-finite
     energies) gets a row with status ``failed`` and the reason; the other state points still
     run.
 
-The torch engine's box is fixed: its runs are at constant volume, so the density is an input,
-not a result, and ``density_error`` is (ρ_run − ρ_ref)/ρ_ref, zero when the run uses the
-reference's density (so in every NVT row). How far the model is from the reference's equation
-of state shows in the pressure columns of NVT rows (``pressure_bar`` against
-``reference_pressure_bar``) and in the density error of NPT rows.
+In NVT and NVE the torch engine's box is fixed: the density is an input, not a result, and
+``density_error`` is (ρ_run − ρ_ref)/ρ_ref, zero when the run uses the reference's density (so
+in every NVT row). In NPT the density is the model's. How far the model is from the
+reference's equation of state shows in the pressure columns of NVT rows (``pressure_bar``
+against ``reference_pressure_bar``) and in the density error of NPT rows.
 
 Defaults: the bead mass comes from the model metadata (``bead_mass_amu``) or the reference; the
 temperature and density from the reference or, without one, the model's first training state
@@ -66,7 +71,7 @@ import numpy as np
 from cgforge.engines.cg_engine import CGSystem, resolve_engine_name, run_cg_md
 from cgforge.engines.protocol import MDProtocol, ProgressCallback, write_thermo_csv
 from cgforge.engines.torch_cg import TorchEngine
-from cgforge.engines.torch_md import DEFAULT_TAU_PS, select_device
+from cgforge.engines.torch_md import DEFAULT_BAROSTAT_FREQUENCY, DEFAULT_TAU_PS, select_device
 from cgforge.errors import InputError, SimulationError, require_positive
 from cgforge.fileio import sha256_file, write_text
 from cgforge.liquid_analysis import analyze, write_results
@@ -83,6 +88,7 @@ from cgforge.workflows.cg import (
     AAReference,
     _comparison,
     _produce,
+    analyse_cg_result,
     beads_for_reference,
     box_from_density,
     load_reference,
@@ -93,8 +99,9 @@ DEFAULT_EQUILIBRATION_PS = 20.0
 DEFAULT_PRODUCTION_PS = 200.0
 #: Default interval between samples, ps.
 DEFAULT_SAMPLE_INTERVAL_PS = 0.5
-#: Production ensembles: ``nvt`` (Bussi thermostat) or ``nve``.
-PRODUCTION_ENSEMBLES = ("nvt", "nve")
+#: Production ensembles: ``nvt`` (Bussi thermostat), ``nve`` or ``npt`` (Bussi thermostat and
+#: the torch engine's Monte Carlo barostat).
+PRODUCTION_ENSEMBLES = ("nvt", "nve", "npt")
 #: A reference state point matches a training state point within these tolerances.
 TRAINED_ON_TEMPERATURE_K = 0.5
 TRAINED_ON_DENSITY_REL = 5.0e-3
@@ -140,10 +147,9 @@ _SUMMARY_COLUMNS = tuple(
 #: ``status`` of a table row: the run finished, or it blew up.
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
-#: ``status`` of a row that was not run (the NPT row of a neural model), with the reason.
+#: ``status`` that tables written before the torch engine had a barostat gave the NPT rows of
+#: neural models (not run); such a row counts as missing, and a rerun runs it.
 STATUS_NOT_RUN = "not run"
-#: Why a neural model has no NPT row.
-NO_BAROSTAT = "not run: the torch engine has no barostat (neural models run NVT only)"
 #: ``model_kind`` of a transferability row: a tabulated pair potential or a torch model.
 MODEL_KINDS = ("table", "neural")
 #: Ensembles of a table model's rows: NVT at the reference density, NPT at its pressure.
@@ -267,15 +273,22 @@ def simulate_model(
     device: str = "auto",
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    pressure_bar: float | None = None,
+    barostat_interval: int = DEFAULT_BAROSTAT_FREQUENCY,
 ) -> dict[str, Any]:
     """Simulate a one-bead CG liquid with the saved model at ``model_path``; return the summary.
 
-    Parameters (units: K, g/cm³, amu, ps, fs): see the module docstring for defaults. The run
-    is NVT at fixed density: ``equilibration_ps`` with the Bussi thermostat (coupling time
-    ``tau_ps``), then ``production_ps`` under ``production_ensemble`` (``nvt``: the same
-    global thermostat, ``nve``: Newtonian), sampled every ``sample_interval_ps``; the torch
-    engine has no barostat, so no stage changes the box. Rerunning into the same ``out``
-    resumes (checkpoints in its work directory); a finished run returns its summary.
+    Parameters (units: K, g/cm³, amu, ps, fs, bar): see the module docstring for defaults. The
+    start box holds ``n_beads`` at ``density_g_cm3``. Under ``nvt`` and ``nve`` the run keeps
+    that density: ``equilibration_ps`` with the Bussi thermostat (coupling time ``tau_ps``),
+    then ``production_ps`` under ``production_ensemble`` (``nvt``: the same global thermostat,
+    ``nve``: Newtonian). Under ``npt`` both stages add the torch engine's Monte Carlo barostat
+    at ``pressure_bar`` (default: the reference's barostat pressure, else 1 bar; a volume move
+    every ``barostat_interval`` steps) and production starts from the mean volume of the second
+    half of equilibration; the density, its error and the RDF then come from the production's
+    own boxes (:func:`cgforge.workflows.cg.analyse_cg_result`, as for tables). Sampled every
+    ``sample_interval_ps``. Rerunning into the same ``out`` resumes (checkpoints in its work
+    directory); a finished run returns its summary.
     """
     path = Path(model_path)
     model, metadata = load_model(path)
@@ -338,6 +351,34 @@ def simulate_model(
             f"unknown production ensemble {production_ensemble!r}; use one of "
             f"{PRODUCTION_ENSEMBLES}"
         )
+    npt = production_ensemble == "npt"
+    if not npt and pressure_bar is not None:
+        raise InputError(
+            f"pressure_bar sets the barostat of an npt run; the {production_ensemble} run keeps "
+            "its density (give production_ensemble='npt' or leave pressure_bar out)",
+            parameters=("pressure_bar", "production_ensemble"),
+        )
+    if npt:
+        if pressure_bar is None:
+            pressure_bar = 1.0 if reference is None else reference.barostat_pressure_bar
+        target_pressure = float(pressure_bar)
+        if isinstance(pressure_bar, bool) or not (
+            math.isfinite(target_pressure) and target_pressure >= 0.0
+        ):
+            raise InputError(
+                f"pressure_bar must be a finite pressure >= 0 bar, got {pressure_bar!r}",
+                parameters="pressure_bar",
+            )
+        if isinstance(barostat_interval, bool) or int(barostat_interval) != barostat_interval:
+            raise InputError(
+                f"barostat_interval must be a whole number of steps, got {barostat_interval!r}",
+                parameters="barostat_interval",
+            )
+        if int(barostat_interval) < 1:
+            raise InputError(
+                f"barostat_interval must be >= 1 step, got {barostat_interval!r}",
+                parameters="barostat_interval",
+            )
     dt_ps = require_positive(timestep_fs, "time step (fs)") * 1e-3
     tau = require_positive(tau_ps, "thermostat coupling time tau (ps)")
     interval = max(1, round(require_positive(sample_interval_ps, "sample interval (ps)") / dt_ps))
@@ -348,7 +389,11 @@ def simulate_model(
         require_positive(production_ps, "production (ps)"), dt_ps, interval, "production"
     )
     chosen = select_device(device)
+    barostat: dict[str, Any] = {}
+    if npt:
+        barostat = {"pressure_bar": target_pressure, "barostat_interval": int(barostat_interval)}
     protocol = MDProtocol(
+        **barostat,
         temperature_K=temperature,
         timestep_fs=float(timestep_fs),
         minimize=False,
@@ -381,6 +426,7 @@ def simulate_model(
         "seed": int(seed),
         "reference_dir": None if reference is None else str(reference.path),
         "reference_sha256": None if reference is None else reference.fingerprint(),
+        **barostat,  # npt only: nvt and nve configurations are those of earlier versions
     }
     rundir = RunDirectory(out, config, overwrite=overwrite)
     if rundir.prepare() == "complete":
@@ -389,18 +435,21 @@ def simulate_model(
     result = run_cg_md(
         system, protocol, rundir.work, progress=progress, engine=TorchEngine(device=str(chosen))
     )
-    traj = CGTrajectory(
-        positions_nm=result.bead_positions_nm,
-        box_nm=np.tile(result.box_nm, (len(result.times_ps), 1)),
-        times_ps=result.times_ps,
-        masses_amu=result.bead_masses_amu,
-    )
-    kwargs: dict[str, Any] = {}
-    if reference is not None:
-        width = float(reference.rdf.bin_width_nm)
-        top = min(float(reference.rdf.r_max_nm), 0.5 * float(np.min(box)))
-        kwargs = {"rdf_bin_nm": width, "rdf_r_max_nm": math.floor(top / width + 1e-9) * width}
-    analysis = analyze(traj, **kwargs)
+    if npt:  # the density series and per-frame boxes of the NPT production, as for tables
+        traj, analysis, _ = analyse_cg_result(result, reference)
+    else:
+        traj = CGTrajectory(
+            positions_nm=result.bead_positions_nm,
+            box_nm=np.tile(result.box_nm, (len(result.times_ps), 1)),
+            times_ps=result.times_ps,
+            masses_amu=result.bead_masses_amu,
+        )
+        kwargs: dict[str, Any] = {}
+        if reference is not None:
+            width = float(reference.rdf.bin_width_nm)
+            top = min(float(reference.rdf.r_max_nm), 0.5 * float(np.min(box)))
+            kwargs = {"rdf_bin_nm": width, "rdf_r_max_nm": math.floor(top / width + 1e-9) * width}
+        analysis = analyze(traj, **kwargs)
     name = str(metadata.get("molecule") or (reference.molecule if reference else path.stem))
     write_results(rundir.path, analysis, traj, title=f"{name}: CG model {model.model_name}")
     write_thermo_csv(rundir.path / "thermo.csv", result.thermo)
@@ -434,7 +483,7 @@ def simulate_model(
         "pressure_err_bar": pressure_err,
         "reference_pressure_bar": ref_p,
         "pressure_error_bar": None if ref_p is None else pressure - ref_p,
-        "density_source": "fixed box (NVT at the given density)",
+        "density_source": "NPT production" if npt else "fixed box (NVT at the given density)",
         **analysis.summary_fields(),
         **comparison,
         "n_beads": n,
@@ -444,9 +493,20 @@ def simulate_model(
         "production_ps": n_prod * dt_ps,
         "production_ensemble": production_ensemble,
         "thermostat": "Bussi stochastic velocity rescaling"
-        if production_ensemble == "nvt"
+        if production_ensemble in ("nvt", "npt")
         else None,
         "tau_ps": tau,
+        **(
+            {
+                "pressure_target_bar": target_pressure,
+                "barostat": "Monte Carlo, isotropic (torch engine)",
+                "barostat_interval_steps": int(barostat_interval),
+                "start_density_g_cm3": density,
+                "npt_volume_nm3": result.npt_volume_nm3,
+            }
+            if npt
+            else {}
+        ),
         "conserved_energy_drift_kj_mol_ps": drift,
         "engine": protocol.engine,
         "device": str(chosen),
@@ -662,9 +722,9 @@ def simulate_table(
     minimised lattice (discarded), then ``production_ps`` of NVT from its last configuration:
     ``pressure_bar`` is the model's pressure at the AA density and ``density_error`` zero.
     ``npt``: the engine's NPT equilibration at the reference's barostat pressure, then an
-    ``npt`` production (LAMMPS and OpenMM): ``density_error`` is the model's density error at
-    the target pressure. Both at the reference's temperature on ``engine`` (``auto``: LAMMPS on
-    CPUs), compared with the reference as ``cgforge cg`` does (:func:`_produce` of
+    ``npt`` production (LAMMPS, OpenMM and torch): ``density_error`` is the model's density
+    error at the target pressure. Both at the reference's temperature on ``engine`` (``auto``:
+    LAMMPS on CPUs), compared with the reference as ``cgforge cg`` does (:func:`_produce` of
     :mod:`cgforge.workflows.cg`). Resumable; a finished run returns its summary.
     """
     path = Path(potential_path)
@@ -673,8 +733,6 @@ def simulate_table(
     if ensemble not in TABLE_ENSEMBLES:
         raise InputError(f"unknown ensemble {ensemble!r}; use one of {', '.join(TABLE_ENSEMBLES)}")
     engine_name = resolve_engine_name(engine)
-    if ensemble == "npt" and engine_name == "torch":
-        raise InputError("the torch engine has no barostat; run the npt row on lammps or openmm")
     mass = require_positive(
         reference.bead_mass_amu if bead_mass_amu is None else bead_mass_amu, "bead mass (amu)"
     )
@@ -784,7 +842,7 @@ _TABLE_SETTINGS = frozenset(
     }
 )
 #: Keyword arguments of :func:`simulate_model` only (neural rows).
-_NEURAL_SETTINGS = frozenset({"device", "tau_ps", "production_ensemble"})
+_NEURAL_SETTINGS = frozenset({"device", "tau_ps", "production_ensemble", "barostat_interval"})
 
 
 def transferability_table(
@@ -802,13 +860,16 @@ def transferability_table(
     """Run the model at every reference's state point; write ``out/transferability.csv``.
 
     ``model_path``: anything :func:`load_transfer_model` reads. A neural model runs on the
-    torch engine (:func:`simulate_model`, NVT at the reference's density), one row per
-    reference, plus a ``not run`` NPT row when ``ensembles`` names ``npt`` (the torch engine
-    has no barostat). A table runs on the CG engine ``engine`` (:func:`simulate_table`), one
-    row per reference and ensemble (``nvt``: at the reference density, ``npt``: at its
-    barostat pressure). ``ensembles`` (of ``nvt``, ``npt``): None runs what the model's
-    engine can (tables both, neural models NVT only, without the ``not run`` row). Runs go to ``out/state_NN_<T>K_<rho>gcm3`` (``_nvt``/``_npt`` for
-    tables; resumable). ``md_settings`` are keyword arguments of :func:`simulate_model` or
+    torch engine (:func:`simulate_model`): a row at the reference's density in its
+    ``production_ensemble`` (``nvt`` unless ``md_settings`` say otherwise; it stands for
+    ``nvt`` in ``ensembles``) and, when ``ensembles`` names ``npt``, an NPT row at the
+    reference's barostat pressure (the torch engine's Monte Carlo barostat). A table runs on
+    the CG engine ``engine`` (:func:`simulate_table`), one row per reference and ensemble
+    (``nvt``: at the reference density, ``npt``: at its barostat pressure). ``ensembles`` (of
+    ``nvt``, ``npt``): None runs both for tables and the density row alone for neural models
+    (their NPT row only on request). Runs go to ``out/state_NN_<T>K_<rho>gcm3`` (``_nvt``/``_npt`` for tables, no
+    suffix for a neural model's NVT row and ``_npt`` for its NPT row; resumable).
+    ``md_settings`` are keyword arguments of :func:`simulate_model` or
     :func:`simulate_table` other than the state point; each kind takes those it knows.
     ``trained_at`` (reference directories) gives the training state points where the model
     or its run directory records none (or replaces them). Returns the rows
@@ -859,9 +920,12 @@ def transferability_table(
     else:
         settings = dict(md_settings)
         neural_ensemble = str(md_settings.get("production_ensemble", "nvt"))
-        runs = [(neural_ensemble, "torch")]
-        if ensembles is not None and "npt" in ensembles:
-            runs.append(("npt", "torch"))
+        if neural_ensemble == "npt":
+            runs = [("npt", "torch")]
+        else:  # the row at the reference density (nvt or nve), then the NPT row on request
+            runs = [(neural_ensemble, "torch")] if ensembles is None or "nvt" in ensembles else []
+            if ensembles is not None and "npt" in ensembles:
+                runs.append(("npt", "torch"))
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -881,17 +945,13 @@ def transferability_table(
         elif outside:
             notes.append("extrapolated: " + " and ".join(outside))
         for ensemble, engine_used in runs:
-            if model.kind == "table":
+            if model.kind == "table" or ensemble == "npt":
                 run_dir = root / _state_dir_name(k, reference, ensemble)
             else:
                 run_dir = root / _state_dir_name(k, reference)
             row = _row(model, reference, ensemble, engine_used, metadata, outside, run_dir)
             row_notes = list(notes)
-            if model.kind == "neural" and ensemble == "npt":
-                row["status"], row["run_dir"] = STATUS_NOT_RUN, None
-                row_notes.append(NO_BAROSTAT)
-            else:
-                _run_row(model, reference, run_dir, ensemble, settings, row, row_notes)
+            _run_row(model, reference, run_dir, ensemble, settings, row, row_notes)
             row["notes"] = "; ".join(row_notes)
             rows.append(row)
             write_text(root / "transferability.csv", table_csv(rows))  # each row as it comes
@@ -953,13 +1013,20 @@ def _run_row(
                 **settings,
             )
         else:
+            neural = dict(settings)
+            if ensemble == "npt":  # at the reference's pressure, from a box at its density
+                neural.update(
+                    production_ensemble="npt", pressure_bar=reference.barostat_pressure_bar
+                )
+            else:
+                neural.pop("barostat_interval", None)
             summary = simulate_model(
                 model.path,
                 run_dir,
                 temperature_K=t,
                 density_g_cm3=rho,
                 reference_dir=reference.path,
-                **settings,
+                **neural,
             )
         blown = _non_finite(summary)
         if blown:
