@@ -36,6 +36,7 @@ the pair models.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -422,8 +423,18 @@ def main() -> int:
 
     def save() -> list[dict[str, Any]]:
         """Merge the rows so far into the results file (after every state point: a stopped
-        run keeps what it measured)."""
-        rows = merge_rows(earlier, new_rows, replace=args.replace)
+        run keeps what it measured). The file is read again under a lock first, so runs of
+        other models in parallel processes keep each other's rows."""
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        with open(args.workdir / "results.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return _save_locked()
+
+    def _save_locked() -> list[dict[str, Any]]:
+        current = json.loads(args.results.read_text()) if args.results.is_file() else previous
+        for name, record in current.get("training", {}).items():
+            training.setdefault(name, record)
+        rows = merge_rows(current.get("rows", earlier), new_rows, replace=args.replace)
         rows.sort(
             key=lambda r: (
                 list(MODELS).index(r["model"]) if r.get("model") in MODELS else 99,
@@ -431,8 +442,8 @@ def main() -> int:
                 str(r.get("ensemble")),
             )
         )
-        commands = list(previous.get("commands", []))
-        if new_rows:
+        commands = list(current.get("commands", []))
+        if new_rows and command not in commands:
             commands.append(command)
         result_json = {
             "benchmark": "transferability",
