@@ -118,7 +118,7 @@ def cg(
         "nvt",
         "--ensemble",
         help="Production ensemble: nvt (Nosé-Hoover), nve, or npt (Nosé-Hoover + the NPT "
-        "barostat; density from the production; lammps and openmm engines).",
+        "barostat; density from the production; torch: Bussi + Monte Carlo barostat).",
     ),
     sample_every: options.BeadSampleEvery = None,
     platform: options.Platform = "auto",
