@@ -224,7 +224,10 @@ def test_kill_and_resume_equal_an_uninterrupted_generation(stage_a_db, tmp_path,
     assert main(cli_command(resumed, ranges_file, 3)) == 0
     assert "interrupted" in capsys.readouterr().err
     x, y = contents(uninterrupted), contents(resumed)
-    assert len(y) == 4 and all(v[1] == "done" for v in y.values())
+    assert len(y) == 4, sorted(v[:2] for v in y.values())
+    with Database.open(resumed, readonly=True) as db:
+        errors = [(r["stage"], r["error"]) for r in db.failures()]
+    assert all(v[1] == "done" for v in y.values()), (sorted(v[:2] for v in y.values()), errors)
     assert_same_records(x, y)
     with Database.open(resumed, readonly=True) as db:
         attempts = [r.attempts for r in db.iter_done("B")]

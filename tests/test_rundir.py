@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,27 @@ def test_foreign_directory_is_refused(tmp_path):
     with pytest.raises(InputError, match="not a cgforge run directory"):
         RunDirectory(tmp_path, {"x": 1}).prepare()
     assert (tmp_path / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("left", [[], [".config.json.k2j3x.tmp"]])
+def test_a_run_killed_before_its_configuration_was_written_starts_afresh(tmp_path, left):
+    """A process killed between creating ``.cgforge/`` and writing its configuration (a
+    database worker killed as its record starts) leaves a folder the same command takes."""
+    out = tmp_path / "run"
+    (out / ".cgforge").mkdir(parents=True)
+    for name in left:
+        (out / ".cgforge" / name).write_text('{"hash": "ab')  # cut short by the kill
+    assert RunDirectory(out, {"x": 1}).prepare() == "new"
+    assert json.loads((out / ".cgforge" / "config.json").read_text())["config"] == {"x": 1}
+    assert RunDirectory(out, {"x": 1}).prepare() == "resume"
+
+
+def test_a_cgforge_folder_with_other_files_is_still_refused(tmp_path):
+    out = tmp_path / "run"
+    (out / ".cgforge").mkdir(parents=True)
+    (out / ".cgforge" / "production-0.chk").write_bytes(b"progress")
+    with pytest.raises(InputError, match="not a cgforge run directory"):
+        RunDirectory(out, {"x": 1}).prepare()
 
 
 def test_a_run_that_wrote_only_its_configuration_gives_way_to_another(tmp_path):

@@ -50,7 +50,7 @@ class RunDirectory:
         marker = self.work / "config.json"
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"out {self.path} is a file; give a directory path", parameters="out")
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(self.path.iterdir()) and not self._killed_at_birth():
             if not marker.exists():
                 raise InputError(
                     f"out {self.path} exists and is not a cgforge run directory; choose a new path",
@@ -80,6 +80,17 @@ class RunDirectory:
                 parameters="out",
             ) from exc
         return "new"
+
+    def _killed_at_birth(self) -> bool:
+        """True when the directory holds only a ``.cgforge/`` folder without a configuration
+        (at most the temporary file of one being written): a run killed between creating its
+        folder and writing its configuration, which the same command starts afresh."""
+        if {p.name for p in self.path.iterdir()} != {WORK} or not self.work.is_dir():
+            return False
+        return all(
+            p.is_file() and p.name.startswith(".config.json.") and p.name.endswith(".tmp")
+            for p in self.work.iterdir()
+        )
 
     def _nothing_done(self) -> bool:
         """True when the directory holds only the configuration of a run that wrote nothing
