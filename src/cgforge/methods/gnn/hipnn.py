@@ -53,8 +53,7 @@ import torch
 from torch import Tensor
 
 from cgforge.errors import InputError
-from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, NetworkWithPrior
-from cgforge.methods.gnn.schnet import check_common
+from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, NetworkWithPrior, check_common
 from cgforge.potentials.neural.base import register_model
 
 __all__ = ["HIPNN", "InverseSensitivity", "TensorInteraction"]

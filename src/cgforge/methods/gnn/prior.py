@@ -46,6 +46,7 @@ __all__ = [
     "NetworkWithPrior",
     "PairPrior",
     "PriorParameters",
+    "check_common",
     "fit_prior",
     "make_prior",
     "nearest_neighbour_distances",
@@ -199,12 +200,25 @@ def make_prior(
     return PairPrior(sigma_nm, epsilon_kj_mol, exponent, cutoff_nm)
 
 
+def check_common(cutoff_nm: float, width: int, n_interactions: int) -> None:
+    """Refuse impossible settings shared by the neural models (cutoff, feature width, number
+    of interaction layers) with a message that names them; a model calls it first, before
+    checking its own settings."""
+    if not (math.isfinite(cutoff_nm) and cutoff_nm > 0):
+        raise InputError(f"cutoff must be a positive distance in nm, got {cutoff_nm}")
+    if width < 1 or n_interactions < 1:
+        raise InputError(
+            f"width ({width}) and number of interaction layers ({n_interactions}) must be >= 1"
+        )
+
+
 class NetworkWithPrior(EnergyModel):
     """Common plumbing of the neural models: E = s Σ_i ε_i + Σ_{i<j} U_prior(r_ij).
 
-    A subclass checks its own settings, calls ``super().__init__`` with its cutoff, its
-    architecture hyperparameters and the energy-scale/prior arguments, builds its layers and
-    implements :meth:`network_energies` (the unscaled per-bead energies ε_i). This class keeps
+    A subclass checks its settings (:func:`check_common`, then its own), calls
+    ``super().__init__`` with its cutoff, its architecture hyperparameters and the
+    energy-scale/prior arguments, builds its layers and implements :meth:`network_energies`
+    (the unscaled per-bead energies ε_i). This class keeps
     the hyperparameters (:meth:`hyperparameters`: ``cutoff_nm``, the architecture entries, then
     ``energy_scale_kj_mol``, ``prior_sigma_nm``, ``prior_epsilon_kj_mol``, ``prior_exponent``),
     the scale ``s = energy_scale_kj_mol`` (kJ/mol) and the prior (:func:`make_prior`; None when

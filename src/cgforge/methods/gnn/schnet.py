@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from cgforge.errors import InputError
-from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, NetworkWithPrior
+from cgforge.methods.gnn.prior import DEFAULT_EXPONENT, NetworkWithPrior, check_common
 from cgforge.potentials.neural.base import register_model
 
 __all__ = ["SchNet", "check_common", "cosine_cutoff", "shifted_softplus"]
@@ -48,16 +48,6 @@ def cosine_cutoff(r_nm: Tensor, cutoff_nm: float) -> Tensor:
     """½ [cos(π r / r_c) + 1] for r < r_c, else 0 (value and slope vanish at r_c)."""
     fc = 0.5 * (torch.cos(math.pi * r_nm / cutoff_nm) + 1.0)
     return torch.where(r_nm < cutoff_nm, fc, torch.zeros_like(fc))
-
-
-def check_common(cutoff_nm: float, width: int, n_interactions: int) -> None:
-    """Refuse impossible architecture settings with a message that names them."""
-    if not (math.isfinite(cutoff_nm) and cutoff_nm > 0):
-        raise InputError(f"cutoff must be a positive distance in nm, got {cutoff_nm}")
-    if width < 1 or n_interactions < 1:
-        raise InputError(
-            f"width ({width}) and number of interaction layers ({n_interactions}) must be >= 1"
-        )
 
 
 class _Dense(torch.nn.Module):
