@@ -44,9 +44,7 @@ from cgforge.methods.mobility.model_io import (
     LoadedModel,
     check_output_dir,
     load_model_files,
-    staged_model_dir,
-    write_model_files,
-    write_training_record,
+    write_trained_model,
 )
 from cgforge.methods.mobility.network import (
     Ensemble,
@@ -206,22 +204,26 @@ def fit_acceleration(
             seed=config.seed,
         ),
     }
-    with staged_model_dir(out, overwrite=overwrite) as folder:
-        files = write_training_record(folder, report)
+
+    def write_forest(folder: Path) -> dict[str, str]:
         with open(folder / FOREST, "wb") as handle:
             pickle.dump(forest, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        manifest["files"] = {**files, "forest": FOREST}
-        write_model_files(
-            folder,
-            manifest,
-            arrays={
-                **arrays,
-                **domain.to_arrays(),
-                "x_min": x[train].min(axis=0),
-                "x_max": x[train].max(axis=0),
-            },
-            members=states,
-        )
+        return {"forest": FOREST}
+
+    write_trained_model(
+        out,
+        manifest,
+        report,
+        arrays={
+            **arrays,
+            **domain.to_arrays(),
+            "x_min": x[train].min(axis=0),
+            "x_max": x[train].max(axis=0),
+        },
+        members=states,
+        overwrite=overwrite,
+        extra_files=write_forest,
+    )
     return manifest
 
 
@@ -245,8 +247,7 @@ class AccelerationModel:
             raise InputError(f"model {loaded.path} lacks {path.name}; retrain it")
         with open(path, "rb") as handle:
             forest = pickle.load(handle)  # trusted model directories only (module docstring)
-        config = EnsembleTrainConfig.from_dict(manifest["hyperparameters"])
-        ensemble = Ensemble.from_state(loaded.arrays, loaded.members, manifest["network"], config)
+        ensemble = Ensemble.from_model(loaded)
         names = tuple(manifest["features"]["parameter_names"])
         if ensemble.x_std.mean.size != len(names) + 1:
             raise InputError(f"model {loaded.path} does not match its manifest; retrain it")

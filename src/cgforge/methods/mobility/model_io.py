@@ -33,7 +33,7 @@ import datetime as _dt
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ __all__ = [
     "read_manifest",
     "staged_model_dir",
     "write_model_files",
+    "write_trained_model",
     "write_training_record",
 ]
 
@@ -348,6 +349,30 @@ def write_training_record(folder: Path, report: Any) -> dict[str, str]:
         plt.close(fig)
         files["learning_curve_plot"] = "learning_curve.png"
     return files
+
+
+def write_trained_model(
+    out: str | Path,
+    manifest: dict[str, Any],
+    report: Any,
+    *,
+    arrays: Mapping[str, np.ndarray],
+    members: Sequence[Mapping[str, Any]],
+    overwrite: bool = False,
+    extra_files: Callable[[Path], Mapping[str, str]] | None = None,
+) -> None:
+    """Write the model directory ``out`` of a trained ensemble in one staged step
+    (:func:`staged_model_dir`): the training record of ``report``
+    (:func:`write_training_record`), whatever ``extra_files`` writes into the staging folder
+    (it returns the ``files`` entries of what it wrote), then ``arrays``, the ``members``'
+    weights and ``manifest`` (:func:`write_model_files`). Sets ``manifest["files"]`` to the
+    files written."""
+    with staged_model_dir(out, overwrite=overwrite) as folder:
+        files = write_training_record(folder, report)
+        if extra_files is not None:
+            files.update(extra_files(folder))
+        manifest["files"] = files
+        write_model_files(folder, manifest, arrays=arrays, members=members)
 
 
 @contextlib.contextmanager

@@ -26,12 +26,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from cgforge.errors import InputError, check_settings
+
+if TYPE_CHECKING:
+    from cgforge.methods.mobility.model_io import LoadedModel
 
 __all__ = [
     "Ensemble",
@@ -489,6 +492,14 @@ class Ensemble:
             model.eval()
             members.append(model)
         return cls(members, x_std, y_std, config)
+
+    @classmethod
+    def from_model(cls, loaded: LoadedModel) -> Ensemble:
+        """The ensemble of a model directory read with
+        :func:`~cgforge.methods.mobility.model_io.load_model_files`: its member weights and
+        arrays, with the manifest's ``hyperparameters`` and ``network`` entries."""
+        config = EnsembleTrainConfig.from_dict(loaded.manifest["hyperparameters"])
+        return cls.from_state(loaded.arrays, loaded.members, loaded.manifest["network"], config)
 
 
 def _n_coef(model: Any) -> int:

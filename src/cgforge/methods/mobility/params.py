@@ -48,9 +48,7 @@ from cgforge.methods.mobility.model_io import (
     LoadedModel,
     check_output_dir,
     load_model_files,
-    staged_model_dir,
-    write_model_files,
-    write_training_record,
+    write_trained_model,
 )
 from cgforge.methods.mobility.network import (
     Ensemble,
@@ -216,20 +214,20 @@ def fit_params_to_potential(
             "n_pairs": len(pairs),
             "keys": [[records.keys[i], records.keys[j]] for i, j in pairs],
         }
-    with staged_model_dir(out, overwrite=overwrite) as folder:
-        manifest["files"] = write_training_record(folder, report)
-        write_model_files(
-            folder,
-            manifest,
-            arrays={
-                **arrays,
-                **domain.to_arrays(),
-                "output_r_nm": targets.r_nm,
-                "x_min": inputs.min(axis=0),
-                "x_max": inputs.max(axis=0),
-            },
-            members=states,
-        )
+    write_trained_model(
+        out,
+        manifest,
+        report,
+        arrays={
+            **arrays,
+            **domain.to_arrays(),
+            "output_r_nm": targets.r_nm,
+            "x_min": inputs.min(axis=0),
+            "x_max": inputs.max(axis=0),
+        },
+        members=states,
+        overwrite=overwrite,
+    )
     return manifest
 
 
@@ -248,8 +246,7 @@ class ParamsModel:
     def load(cls, model_dir: str | Path, grids: LearningGrids | None = None) -> ParamsModel:
         loaded = load_model_files(model_dir, kind=tuple(TARGETS.values()), grids=grids)
         manifest = loaded.manifest
-        config = EnsembleTrainConfig.from_dict(manifest["hyperparameters"])
-        ensemble = Ensemble.from_state(loaded.arrays, loaded.members, manifest["network"], config)
+        ensemble = Ensemble.from_model(loaded)
         names = tuple(manifest["features"]["parameter_names"])
         r_out = np.asarray(loaded.arrays["output_r_nm"], dtype=np.float64)
         if ensemble.x_std.mean.size != len(names) or ensemble.y_std.mean.size != r_out.size + 1:

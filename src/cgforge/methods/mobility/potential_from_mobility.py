@@ -48,9 +48,7 @@ from cgforge.methods.mobility.model_io import (
     LoadedModel,
     check_output_dir,
     load_model_files,
-    staged_model_dir,
-    write_model_files,
-    write_training_record,
+    write_trained_model,
 )
 from cgforge.methods.mobility.network import (
     Ensemble,
@@ -194,14 +192,14 @@ def fit_mobility(
             {"database": records.source, "config": config.to_dict()}, seed=config.seed
         ),
     }
-    with staged_model_dir(out, overwrite=overwrite) as folder:
-        manifest["files"] = write_training_record(folder, report)
-        write_model_files(
-            folder,
-            manifest,
-            arrays={**arrays, **domain.to_arrays(), "output_r_nm": targets.r_nm},
-            members=states,
-        )
+    write_trained_model(
+        out,
+        manifest,
+        report,
+        arrays={**arrays, **domain.to_arrays(), "output_r_nm": targets.r_nm},
+        members=states,
+        overwrite=overwrite,
+    )
     return manifest
 
 
@@ -244,8 +242,7 @@ class MobilityModel:
         """Read a mobility model directory (checks format, version, kind and, if given, grids)."""
         loaded = load_model_files(model_dir, kind=KIND, grids=grids)
         manifest = loaded.manifest
-        config = EnsembleTrainConfig.from_dict(manifest["hyperparameters"])
-        ensemble = Ensemble.from_state(loaded.arrays, loaded.members, manifest["network"], config)
+        ensemble = Ensemble.from_model(loaded)
         grids_model = loaded.grids
         r_out = np.asarray(loaded.arrays.get("output_r_nm", []), dtype=np.float64)
         start = int(manifest["targets"]["output_start_index"])
