@@ -169,6 +169,13 @@ def test_the_npt_row_of_a_neural_model_runs_under_the_barostat(model_path, tmp_p
     summary = json.loads((run / "summary.json").read_text())
     assert summary["pressure_target_bar"] == 100.0 and summary["barostat_interval_steps"] == 2
     assert summary["density_source"] == "NPT production"
+    moves = summary["barostat_moves"]  # every 2nd step over equilibration and production
+    assert moves["pressure_bar"] == 100.0 and moves["frequency_steps"] == 2
+    steps = round(
+        (summary["equilibration_ps"] + summary["production_ps"]) / (summary["timestep_fs"] * 1e-3)
+    )
+    assert moves["attempts"] == pytest.approx(steps / 2, abs=2)
+    assert 0 < moves["accepted"] < moves["attempts"] and 0 < moves["acceptance"] < 1
     thermo = np.genfromtxt(run / "thermo.csv", delimiter=",", names=True, dtype=None)
     prod = thermo["stage"].astype(str) == "production"
     assert np.ptp(thermo["volume_nm3"][prod]) > 0  # the barostat acts in production

@@ -309,6 +309,10 @@ class MDResult:
     # the mean NPT volume (nm³, second half of equilibration) the production volume was set
     # from (a fixed production density scales it); None without equilibration
     npt_volume_nm3: float | None = None
+    # the Monte Carlo barostat's moves over the whole run (target pressure in bar, frequency in
+    # steps, attempts, accepted, acceptance, the current ln V step), where the engine counts
+    # them (the torch engine); None otherwise
+    barostat: dict[str, float] | None = None
 
     @property
     def frame_boxes_nm(self) -> np.ndarray:

@@ -248,4 +248,5 @@ class TorchEngine:
             wall_s=wall_s,
             conserved_kJ_mol=np.concatenate(conserved),
             frame_box_nm=frame_box,
+            barostat=None if prod.barostat is None else dict(prod.barostat),
         )

@@ -503,6 +503,7 @@ def simulate_model(
                 "barostat_interval_steps": int(barostat_interval),
                 "start_density_g_cm3": density,
                 "npt_volume_nm3": result.npt_volume_nm3,
+                "barostat_moves": result.barostat,
             }
             if npt
             else {}
