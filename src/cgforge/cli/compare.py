@@ -33,6 +33,12 @@ def compare(
         help="Predicted acceleration factor for rescale (default: measured on the IBI run).",
     ),
     alpha_err: float = typer.Option(0.0, "--alpha-err", help="Standard error of --alpha."),
+    alpha_model: Path = typer.Option(
+        None,
+        "--alpha-model",
+        help="Acceleration model (cgforge train acceleration, trained on this molecule) that "
+        "predicts the alpha of rescale from the molecule's bonded parameters and D_AA.",
+    ),
     platform: options.Platform = "auto",
     engine: options.CGEngine = "auto",
     threads: options.CGThreads = 1,
@@ -42,6 +48,29 @@ def compare(
     """Run the CG methods on one all-atom reference; write comparison.csv and comparison.png."""
     from cgforge.workflows.compare import run_compare
 
+    predicted = None if alpha is None else (alpha, alpha_err)
+    if alpha_model is not None:
+        from cgforge.errors import InputError
+        from cgforge.workflows.cg import load_reference
+        from cgforge.workflows.predict import predicted_acceleration
+
+        if alpha is not None:
+            raise InputError(
+                "give --alpha or --alpha-model, not both", parameters=("alpha", "alpha_model")
+            )
+        prediction = predicted_acceleration(alpha_model, load_reference(reference))
+        predicted = (prediction["alpha"], prediction["alpha_err"])
+        console.print(
+            f"predicted alpha {prediction['alpha']:.3g} ± {prediction['alpha_err']:.2g} "
+            f"(random forest {prediction['random_forest']:.3g})",
+            highlight=False,
+        )
+        for reason in prediction["ood_reasons"]:
+            console.print(
+                f"[yellow]warning:[/] out of the acceleration model's training distribution: "
+                f"{reason}",
+                highlight=False,
+            )
     with stage_progress(not quiet) as progress:
         result = run_compare(
             reference,
@@ -49,7 +78,7 @@ def compare(
             methods=methods,
             preset=preset,
             model_dir=model,
-            alpha_model=None if alpha is None else (alpha, alpha_err),
+            alpha_model=predicted,
             seed=seed,
             platform=platform,
             progress=progress,

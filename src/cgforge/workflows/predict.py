@@ -128,6 +128,42 @@ def predict_potential(
     )
 
 
+def predicted_acceleration(model_dir: str | Path, reference: AAReference) -> dict[str, Any]:
+    """The acceleration factor α = D_CG/D_AA that the acceleration model in ``model_dir``
+    (``cgforge train acceleration``) predicts for the IBI model of ``reference``: the model's
+    inputs are the molecule's own OPLS-AA bonded parameters and the reference's D_AA.
+
+    Returns :meth:`~cgforge.methods.mobility.acceleration.AccelerationModel.predict`'s fields
+    plus ``alpha`` (the network's α) and ``alpha_err`` (its ensemble spread, α · ln 10 ·
+    σ(log₁₀ α)). A model trained on another molecule is an InputError that says which.
+    """
+    from cgforge.methods.mobility.acceleration import AccelerationModel
+    from cgforge.molecules.build import load_molecule
+    from cgforge.molecules.library import normalize_name
+    from cgforge.molecules.randomize import parameter_vector
+
+    model = AccelerationModel.load(model_dir)
+    trained_on = str(model.loaded.manifest.get("molecule") or "")
+    if normalize_name(trained_on) != normalize_name(reference.molecule):
+        raise InputError(
+            f"the acceleration model {model_dir} was trained on {trained_on or 'another molecule'}"
+            f", not {reference.molecule}; train one on {reference.molecule}'s stage-A records "
+            f"(cgforge train acceleration DB --molecule '{reference.molecule}')",
+            parameters="alpha_model",
+        )
+    names, values = parameter_vector(load_molecule(reference.molecule))
+    if tuple(names) != model.names:
+        raise InputError(
+            f"the acceleration model {model_dir} takes other bonded parameters than "
+            f"{reference.molecule} has; retrain it on this cgforge version's database",
+            parameters="alpha_model",
+        )
+    out = model.predict(values, reference.diffusion_m2_s)
+    alpha = float(out["network"])
+    out.update(alpha=alpha, alpha_err=alpha * math.log(10.0) * float(out["network_log10_std"]))
+    return out
+
+
 def _cg_beads(reference: AAReference, cutoff_nm: float, n_beads: int | None) -> int:
     """The CG run's beads: ``n_beads``, checked against the potential's cutoff, or by default
     the reference's molecules, or more where the cutoff needs a larger box."""
