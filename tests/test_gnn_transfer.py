@@ -169,6 +169,7 @@ def test_the_npt_row_of_a_neural_model_runs_under_the_barostat(model_path, tmp_p
     summary = json.loads((run / "summary.json").read_text())
     assert summary["pressure_target_bar"] == 100.0 and summary["barostat_interval_steps"] == 2
     assert summary["density_source"] == "NPT production"
+    assert isinstance(npt["density_drift"], float) and nvt["density_drift"] is None
     moves = summary["barostat_moves"]  # every 2nd step over equilibration and production
     assert moves["pressure_bar"] == 100.0 and moves["frequency_steps"] == 2
     steps = round(
@@ -242,3 +243,22 @@ def test_cli_passes_allow_other_molecules(model_path, tmp_path, monkeypatch):
     assert calls[0]["ensembles"] == ("nvt", "npt")  # the NPT row by default, neural or table
     assert runner.invoke(app, [*args, "--quiet", "--no-npt"]).exit_code == 0
     assert calls[-1]["ensembles"] == ("nvt",)
+
+
+def test_production_density_drift_compares_the_last_and_first_quarters(tmp_path):
+    """A production whose density falls linearly from 0.8 to 0.4 g/cm³ over 40 rows: the
+X
+    equilibration rows before it do not count."""
+    from cgforge.workflows.gnn_md import production_density_drift
+
+    rho = np.linspace(0.8, 0.4, 40)
+    lines = ["t_ps,stage,density_g_cm3"] + [f"{-i},equilibration,2.0" for i in range(5)]
+    lines += [f"{i},production,{r:.10g}" for i, r in enumerate(rho)]
+    path = tmp_path / "thermo.csv"
+    path.write_text("\n".join(lines) + "\n")
+    expected = (rho[-10:].mean() - rho[:10].mean()) / rho.mean()
+    assert production_density_drift(path) == pytest.approx(expected, rel=1e-9)
+    assert expected == pytest.approx(-0.5128, abs=1e-3)
+    path.write_text("t_ps,stage,density_g_cm3\n0,production,0.5\n")
+    assert production_density_drift(path) is None  # too short to tell
+    assert production_density_drift(tmp_path / "none.csv") is None

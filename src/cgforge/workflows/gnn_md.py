@@ -123,6 +123,7 @@ TABLE_COLUMNS = (
     "rdf_r2",
     "density_error",
     "cg_density_g_cm3",
+    "density_drift",
     "pressure_bar",
     "pressure_err_bar",
     "reference_pressure_bar",
@@ -142,8 +143,11 @@ TABLE_COLUMNS = (
 _SUMMARY_COLUMNS = tuple(
     c
     for c in TABLE_COLUMNS[TABLE_COLUMNS.index("rdf_deviation") : TABLE_COLUMNS.index("wall_s") + 1]
-    if c != "cg_density_g_cm3"
+    if c not in ("cg_density_g_cm3", "density_drift")
 )
+#: An NPT row whose density changes by more than this fraction between the first and the last
+#: quarter of its production is flagged: its mean density is not an equilibrium value.
+DENSITY_DRIFT_LIMIT = 0.05
 #: ``status`` of a table row: the run finished, or it blew up.
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -1038,11 +1042,37 @@ def _run_row(
         return
     row.update({c: summary.get(c) for c in _SUMMARY_COLUMNS})
     row["cg_density_g_cm3"] = summary.get("density_g_cm3")
+    if ensemble == "npt":
+        drift = production_density_drift(run_dir / "thermo.csv")
+        row["density_drift"] = drift
+        if drift is not None and abs(drift) > DENSITY_DRIFT_LIMIT:
+            notes.append(
+                f"not stationary: the density changes by {drift:+.0%} from the first to the last "
+                "quarter of the production; its mean is no equilibrium density (lengthen the "
+                "run, or the model has no stable liquid at this pressure)"
+            )
     p, p_ref = row.get("pressure_bar"), row.get("reference_pressure_bar")
     if row.get("pressure_error_bar") is None and _is_number(p) and _is_number(p_ref):
         row["pressure_error_bar"] = float(p) - float(p_ref)
     model_notes = [str(n) for n in summary.get("notes") or [] if model.kind == "table"]
     notes.extend(model_notes)
+
+
+def production_density_drift(thermo_csv: Path) -> float | None:
+    """(ρ_last − ρ_first) / ρ̄ of a run's production thermo rows (``thermo.csv``): the mean
+    densities of its last and first quarters against the production mean; None without a
+    file or with fewer than 8 production rows."""
+    if not thermo_csv.is_file():
+        return None
+    with open(thermo_csv, encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(line for line in handle if not line.startswith("#"))]
+    rho = np.array(
+        [float(r["density_g_cm3"]) for r in rows if r.get("stage") in ("1", "production")]
+    )
+    if rho.size < 8 or not np.all(np.isfinite(rho)):
+        return None
+    quarter = rho.size // 4
+    return float((rho[-quarter:].mean() - rho[:quarter].mean()) / rho.mean())
 
 
 def _is_number(value: Any) -> bool:
