@@ -15,7 +15,11 @@ For each liquid :func:`cgforge.workflows.compare.run_compare` runs in
   300 ps, stopped after 10 without improvement, the best kept), then 50 ps NPT + 500 ps Nosé–Hoover NVT;
 * ``ml``: the shipped mobility model (or ``--model``), its out-of-distribution flags in the notes;
 * ``friction``: the IBI potential under Langevin dynamics with γ fitted to D_AA;
-* ``rescale``: the IBI run's time axis stretched by the α measured on it (a calibration).
+* ``rescale``: the IBI run's time axis stretched by the α measured on it (a calibration);
+* ``rescale-predicted`` (``--predicted-alpha MODELS``, no runs: added to an existing result
+  file from its IBI rows): stretched by the α that an acceleration model of the liquid's own
+  molecule (``MODELS/<liquid>``, ``cgforge train acceleration``) predicts from its OPLS-AA
+  bonded parameters and D_AA; liquids without such a model get a "not run" row.
 
 CG runs use as many beads as the reference has molecules, so finite-size effects cancel in
 D_CG/D_AA, on the CG engine ``--engine`` (default ``auto``: LAMMPS on CPUs).
@@ -28,6 +32,7 @@ integrated deviation, density error under NPT, pressure, IBI iterations and wall
     python benchmarks/eight_liquids.py                                  # all eight, shipped refs
     python benchmarks/eight_liquids.py --liquids benzene --methods ibi,friction
     python benchmarks/eight_liquids.py --merge runs/eight_liquids/*.json   # one table
+    python benchmarks/eight_liquids.py --predicted-alpha runs/acceleration  # α-model rows
 """
 
 from __future__ import annotations
@@ -227,10 +232,8 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     liquids = list(dict.fromkeys(r["liquid"] for r in rows))
-    methods = [
-        m for m in ("ibi", "ml", "friction", "rescale") if any(r["method"] == m for r in rows)
-    ]
-    markers = {"ibi": "o", "ml": "s", "friction": "^", "rescale": "D"}
+    methods = [m for m in MARKERS if any(r["method"] == m for r in rows)]
+    markers = MARKERS
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for k, method in enumerate(methods):
         xs, ys, es = [], [], []
@@ -250,6 +253,81 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+MARKERS = {"ibi": "o", "ml": "s", "friction": "^", "rescale": "D", "rescale-predicted": "v"}
+
+
+def predicted_alpha_row(record: dict[str, Any], models: Path) -> dict[str, Any]:
+    """The ``rescale-predicted`` row of a liquid's record: its IBI row's D_CG/D_AA divided by
+    the α an acceleration model of its molecule (``models/<slug>``) predicts; structure,
+    density and pressure are the IBI run's (time rescaling changes only the clock)."""
+    from cgforge.workflows.cg import load_reference
+    from cgforge.workflows.predict import predicted_acceleration
+
+    liquid = record["liquid"]
+    ibi = next((r for r in record.get("rows", []) if r["method"] == "ibi"), None)
+    model = models / slug(liquid)
+    row: dict[str, Any] = {"method": "rescale-predicted", "model": str(model)}
+    if ibi is None or ibi.get("status") != "ok":
+        return {**row, "status": "not run", "notes": "no IBI row to rescale"}
+    if not (model / "model.json").is_file():
+        return {
+            **row,
+            "status": "not run",
+            "notes": f"no acceleration model of {liquid} in {models} (the database's "
+            "randomised molecules are 2,3,4-trimethylpentane, ethylbenzene and 3-methylpentane)",
+        }
+    try:
+        where = record.get("reference")
+        reference = load_reference(where if where and Path(where).is_dir() else liquid)
+        prediction = predicted_acceleration(model, reference)
+    except CGForgeError as exc:
+        return {**row, "status": "failed", "notes": str(exc)}
+    alpha, alpha_err = prediction["alpha"], prediction["alpha_err"]
+    f, f_err = ibi["acceleration_factor"], ibi.get("acceleration_factor_err") or 0.0
+    ratio = f / alpha
+    notes = [
+        f"alpha {alpha:.3g} ± {alpha_err:.2g} (random forest {prediction['random_forest']:.3g})"
+    ]
+    notes += [f"out of distribution: {r}" for r in prediction["ood_reasons"]]
+    return {
+        **row,
+        "status": "ok",
+        **{k: ibi.get(k) for k in ("rdf_r2", "rdf_deviation", "density_error", "pressure_bar",
+                                   "pressure_err_bar", "d_aa_m2_s", "d_aa_err_m2_s")},
+        "acceleration_factor": ratio,
+        "acceleration_factor_err": ratio * math.hypot(f_err / f, alpha_err / alpha),
+        "d_cg_m2_s": None if ibi.get("d_cg_m2_s") is None else ibi["d_cg_m2_s"] / alpha,
+        "alpha": alpha,
+        "alpha_err": alpha_err,
+        "alpha_random_forest": prediction["random_forest"],
+        "out_of_distribution": prediction["out_of_distribution"],
+        "notes": "; ".join(notes),
+    }  # fmt: skip
+
+
+def add_predicted_alpha(path: Path, models: Path) -> None:
+    """Add (or replace) the ``rescale-predicted`` rows of every liquid of the result file
+    ``path`` and rewrite it with its CSV and figure; no simulation runs."""
+    result = json.loads(path.read_text())
+    for record in result["liquids"]:
+        if record.get("status") != "done":
+            continue
+        row = predicted_alpha_row(record, models)
+        record["rows"] = [r for r in record["rows"] if r["method"] != "rescale-predicted"]
+        record["rows"].append(row)
+        print(f"{record['liquid']:<24} {row['status']:<8} "
+              f"{_fmt(row.get('acceleration_factor'), '.3g'):>6}  {row['notes']}")  # fmt: skip
+    result["table"] = table_rows(result["liquids"])
+    result["predicted_alpha"] = {
+        "models": str(models),
+        "command": "python benchmarks/eight_liquids.py " + " ".join(sys.argv[1:]),
+    }
+    write_json(path, result)
+    write_table(path.with_suffix(".csv"), result["table"])
+    plot(path.with_suffix(".png"), result["table"])
+    print(f"written {path}, {path.with_suffix('.csv')} and {path.with_suffix('.png')}")
 
 
 def _listed(part: dict, key: str) -> list:
@@ -362,7 +440,17 @@ def main() -> None:
         default=None,
         help="with --merge: a later file's rows of these methods (comma-separated) replace",
     )
+    parser.add_argument(
+        "--predicted-alpha",
+        type=Path,
+        default=None,
+        metavar="MODELS",
+        help="add rescale-predicted rows to --out from acceleration models MODELS/<liquid>; no runs",
+    )
     args = parser.parse_args()
+    if args.predicted_alpha is not None:
+        add_predicted_alpha(args.out or RESULTS / "eight_liquids.json", args.predicted_alpha)
+        return
     if args.merge:
         merge(
             args.merge,
