@@ -247,8 +247,8 @@ def test_cli_passes_allow_other_molecules(model_path, tmp_path, monkeypatch):
 
 def test_production_density_drift_compares_the_last_and_first_quarters(tmp_path):
     """A production whose density falls linearly from 0.8 to 0.4 g/cm³ over 40 rows: the
-X
-    equilibration rows before it do not count."""
+    X
+        equilibration rows before it do not count."""
     from cgforge.workflows.gnn_md import production_density_drift
 
     rho = np.linspace(0.8, 0.4, 40)
