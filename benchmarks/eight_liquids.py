@@ -52,6 +52,7 @@ from cgforge.errors import CGForgeError
 from cgforge.fileio import write_json, write_text
 from cgforge.methods.friction import FrictionConfig
 from cgforge.methods.ibi import IBIConfig
+from cgforge.methods.rescale import rescale_diffusion
 from cgforge.workflows.compare import CompareSettings, get_settings, run_compare
 from cgforge.workflows.references import LIQUIDS, resolve_reference, slug
 
@@ -66,6 +67,8 @@ BENCHMARK = CompareSettings(
     cg_production_ps=500.0,
     friction=FrictionConfig(),
 )
+#: Figure marker of each method.
+MARKERS = {"ibi": "o", "ml": "s", "friction": "^", "rescale": "D", "rescale-predicted": "v"}
 TABLE_KEYS = (
     "acceleration_factor",
     "acceleration_factor_err",
@@ -233,7 +236,6 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
 
     liquids = list(dict.fromkeys(r["liquid"] for r in rows))
     methods = [m for m in MARKERS if any(r["method"] == m for r in rows)]
-    markers = MARKERS
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for k, method in enumerate(methods):
         xs, ys, es = [], [], []
@@ -243,7 +245,7 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
                 xs.append(i + (k - (len(methods) - 1) / 2) * 0.12)
                 ys.append(row["acceleration_factor"])
                 es.append(row.get("acceleration_factor_err") or 0.0)
-        ax.errorbar(xs, ys, yerr=es, fmt=markers[method], capsize=3, label=method)
+        ax.errorbar(xs, ys, yerr=es, fmt=MARKERS[method], capsize=3, label=method)
     ax.axhline(1.0, color="k", lw=1, ls="--", label="all-atom (D_CG = D_AA)")
     ax.set_yscale("log")
     ax.set_xticks(range(len(liquids)), liquids, rotation=30, ha="right")
@@ -253,9 +255,6 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-MARKERS = {"ibi": "o", "ml": "s", "friction": "^", "rescale": "D", "rescale-predicted": "v"}
 
 
 def predicted_alpha_row(record: dict[str, Any], models: Path) -> dict[str, Any]:
@@ -285,8 +284,9 @@ def predicted_alpha_row(record: dict[str, Any], models: Path) -> dict[str, Any]:
     except CGForgeError as exc:
         return {**row, "status": "failed", "notes": str(exc)}
     alpha, alpha_err = prediction["alpha"], prediction["alpha_err"]
-    f, f_err = ibi["acceleration_factor"], ibi.get("acceleration_factor_err") or 0.0
-    ratio = f / alpha
+    ratio, ratio_err = rescale_diffusion(
+        ibi["acceleration_factor"], ibi.get("acceleration_factor_err"), alpha, alpha_err
+    )
     notes = [
         f"alpha {alpha:.3g} ± {alpha_err:.2g} (random forest {prediction['random_forest']:.3g})"
     ]
@@ -297,7 +297,7 @@ def predicted_alpha_row(record: dict[str, Any], models: Path) -> dict[str, Any]:
         **{k: ibi.get(k) for k in ("rdf_r2", "rdf_deviation", "density_error", "pressure_bar",
                                    "pressure_err_bar", "d_aa_m2_s", "d_aa_err_m2_s")},
         "acceleration_factor": ratio,
-        "acceleration_factor_err": ratio * math.hypot(f_err / f, alpha_err / alpha),
+        "acceleration_factor_err": ratio_err,
         "d_cg_m2_s": None if ibi.get("d_cg_m2_s") is None else ibi["d_cg_m2_s"] / alpha,
         "alpha": alpha,
         "alpha_err": alpha_err,

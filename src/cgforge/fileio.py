@@ -18,13 +18,28 @@ from typing import Any
 
 import numpy as np
 
+_TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{name}."
+
+
+def is_unfinished_write(path: str | Path, name: str) -> bool:
+    """True for the temporary file that :func:`atomic_path` leaves beside a file ``name``
+    when the process writing it is killed before the write completes."""
+    tmp = Path(path).name
+    return tmp.startswith(_temp_prefix(name)) and tmp.endswith(_TEMP_SUFFIX)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=_temp_prefix(target.name), suffix=_TEMP_SUFFIX, dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from cgforge.errors import InputError
-from cgforge.fileio import write_json
+from cgforge.fileio import is_unfinished_write, write_json
 from cgforge.provenance import normalised_json
 from cgforge.runsummary import SUMMARY, read_summary
 
 WORK = ".cgforge"
+#: The run's resolved configuration in :data:`WORK`: it marks a cgforge run directory.
+CONFIG = "config.json"
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -47,7 +49,7 @@ class RunDirectory:
 
     def prepare(self) -> str:
         """Create or reopen the directory. Returns ``"new"``, ``"resume"`` or ``"complete"``."""
-        marker = self.work / "config.json"
+        marker = self.work / CONFIG
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"out {self.path} is a file; give a directory path", parameters="out")
         if self.path.exists() and any(self.path.iterdir()) and not self._killed_at_birth():
@@ -87,17 +89,14 @@ class RunDirectory:
         folder and writing its configuration, which the same command starts afresh."""
         if {p.name for p in self.path.iterdir()} != {WORK} or not self.work.is_dir():
             return False
-        return all(
-            p.is_file() and p.name.startswith(".config.json.") and p.name.endswith(".tmp")
-            for p in self.work.iterdir()
-        )
+        return all(p.is_file() and is_unfinished_write(p, CONFIG) for p in self.work.iterdir())
 
     def _nothing_done(self) -> bool:
         """True when the directory holds only the configuration of a run that wrote nothing
         else (one that failed on its input): a corrected command may take the directory."""
         outside = {p.name for p in self.path.iterdir()}
         inside = {p.name for p in self.work.iterdir()} if self.work.is_dir() else set()
-        return outside == {WORK} and inside == {"config.json"}
+        return outside == {WORK} and inside == {CONFIG}
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.summary_path, summary)
@@ -106,7 +105,7 @@ class RunDirectory:
         """The summary of the finished run (:func:`cgforge.runsummary.read_summary`)."""
         return read_summary(self.path)
 
-    def clean_work(self, keep: tuple[str, ...] = ("config.json",)) -> None:
+    def clean_work(self, keep: tuple[str, ...] = (CONFIG,)) -> None:
         """Remove checkpoints and chunks of a finished run (the results hold what they held)."""
         for item in self.work.iterdir():
             if item.name in keep:

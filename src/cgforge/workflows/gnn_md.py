@@ -1064,11 +1064,14 @@ def production_density_drift(thermo_csv: Path) -> float | None:
     file or with fewer than 8 production rows."""
     if not thermo_csv.is_file():
         return None
-    with open(thermo_csv, encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(line for line in handle if not line.startswith("#"))]
-    rho = np.array(
-        [float(r["density_g_cm3"]) for r in rows if r.get("stage") in ("1", "production")]
-    )
+    with open(thermo_csv, encoding="utf-8") as handle:  # write_thermo_csv: stages by name
+        rho = np.array(
+            [
+                float(r["density_g_cm3"])
+                for r in csv.DictReader(handle)
+                if r["stage"] == "production"
+            ]
+        )
     if rho.size < 8 or not np.all(np.isfinite(rho)):
         return None
     quarter = rho.size // 4
