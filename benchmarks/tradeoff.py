@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,9 @@ def main() -> int:
             continue
         liquids[name] = {
             "status": "done",
+            "command": f"python benchmarks/tradeoff.py {shlex.quote(name)} --workdir "
+            f"{args.workdir} --points {args.points}",
+            "config": config.__dict__,
             "wall_s": time.perf_counter() - tic,
             "start_potential": str(start),
             "run_dir": str(args.out / slug(name)),
@@ -91,6 +95,7 @@ def main() -> int:
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
         "config": config.__dict__,
+        "note": "command and config above are the last invocation's; each liquid keeps its own",
         "liquids": liquids,
     }
     write_json(args.results, result)

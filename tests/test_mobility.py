@@ -235,6 +235,20 @@ def test_models_of_another_version_grid_or_kind_are_refused(mobility_model, root
         train_mobility(root / "synthetic.db", out, CONFIG)
 
 
+def test_stage_selection_trains_on_the_chosen_records_only(synthetic_db, root):
+    """``stages`` picks record kinds: stage A alone is 24 of the 48 records, in the manifest."""
+    config = EnsembleTrainConfig(
+        folds=2, hidden=(16,), max_epochs=5, patience=5, batch_size=16, learning_curve=()
+    )
+    manifest = train_mobility(synthetic_db, root / "stage_a_only", config, stages=["a"])
+    data = manifest["training_data"]
+    assert (data["n_records"], data["n_stage_a"], data["n_stage_b"]) == (24, 24, 0)
+    for bad in ([], ["A", "D"]):
+        with pytest.raises(InputError, match="stages must be a non-empty selection of A, B, C"):
+            train_mobility(synthetic_db, root / "never_staged", config, stages=bad)
+    assert not (root / "never_staged").exists()
+
+
 def _copy_records(source: Path, target: Path, n: int) -> None:
     """The first ``n`` done records of ``source`` (any stage) into a new database."""
     with Database.open(source, readonly=True) as src, Database.init(target, src.grids) as dst:

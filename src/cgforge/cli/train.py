@@ -154,14 +154,23 @@ def train_mobility_command(
     seed: int = SEED,
     hidden: str = HIDDEN,
     learning_curve: bool = LEARNING_CURVE,
+    stages: str = typer.Option(
+        "A,B,C",
+        "--stages",
+        help="Record kinds to learn from, comma-separated: A (IBI potentials), B (other masses), "
+        "C (perturbed potentials).",
+    ),
     overwrite: bool = OVERWRITE,
     quiet: options.Quiet = False,
 ) -> None:
-    """Mobility network: (bead mass, D, g(r)) → U(r), from stage-A and stage-B records."""
+    """Mobility network: (bead mass, D, g(r)) → U(r), from stage-A, -B and -C records."""
     from cgforge.workflows.train import train_mobility
 
     config = _config(folds, epochs, patience, seed, hidden, learning_curve)
-    _train_network(train_mobility, database, out, config, overwrite=overwrite, quiet=quiet)
+    chosen = [x for x in stages.split(",") if x.strip()]
+    _train_network(
+        train_mobility, database, out, config, overwrite=overwrite, quiet=quiet, stages=chosen
+    )
 
 
 @train_app.command("params-to-potential")
