@@ -9,6 +9,12 @@ whose run fails is reported with its reason and the others go on.
 
     python benchmarks/aa_references.py                       # all eight, one after the other
     OMP_NUM_THREADS=1 python benchmarks/aa_references.py benzene neopentane   # one lane
+
+``--viscosity-only`` adds the viscosity to references shipped without one: a fresh run of the
+liquid (the same settings and drift criterion, a short production) gives the equilibrated
+start of the Green–Kubo run, and the Yeh–Hummer correction is applied to the *shipped* D and
+box edge; nothing else of the shipped reference changes. References that already hold a
+viscosity are left alone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from cgforge.errors import CGForgeError
 from cgforge.workflows.references import (
     LIQUIDS,
     ReferenceSettings,
+    add_viscosity,
     build_reference,
     measure_viscosity,
     ship_reference,
@@ -123,6 +130,80 @@ def write_report(path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def add_missing_viscosities(args: argparse.Namespace) -> int:
+    """The ``--viscosity-only`` mode: one fresh short run per liquid, its Green–Kubo viscosity
+    written into the shipped reference; the others go on when one fails."""
+    from cgforge.runsummary import read_summary
+
+    if args.viscosity_ps <= 0:
+        print("--viscosity-only needs a positive --viscosity-ps", file=sys.stderr)
+        return 2
+    settings = ReferenceSettings(
+        n_molecules=args.molecules, production_ps=args.production_ps, save_forces=False
+    )
+    failed = 0
+    for name in args.liquids:
+        folder = SHIPPED / slug(name)
+        if not (folder / "summary.json").exists():
+            print(f"== {name}: no shipped reference; build it first (without --viscosity-only)")
+            failed += 1
+            continue
+        shipped = read_summary(folder, what="shipped reference", command="'aa_references.py'")
+        if (shipped.get("reference") or {}).get("viscosity"):
+            print(f"== {name}: the shipped reference has its viscosity", flush=True)
+            continue
+        if shipped["n_molecules"] != settings.n_molecules:
+            print(
+                f"== {name}: shipped with {shipped['n_molecules']} molecules; give "
+                f"--molecules {shipped['n_molecules']}",
+                flush=True,
+            )
+            failed += 1
+            continue
+        tic = time.perf_counter()
+        print(f"== {name} (viscosity only)", flush=True)
+        try:
+            run_dir, summary = build_reference(
+                name, args.workdir / "viscosity-starts", settings, engine="gromacs"
+            )
+            viscosity = measure_viscosity(
+                run_dir,
+                run_dir.parent / "viscosity",
+                production_ps=args.viscosity_ps,
+                reference=shipped,
+            )
+        except CGForgeError as exc:
+            print(f"   failed: {exc}", flush=True)
+            failed += 1
+            continue
+        command = (
+            "python benchmarks/aa_references.py --viscosity-only --production-ps "
+            f"{args.production_ps:g} --viscosity-ps {args.viscosity_ps:g} " + shlex.quote(name)
+        )
+        add_viscosity(
+            folder,
+            viscosity,
+            command=command,
+            start_run={
+                "settings": settings.__dict__,
+                "equilibration_check": summary["equilibration_check"],
+                "density_g_cm3": summary["density_g_cm3"],
+                "density_err_g_cm3": summary["density_err_g_cm3"],
+                "provenance": summary.get("provenance"),
+            },
+        )
+        print(
+            f"   viscosity {viscosity['viscosity_Pa_s'] * 1e3:.3f} ± "
+            f"{viscosity['viscosity_err_Pa_s'] * 1e3:.3f} mPa s (start density "
+            f"{summary['density_g_cm3']:.4f}, shipped {shipped['density_g_cm3']:.4f}), "
+            f"D (Yeh-Hummer) {viscosity['diffusion_yeh_hummer_m2_s']:.3e} m2/s "
+            f"in {time.perf_counter() - tic:.0f} s",
+            flush=True,
+        )
+        write_report(SHIPPED / "README.md")
+    return 1 if failed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("liquids", nargs="*", default=[n for n, _ in LIQUIDS])
@@ -137,10 +218,17 @@ def main() -> int:
     parser.add_argument(
         "--viscosity-ps", type=float, default=200.0, help="Green-Kubo NVT run (0: none)"
     )
+    parser.add_argument(
+        "--viscosity-only",
+        action="store_true",
+        help="only add the viscosity to shipped references that lack one (a fresh short run)",
+    )
     args = parser.parse_args()
     if args.report:
         write_report(SHIPPED / "README.md")
         return 0
+    if args.viscosity_only:
+        return add_missing_viscosities(args)
     settings = ReferenceSettings(n_molecules=args.molecules, production_ps=args.production_ps)
     failed = 0
     for name in args.liquids:

@@ -64,6 +64,21 @@ def test_build_ship_and_use_a_reference_by_name(tmp_path, monkeypatch):
     reference = load_reference("benzene")
     assert reference.path == dest
     assert reference.summary["n_molecules"] == 40
+    # the viscosity of one run corrects another run's D: a box twice as large, half the shift
+    other = {**shipped, "box_nm": [2 * x for x in shipped["box_nm"]], "diffusion_m2_s": 1e-9}
+    moved = refs.measure_viscosity(run_dir, tmp_path / "visc", reference=other)
+    assert moved["viscosity_Pa_s"] == viscosity["viscosity_Pa_s"]  # kept, not rerun
+    assert moved["viscosity_run_box_nm"] == pytest.approx(viscosity["box_nm"])
+    shift = viscosity["diffusion_yeh_hummer_m2_s"] - viscosity["diffusion_m2_s"]
+    assert moved["diffusion_yeh_hummer_m2_s"] - 1e-9 == pytest.approx(shift / 2, rel=1e-9)
+    with pytest.raises(InputError, match="same liquid"):
+        refs.measure_viscosity(run_dir, tmp_path / "visc", reference={**other, "molecule": "x"})
+    before = load_reference("benzene").fingerprint()
+    refs.add_viscosity(dest, moved, command="test")
+    assert load_reference("benzene").fingerprint() == before  # an annotation, not a new run
+    kept = json.loads((dest / "summary.json").read_text())["reference"]
+    assert kept["viscosity"]["command"] == "test" and kept["format"] == refs.REFERENCE_FORMAT
+    assert kept["viscosity"]["diffusion_yeh_hummer_m2_s"] == moved["diffusion_yeh_hummer_m2_s"]
     # an older format is refused with a one-line reason
     shipped["reference"]["format"] = 0
     (dest / "summary.json").write_text(json.dumps(shipped))

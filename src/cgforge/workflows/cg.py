@@ -39,6 +39,7 @@ Reference fields are ``None`` when no reference is given.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -129,10 +130,19 @@ class AAReference(ReferenceSummary):
         return self.to_dict()
 
     def fingerprint(self) -> str:
-        """SHA-256 of the reference's summary.json and rdf.csv (changes when it is re-run)."""
+        """SHA-256 of the reference's summary.json and rdf.csv (changes when it is re-run).
+
+        A shipped reference's ``reference`` block (how it was shipped: command, equilibration
+        check, viscosity run) is left out, so that annotating a reference does not orphan the
+        runs made against it; a run directory of ``cgforge aa`` is hashed as its bytes."""
         digest = hashlib.sha256()
-        for name in (SUMMARY, "rdf.csv"):
-            digest.update((self.path / name).read_bytes())
+        raw = (self.path / SUMMARY).read_bytes()
+        data = json.loads(raw)
+        if isinstance(data, dict) and "reference" in data:
+            shipped = {k: v for k, v in data.items() if k != "reference"}
+            raw = json.dumps(shipped, sort_keys=True).encode()
+        digest.update(raw)
+        digest.update((self.path / "rdf.csv").read_bytes())
         return digest.hexdigest()
 
 

@@ -166,6 +166,7 @@ def measure_viscosity(
     discard_ps: float = 10.0,
     threads: int | None = None,
     seed: int = 2026,
+    reference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Shear viscosity of a finished GROMACS reference by Green–Kubo, and its Yeh–Hummer D.
 
@@ -175,19 +176,30 @@ def measure_viscosity(
     integrates the rest. Returns ``viscosity_Pa_s`` (± err), the plateau window, and the
     finite-size corrected ``diffusion_yeh_hummer_m2_s`` (± the propagated error) of the box
     edge ``box_nm``. Resumes from its checkpoint; the result is kept in ``viscosity.json``.
+
+    ``reference`` (the summary of another run of the same liquid, e.g. a shipped reference)
+    makes the correction apply to that run's D and box edge instead of ``run_dir``'s: the
+    viscosity then comes from a separate, equally equilibrated run, and its own box is kept
+    as ``viscosity_run_box_nm``.
     """
     from cgforge.engines.gromacs import default_threads, read_energy_file, run_gmx, write_mdp
     from cgforge.engines.gromacs import mdp_settings as gromacs_mdp
     from cgforge.engines.protocol import MDProtocol
-    from cgforge.observables.msd import yeh_hummer_correction
     from cgforge.observables.viscosity import green_kubo_viscosity
 
     run = Path(run_dir)
     work = Path(workdir)
     done = work / "viscosity.json"
-    if done.exists():
-        return json.loads(done.read_text())
     summary = read_summary(run, what="all-atom run", command="'cgforge aa'")
+    if reference is not None and reference.get("molecule") != summary.get("molecule"):
+        raise InputError(
+            f"the viscosity run is of {summary.get('molecule')!r} but the reference is of "
+            f"{reference.get('molecule')!r}; give the reference of the same liquid",
+            parameters="reference",
+        )
+    if done.exists():  # the Green–Kubo result is kept; the correction follows the arguments
+        kept = json.loads(done.read_text())
+        return _yeh_hummer(kept, summary if reference is None else reference, reference)
     if summary.get("engine") != "gromacs" or not (run / "system.top").exists():
         raise InputError(f"{run} is not a GROMACS reference (system.top is missing)")
     work.mkdir(parents=True, exist_ok=True)
@@ -267,26 +279,44 @@ def measure_viscosity(
         float(np.prod(box)),
         temperature,
     )
-    d = float(summary["diffusion_m2_s"])
-    d_err = float(summary["diffusion_err_m2_s"])
-    eta, eta_err = result.viscosity_Pa_s, result.viscosity_err_Pa_s
-    d_yh = yeh_hummer_correction(d * 1e6, box, temperature, eta) * 1e-6
-    correction = d_yh - d
-    correction_err = correction * eta_err / eta  # the correction scales as 1/η
     out = {
-        "viscosity_Pa_s": eta,
-        "viscosity_err_Pa_s": eta_err,
+        "viscosity_Pa_s": result.viscosity_Pa_s,
+        "viscosity_err_Pa_s": result.viscosity_err_Pa_s,
         "method": "Green-Kubo, off-diagonal pressure tensor, NVT (Nose-Hoover)",
         "run_ps": production_ps,
         "discard_ps": discard_ps,
         "plateau_ps": list(result.plateau_ps),
         "n_blocks": result.n_blocks,
         "box_nm": box,
-        "diffusion_m2_s": d,
-        "diffusion_yeh_hummer_m2_s": d_yh,
-        "diffusion_yeh_hummer_err_m2_s": float(np.hypot(d_err, correction_err)),
     }
-    write_json(done, out)
+    write_json(done, out)  # the run's own result; the correction is applied on return
+    return _yeh_hummer(out, summary if reference is None else reference, reference)
+
+
+def _yeh_hummer(
+    viscosity: dict[str, Any], summary: dict[str, Any], reference: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``viscosity`` (a Green–Kubo result of :func:`measure_viscosity`) with the Yeh–Hummer
+    corrected D of ``summary``'s D and box edge; a separate ``reference`` keeps the viscosity
+    run's own box as ``viscosity_run_box_nm``."""
+    from cgforge.observables.msd import yeh_hummer_correction
+
+    out = {k: v for k, v in viscosity.items() if not k.startswith("diffusion_")}
+    run_box = out.pop("viscosity_run_box_nm", out["box_nm"])
+    out["box_nm"] = run_box
+    if reference is not None:
+        out["box_nm"] = [float(v) for v in reference["box_nm"]]
+        out["viscosity_run_box_nm"] = run_box
+    box = out["box_nm"]
+    d = float(summary["diffusion_m2_s"])
+    d_err = float(summary["diffusion_err_m2_s"])
+    eta, eta_err = float(out["viscosity_Pa_s"]), float(out["viscosity_err_Pa_s"])
+    d_yh = yeh_hummer_correction(d * 1e6, box, float(summary["temperature_K"]), eta) * 1e-6
+    correction = d_yh - d
+    correction_err = correction * eta_err / eta  # the correction scales as 1/η
+    out["diffusion_m2_s"] = d
+    out["diffusion_yeh_hummer_m2_s"] = d_yh
+    out["diffusion_yeh_hummer_err_m2_s"] = float(np.hypot(d_err, correction_err))
     return out
 
 
@@ -328,6 +358,17 @@ def ship_reference(
         shutil.rmtree(dest)
     staging.rename(dest)
     return dest
+
+
+def add_viscosity(dest: str | Path, viscosity: dict[str, Any], **provenance: Any) -> Path:
+    """Write a viscosity result (of :func:`measure_viscosity`) into a shipped reference's
+    summary under ``reference.viscosity``, with ``provenance`` (e.g. the command and the
+    separate run's equilibration check) beside it; the summary is replaced atomically."""
+    folder = Path(dest)
+    summary = read_summary(folder, what="shipped reference", command="'aa_references.py'")
+    summary.setdefault("reference", {})["viscosity"] = {**viscosity, **provenance}
+    write_json(folder / SUMMARY, summary)
+    return folder
 
 
 def shipped_root() -> Path:
