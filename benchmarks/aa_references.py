@@ -14,7 +14,8 @@ whose run fails is reported with its reason and the others go on.
 liquid (the same settings and drift criterion, a short production) gives the equilibrated
 start of the Green–Kubo run, and the Yeh–Hummer correction is applied to the *shipped* D and
 box edge; nothing else of the shipped reference changes. References that already hold a
-viscosity are left alone.
+viscosity are left alone unless ``--overwrite`` is given (e.g. a longer ``--viscosity-ps``: each
+length has its own Green–Kubo run folder, ``viscosity-<ps>ps``).
 """
 
 from __future__ import annotations
@@ -154,8 +155,11 @@ def add_missing_viscosities(args: argparse.Namespace) -> int:
             failed += 1
             continue
         shipped = read_summary(folder, what="shipped reference", command="'aa_references.py'")
-        if (shipped.get("reference") or {}).get("viscosity"):
-            print(f"== {name}: the shipped reference has its viscosity", flush=True)
+        if (shipped.get("reference") or {}).get("viscosity") and not args.overwrite:
+            print(
+                f"== {name}: the shipped reference has its viscosity (--overwrite replaces it)",
+                flush=True,
+            )
             continue
         if shipped["n_molecules"] != settings.n_molecules:
             print(
@@ -173,7 +177,7 @@ def add_missing_viscosities(args: argparse.Namespace) -> int:
             )
             viscosity = measure_viscosity(
                 run_dir,
-                run_dir.parent / "viscosity",
+                run_dir.parent / f"viscosity-{args.viscosity_ps:g}ps",
                 production_ps=args.viscosity_ps,
                 reference=shipped,
             )
@@ -183,12 +187,19 @@ def add_missing_viscosities(args: argparse.Namespace) -> int:
             continue
         command = (
             "python benchmarks/aa_references.py --viscosity-only --production-ps "
-            f"{args.production_ps:g} --viscosity-ps {args.viscosity_ps:g} " + shlex.quote(name)
+            f"{args.production_ps:g} --viscosity-ps {args.viscosity_ps:g} "
+            + ("--overwrite " if args.overwrite else "")
+            + shlex.quote(name)
         )
+        before = (shipped.get("reference") or {}).get("viscosity") or {}
+        replaced = {
+            k: before[k] for k in ("viscosity_Pa_s", "viscosity_err_Pa_s", "run_ps") if k in before
+        }
         add_viscosity(
             folder,
             viscosity,
             command=command,
+            replaces=replaced or None,
             start_run={
                 "settings": settings.__dict__,
                 "equilibration_check": summary["equilibration_check"],
@@ -227,6 +238,11 @@ def main() -> int:
         "--viscosity-only",
         action="store_true",
         help="only add the viscosity to shipped references that lack one (a fresh short run)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --viscosity-only: replace a shipped viscosity (e.g. by a longer run)",
     )
     args = parser.parse_args()
     if args.report:
