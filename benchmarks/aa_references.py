@@ -155,7 +155,8 @@ def add_missing_viscosities(args: argparse.Namespace) -> int:
             failed += 1
             continue
         shipped = read_summary(folder, what="shipped reference", command="'aa_references.py'")
-        if (shipped.get("reference") or {}).get("viscosity") and not args.overwrite:
+        before = (shipped.get("reference") or {}).get("viscosity") or {}
+        if before and not args.overwrite:
             print(
                 f"== {name}: the shipped reference has its viscosity (--overwrite replaces it)",
                 flush=True,
@@ -191,7 +192,6 @@ def add_missing_viscosities(args: argparse.Namespace) -> int:
             + ("--overwrite " if args.overwrite else "")
             + shlex.quote(name)
         )
-        before = (shipped.get("reference") or {}).get("viscosity") or {}
         replaced = {
             k: before[k] for k in ("viscosity_Pa_s", "viscosity_err_Pa_s", "run_ps") if k in before
         }

@@ -199,7 +199,7 @@ def measure_viscosity(
         )
     if done.exists():  # the Green–Kubo result is kept; the correction follows the arguments
         kept = json.loads(done.read_text())
-        return _yeh_hummer(kept, summary if reference is None else reference, reference)
+        return _yeh_hummer(kept, summary, reference)
     if summary.get("engine") != "gromacs" or not (run / "system.top").exists():
         raise InputError(f"{run} is not a GROMACS reference (system.top is missing)")
     work.mkdir(parents=True, exist_ok=True)
@@ -290,21 +290,23 @@ def measure_viscosity(
         "box_nm": box,
     }
     write_json(done, out)  # the run's own result; the correction is applied on return
-    return _yeh_hummer(out, summary if reference is None else reference, reference)
+    return _yeh_hummer(out, summary, reference)
 
 
 def _yeh_hummer(
-    viscosity: dict[str, Any], summary: dict[str, Any], reference: dict[str, Any] | None
+    viscosity: dict[str, Any], run: dict[str, Any], reference: dict[str, Any] | None
 ) -> dict[str, Any]:
     """``viscosity`` (a Green–Kubo result of :func:`measure_viscosity`) with the Yeh–Hummer
-    corrected D of ``summary``'s D and box edge; a separate ``reference`` keeps the viscosity
-    run's own box as ``viscosity_run_box_nm``."""
+    corrected D of the viscosity ``run``'s summary, or of a separate ``reference`` (its D and
+    box edge; the viscosity run's own box is then kept as ``viscosity_run_box_nm``)."""
     from cgforge.observables.msd import yeh_hummer_correction
 
     out = {k: v for k, v in viscosity.items() if not k.startswith("diffusion_")}
     run_box = out.pop("viscosity_run_box_nm", out["box_nm"])
     out["box_nm"] = run_box
+    summary = run
     if reference is not None:
+        summary = reference
         out["box_nm"] = [float(v) for v in reference["box_nm"]]
         out["viscosity_run_box_nm"] = run_box
     box = out["box_nm"]
